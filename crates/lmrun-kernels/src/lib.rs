@@ -1,3 +1,35 @@
 //! Numerics for CPU inference: GGUF block formats, activation quantization, quantized dot
 //! products, matrix-vector and matrix-matrix products over weights in place, the f32 operations
-//! decoders need, and the persistent thread pool. (Placeholder: lands with issue 4.)
+//! decoders need, and the persistent thread pool.
+//!
+//! Decode speed on a CPU is the speed of reading the weights once per token, so the weights are
+//! computed on where they lie (a `&[u8]` into the model mapping, see [`WeightRef`]): nothing is
+//! copied or repacked. Activations are quantized once per [`matmul`] into the weight type's
+//! integer partner ([`quant`]), and each weight block meets its activation block in an integer
+//! dot product. Every kernel has a scalar reference ([`Isa::Scalar`]); x86-64 CPUs with
+//! AVX2+FMA+F16C get SIMD kernels chosen at run time ([`Isa::best`]). Other targets (aarch64
+//! included) use the scalar kernels: there is no NEON code yet.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+// Index loops read better than zipped iterators in block-format code.
+#![allow(clippy::needless_range_loop)]
+
+mod blocks;
+mod dispatch;
+mod error;
+mod matmul;
+pub mod ops;
+mod pool;
+mod qtype;
+pub mod quant;
+pub mod scalar;
+mod simd;
+
+pub use blocks::{dequantize_row, KVALUES_IQ4NL, QK32, QK_K};
+pub use dispatch::{dot_fn, vec_dot, ActRow, DotFn, Isa};
+pub use error::KernelError;
+pub use matmul::{matmul, matmul_with_isa, Scratch, WeightRef};
+pub use ops::RopeMode;
+pub use pool::ThreadPool;
+pub use qtype::QType;

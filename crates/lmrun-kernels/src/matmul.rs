@@ -1,0 +1,214 @@
+//! Matrix × vector (decode) and matrix × matrix (prefill) over a weight used in place: the
+//! weight is a `&[u8]` into the model mapping, never copied or repacked. Activations are
+//! quantized once per call into the caller's [`Scratch`]; the pool's threads then take chunks
+//! of weight rows from a shared counter (dynamic split: robust when cores are shared). For
+//! several tokens, a chunk of weight rows small enough to stay in cache is multiplied with
+//! every token before moving on, so each weight byte comes from DRAM once per call.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::dispatch::{dot_fn, DotFn, Isa};
+use crate::pool::{DisjointOut, ThreadPool};
+use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
+use crate::{KernelError, QType};
+
+/// A weight matrix in place: `rows` rows of `cols` values of `qtype`, row-major, each row
+/// `qtype.row_bytes(cols)` bytes (a GGUF tensor of shape `[cols, rows]`, ggml `ne0 = cols`).
+#[derive(Debug, Clone, Copy)]
+pub struct WeightRef<'a> {
+    /// Element type.
+    pub qtype: QType,
+    /// Raw bytes, exactly `rows * row_bytes(cols)` long.
+    pub data: &'a [u8],
+    /// Number of rows (outputs).
+    pub rows: usize,
+    /// Number of columns (inputs).
+    pub cols: usize,
+}
+
+impl<'a> WeightRef<'a> {
+    /// Checks the shape against the data length and the type's block size.
+    pub fn new(
+        qtype: QType,
+        data: &'a [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<WeightRef<'a>, KernelError> {
+        let w = WeightRef {
+            qtype,
+            data,
+            rows,
+            cols,
+        };
+        w.validate()?;
+        Ok(w)
+    }
+
+    /// Bytes per row.
+    pub fn row_bytes(&self) -> Result<usize, KernelError> {
+        self.qtype
+            .row_bytes(self.cols)
+            .ok_or(KernelError::BadShape {
+                qtype: self.qtype,
+                cols: self.cols,
+                block: self.qtype.block_size(),
+            })
+    }
+
+    /// Raw bytes of row `r`.
+    pub fn row(&self, r: usize) -> Result<&'a [u8], KernelError> {
+        let rb = self.row_bytes()?;
+        if r >= self.rows {
+            return Err(KernelError::OutOfRange {
+                what: "weight row",
+                index: r,
+                len: self.rows,
+            });
+        }
+        self.data
+            .get(r * rb..(r + 1) * rb)
+            .ok_or(KernelError::Length {
+                what: "weight data",
+                expected: (r + 1) * rb,
+                got: self.data.len(),
+            })
+    }
+
+    fn validate(&self) -> Result<usize, KernelError> {
+        let rb = self.row_bytes()?;
+        let total = rb
+            .checked_mul(self.rows)
+            .ok_or(KernelError::Overflow("weight size"))?;
+        if self.data.len() != total {
+            return Err(KernelError::Length {
+                what: "weight data",
+                expected: total,
+                got: self.data.len(),
+            });
+        }
+        Ok(rb)
+    }
+}
+
+/// Reusable per-caller buffers for quantized activations (grow once, then reused).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    q32: Vec<BlockQ8x32>,
+    qk: Vec<BlockQ8K>,
+}
+
+impl Scratch {
+    /// An empty scratch; it grows on first use.
+    pub fn new() -> Scratch {
+        Scratch::default()
+    }
+}
+
+/// `out[t * rows + r] = dot(W[r, :], x[t * cols ..][..cols])` for `t < n_tokens`, using the
+/// best instruction set of this CPU and all threads of `pool`.
+pub fn matmul(
+    pool: &ThreadPool,
+    w: &WeightRef<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    matmul_with_isa(Isa::best(), pool, w, x, n_tokens, out, scratch)
+}
+
+/// [`matmul`] at a chosen instruction-set level (for tests and benchmarks).
+pub fn matmul_with_isa(
+    isa: Isa,
+    pool: &ThreadPool,
+    w: &WeightRef<'_>,
+    x: &[f32],
+    n_tokens: usize,
+    out: &mut [f32],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let rb = w.validate()?;
+    let (rows, cols) = (w.rows, w.cols);
+    let xlen = n_tokens
+        .checked_mul(cols)
+        .ok_or(KernelError::Overflow("activation size"))?;
+    if x.len() != xlen {
+        return Err(KernelError::Length {
+            what: "matmul x",
+            expected: xlen,
+            got: x.len(),
+        });
+    }
+    let olen = n_tokens
+        .checked_mul(rows)
+        .ok_or(KernelError::Overflow("output size"))?;
+    if out.len() != olen {
+        return Err(KernelError::Length {
+            what: "matmul out",
+            expected: olen,
+            got: out.len(),
+        });
+    }
+    let f = dot_fn(w.qtype, isa).ok_or(KernelError::Unsupported {
+        qtype: w.qtype,
+        op: "matmul",
+    })?;
+    if rows == 0 || n_tokens == 0 {
+        return Ok(());
+    }
+    match act_kind(w.qtype) {
+        ActKind::F32 => {}
+        ActKind::Q8x32 => {
+            let n = xlen / 32;
+            if scratch.q32.len() < n {
+                scratch.q32.resize(n, BlockQ8x32::default());
+            }
+            quantize_q8x32(x, &mut scratch.q32[..n]);
+        }
+        ActKind::Q8K => {
+            let n = xlen / 256;
+            if scratch.qk.len() < n {
+                scratch.qk.resize(n, BlockQ8K::default());
+            }
+            quantize_q8k(x, &mut scratch.qk[..n]);
+        }
+    }
+    let nth = pool.n_threads();
+    let mut chunk = rows.div_ceil(nth * 8).max(1);
+    if n_tokens > 1 {
+        chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
+    }
+    let n_chunks = rows.div_ceil(chunk);
+    let next = AtomicUsize::new(0);
+    let dst = DisjointOut::new(out);
+    let (q32, qk) = (&scratch.q32[..], &scratch.qk[..]);
+    let data = w.data;
+    pool.run(|_ith, _nth| loop {
+        let c = next.fetch_add(1, Ordering::Relaxed);
+        if c >= n_chunks {
+            break;
+        }
+        let r0 = c * chunk;
+        let r1 = (r0 + chunk).min(rows);
+        for t in 0..n_tokens {
+            for r in r0..r1 {
+                let wr = &data[r * rb..(r + 1) * rb];
+                let v = match f {
+                    DotFn::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
+                    DotFn::Q8x32(f) => {
+                        let nb = cols / 32;
+                        f(wr, &q32[t * nb..(t + 1) * nb])
+                    }
+                    DotFn::Q8K(f) => {
+                        let nb = cols / 256;
+                        f(wr, &qk[t * nb..(t + 1) * nb])
+                    }
+                };
+                // SAFETY: each chunk index `c` is taken by exactly one thread, and the indices
+                // `t * rows + r` for `r` in that chunk's rows are disjoint across chunks.
+                unsafe { dst.write(t * rows + r, v) };
+            }
+        }
+    });
+    Ok(())
+}

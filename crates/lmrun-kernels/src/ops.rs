@@ -1,0 +1,313 @@
+//! The f32 operations a decoder needs besides matmul: normalization, softmax, rotary position
+//! embedding, activations, element-wise arithmetic, the f32 dot/axpy used by attention, and
+//! embedding-row lookup for every weight type. Length mismatches are errors, not panics.
+
+use crate::dispatch::Isa;
+use crate::{dequantize_row, KernelError, QType};
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), KernelError> {
+    if expected != got {
+        return Err(KernelError::Length {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// RMSNorm: `out[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) -> Result<(), KernelError> {
+    check_len("rms_norm weight", x.len(), weight.len())?;
+    check_len("rms_norm out", x.len(), out.len())?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let ss = dot_f32(x, x);
+    let scale = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(weight) {
+        *o = v * scale * g;
+    }
+    Ok(())
+}
+
+/// RMSNorm in place: `x[i] = x[i] / sqrt(mean(x²) + eps) * weight[i]`.
+pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), KernelError> {
+    check_len("rms_norm weight", x.len(), weight.len())?;
+    if x.is_empty() {
+        return Ok(());
+    }
+    let ss = dot_f32(x, x);
+    let scale = 1.0 / (ss / x.len() as f32 + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(weight) {
+        *v = *v * scale * g;
+    }
+    Ok(())
+}
+
+/// Numerically stable softmax in place (max subtracted). An empty slice is left alone;
+/// `-inf` entries become 0.
+pub fn softmax_inplace(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    if x.is_empty() || max == f32::NEG_INFINITY {
+        return;
+    }
+    let mut sum = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Rotary embedding layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeMode {
+    /// Adjacent pairs `(x[2i], x[2i+1])` rotate together (llama in GGUF; "interleaved").
+    Normal,
+    /// Halves `(x[i], x[i + d/2])` rotate together (GPT-NeoX, qwen2, gemma).
+    NeoX,
+}
+
+/// Rotary position embedding in place over `n_heads` heads of `head_dim` values, all dims
+/// rotated. Pair `i` (of `head_dim/2`) turns by
+/// `pos * freq_scale * theta_base^(-2i/head_dim) / freq_factors[i]` (factors as in Llama 3.x
+/// `rope_freqs`; `freq_scale` is linear position scaling, 1.0 for none).
+#[allow(clippy::too_many_arguments)]
+pub fn rope_inplace(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: usize,
+    theta_base: f32,
+    mode: RopeMode,
+    freq_factors: Option<&[f32]>,
+    freq_scale: f32,
+) -> Result<(), KernelError> {
+    rope_inplace_partial(
+        x,
+        n_heads,
+        head_dim,
+        head_dim,
+        pos,
+        theta_base,
+        mode,
+        freq_factors,
+        freq_scale,
+    )
+}
+
+/// [`rope_inplace`] rotating only the first `n_rot` dims of each head (ggml `n_dims`); the
+/// frequency exponent is `-2i/n_rot`.
+#[allow(clippy::too_many_arguments)]
+pub fn rope_inplace_partial(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    n_rot: usize,
+    pos: usize,
+    theta_base: f32,
+    mode: RopeMode,
+    freq_factors: Option<&[f32]>,
+    freq_scale: f32,
+) -> Result<(), KernelError> {
+    let total = n_heads
+        .checked_mul(head_dim)
+        .ok_or(KernelError::Overflow("rope size"))?;
+    check_len("rope x", total, x.len())?;
+    if n_rot > head_dim || n_rot % 2 != 0 {
+        return Err(KernelError::Invalid(
+            "rope: n_rot must be even and <= head_dim",
+        ));
+    }
+    let half = n_rot / 2;
+    if let Some(ff) = freq_factors {
+        check_len("rope freq_factors", half, ff.len())?;
+    }
+    let p = pos as f32 * freq_scale;
+    for i in 0..half {
+        let inv = theta_base.powf(-2.0 * i as f32 / n_rot as f32);
+        let mut theta = p * inv;
+        if let Some(ff) = freq_factors {
+            theta /= ff[i];
+        }
+        let (s, c) = theta.sin_cos();
+        for h in 0..n_heads {
+            let base = h * head_dim;
+            let (a, b) = match mode {
+                RopeMode::Normal => (base + 2 * i, base + 2 * i + 1),
+                RopeMode::NeoX => (base + i, base + i + half),
+            };
+            let (x0, x1) = (x[a], x[b]);
+            x[a] = x0 * c - x1 * s;
+            x[b] = x0 * s + x1 * c;
+        }
+    }
+    Ok(())
+}
+
+/// SiLU in place: `x * sigmoid(x)`.
+pub fn silu_inplace(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v /= 1.0 + (-*v).exp();
+    }
+}
+
+/// GELU, tanh approximation, in place.
+pub fn gelu_tanh_inplace(x: &mut [f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for v in x.iter_mut() {
+        let u = *v;
+        *v = 0.5 * u * (1.0 + (SQRT_2_OVER_PI * u * (1.0 + 0.044715 * u * u)).tanh());
+    }
+}
+
+/// `a[i] += b[i]`.
+pub fn add_inplace(a: &mut [f32], b: &[f32]) -> Result<(), KernelError> {
+    check_len("add b", a.len(), b.len())?;
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+    Ok(())
+}
+
+/// `a[i] *= b[i]`.
+pub fn mul_inplace(a: &mut [f32], b: &[f32]) -> Result<(), KernelError> {
+    check_len("mul b", a.len(), b.len())?;
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x *= y;
+    }
+    Ok(())
+}
+
+/// `a[i] *= s`.
+pub fn scale_inplace(a: &mut [f32], s: f32) {
+    for x in a.iter_mut() {
+        *x *= s;
+    }
+}
+
+/// f32 dot product over the common length of `a` and `b` (callers pass equal lengths).
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() == Isa::Avx2 {
+        return crate::simd::avx2::dot_f32(&a[..n], &b[..n]);
+    }
+    dot_f32_scalar(&a[..n], &b[..n])
+}
+
+/// Scalar reference for [`dot_f32`] (8 partial sums).
+pub fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let n8 = a.len().min(b.len()) / 8 * 8;
+    for (x, y) in a[..n8].chunks_exact(8).zip(b[..n8].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in a[n8..].iter().zip(&b[n8..]) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y[i] += a * x[i]` over the common length (callers pass equal lengths).
+pub fn axpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() == Isa::Avx2 {
+        crate::simd::avx2::axpy_f32(a, &x[..n], &mut y[..n]);
+        return;
+    }
+    for (o, &v) in y[..n].iter_mut().zip(&x[..n]) {
+        *o += a * v;
+    }
+}
+
+/// Dequantizes row `row` of an embedding table of type `qtype` with `cols` columns into `out`
+/// (`out.len() == cols`).
+pub fn embedding_row(
+    qtype: QType,
+    table: &[u8],
+    cols: usize,
+    row: usize,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    check_len("embedding_row out", cols, out.len())?;
+    let rb = qtype.row_bytes(cols).ok_or(KernelError::BadShape {
+        qtype,
+        cols,
+        block: qtype.block_size(),
+    })?;
+    let n_rows = table.len().checked_div(rb).unwrap_or(0);
+    if row >= n_rows {
+        return Err(KernelError::OutOfRange {
+            what: "embedding row",
+            index: row,
+            len: n_rows,
+        });
+    }
+    dequantize_row(qtype, &table[row * rb..(row + 1) * rb], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_softmax_act() {
+        let x = [1.0f32, -2.0, 3.0, 0.5];
+        let w = [1.0f32, 2.0, 0.5, 1.0];
+        let mut o = [0f32; 4];
+        rms_norm(&x, &w, 1e-6, &mut o).unwrap();
+        let rms = ((1.0 + 4.0 + 9.0 + 0.25) / 4.0f32 + 1e-6).sqrt();
+        for i in 0..4 {
+            assert!((o[i] - x[i] / rms * w[i]).abs() < 1e-6);
+        }
+        assert!(rms_norm(&x, &w[..3], 1e-6, &mut o).is_err());
+        let mut s = [1.0f32, 2.0, 3.0, f32::NEG_INFINITY];
+        softmax_inplace(&mut s);
+        let e: f32 = (1f32.exp() + 2f32.exp() + 3f32.exp()).ln();
+        assert!((s[2] - (3.0 - e).exp()).abs() < 1e-6 && s[3] == 0.0);
+        let mut a = [0.0f32, 1.0, -1.0];
+        silu_inplace(&mut a);
+        assert!((a[1] - 0.731_058_6).abs() < 1e-6 && a[0] == 0.0);
+        let mut g = [1.0f32, -1.0];
+        gelu_tanh_inplace(&mut g);
+        assert!((g[0] - 0.841_192).abs() < 1e-5 && (g[1] + 0.158_808).abs() < 1e-5);
+    }
+
+    #[test]
+    fn dot_axpy_match_scalar() {
+        let a: Vec<f32> = (0..77).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..77).map(|i| (i as f32 * 0.11).cos()).collect();
+        let r: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot_f32(&a, &b) - r).abs() < 1e-4);
+        assert!((dot_f32_scalar(&a, &b) - r).abs() < 1e-4);
+        let mut y = b.clone();
+        axpy_f32(0.5, &a, &mut y);
+        for i in 0..77 {
+            assert!((y[i] - (b[i] + 0.5 * a[i])).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rope_modes() {
+        // head_dim 4, pos 1, base 10000: pair 0 turns by 1 rad, pair 1 by 0.01 rad
+        let mut x = [1.0f32, 0.0, 1.0, 0.0];
+        rope_inplace(&mut x, 1, 4, 1, 10000.0, RopeMode::Normal, None, 1.0).unwrap();
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        assert!((x[2] - 0.01f32.cos()).abs() < 1e-6 && (x[3] - 0.01f32.sin()).abs() < 1e-6);
+        let mut y = [1.0f32, 1.0, 0.0, 0.0];
+        let ff = [1.0f32, 2.0];
+        rope_inplace(&mut y, 1, 4, 1, 10000.0, RopeMode::NeoX, Some(&ff), 1.0).unwrap();
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+        assert!((y[1] - 0.005f32.cos()).abs() < 1e-6 && (y[3] - 0.005f32.sin()).abs() < 1e-6);
+        assert!(rope_inplace(&mut y, 2, 4, 1, 1e4, RopeMode::NeoX, None, 1.0).is_err());
+    }
+}

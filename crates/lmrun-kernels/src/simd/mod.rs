@@ -1,0 +1,4 @@
+//! Instruction-set specific kernels, each module behind run-time detection in `dispatch`.
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;

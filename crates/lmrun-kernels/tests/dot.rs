@@ -1,0 +1,200 @@
+//! Quantized dot products and matmul: each SIMD kernel equals its scalar reference (integer
+//! sums are exact, so only float reassociation differs), quantized dots match the f32 dot of
+//! the dequantized weights within the activation-quantization error, and matmul results do
+//! not depend on the thread count.
+
+#![allow(clippy::needless_range_loop)]
+
+mod common;
+
+use common::*;
+use lmrun_kernels::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
+use lmrun_kernels::{
+    dequantize_row, matmul_with_isa, vec_dot, ActRow, Isa, QType, Scratch, ThreadPool, WeightRef,
+};
+
+fn cols_for(t: QType) -> usize {
+    if t.block_size() == 256 {
+        1024
+    } else {
+        896
+    }
+}
+
+struct Act {
+    x: Vec<f32>,
+    q32: Vec<BlockQ8x32>,
+    qk: Vec<BlockQ8K>,
+}
+
+impl Act {
+    fn new(x: Vec<f32>) -> Act {
+        let mut q32 = vec![BlockQ8x32::default(); x.len() / 32];
+        quantize_q8x32(&x, &mut q32);
+        let mut qk = vec![BlockQ8K::default(); x.len() / 256];
+        quantize_q8k(&x[..x.len() / 256 * 256], &mut qk);
+        Act { x, q32, qk }
+    }
+    fn row(&self, t: QType) -> ActRow<'_> {
+        match act_kind(t) {
+            ActKind::F32 => ActRow::F32(&self.x),
+            ActKind::Q8x32 => ActRow::Q8x32(&self.q32),
+            ActKind::Q8K => ActRow::Q8K(&self.qk),
+        }
+    }
+}
+
+#[test]
+fn quantized_dot_matches_dequantized_f32_dot() {
+    let mut rng = Rng::new(7);
+    for t in WEIGHT_TYPES {
+        let cols = cols_for(t);
+        for trial in 0..20 {
+            let w = random_row(t, cols, &mut rng);
+            let x: Vec<f32> = (0..cols).map(|_| rng.normalish()).collect();
+            let act = Act::new(x.clone());
+            let mut wf = vec![0f32; cols];
+            dequantize_row(t, &w, &mut wf).unwrap();
+            let exact: f64 = wf.iter().zip(&x).map(|(&a, &b)| a as f64 * b as f64).sum();
+            // bound: per activation block, sum |w| * d/2 (round to nearest)
+            let bw = match act_kind(t) {
+                ActKind::F32 => 0,
+                ActKind::Q8x32 => 32,
+                ActKind::Q8K => 256,
+            };
+            let mut bound = 1e-5
+                * wf.iter()
+                    .zip(&x)
+                    .map(|(a, b)| (a * b).abs() as f64)
+                    .sum::<f64>();
+            if bw > 0 {
+                for (wb, xb) in wf.chunks(bw).zip(x.chunks(bw)) {
+                    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+                    let sw: f64 = wb.iter().map(|v| v.abs() as f64).sum();
+                    bound += sw * amax / 127.0 * 0.5 * 1.001;
+                }
+            }
+            for isa in [Isa::Scalar, Isa::Avx2] {
+                if !isa.is_available() {
+                    continue;
+                }
+                let got = vec_dot(isa, t, cols, &w, act.row(t)).unwrap() as f64;
+                assert!(
+                    (got - exact).abs() <= bound + 1e-6,
+                    "{t} {isa:?} trial {trial}: {got} vs {exact} (bound {bound})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn simd_equals_scalar() {
+    if !Isa::Avx2.is_available() {
+        eprintln!("AVX2 not available: nothing to compare");
+        return;
+    }
+    let mut rng = Rng::new(11);
+    for t in WEIGHT_TYPES {
+        for &cols in &[256usize, 512, 2048] {
+            for _ in 0..30 {
+                let w = random_row(t, cols, &mut rng);
+                let x: Vec<f32> = (0..cols).map(|_| rng.normalish() * 3.0).collect();
+                let act = Act::new(x);
+                let s = vec_dot(Isa::Scalar, t, cols, &w, act.row(t)).unwrap();
+                let v = vec_dot(Isa::Avx2, t, cols, &w, act.row(t)).unwrap();
+                // same integer block sums; only the order of f32 additions differs.
+                let mag: f32 = {
+                    let mut wf = vec![0f32; cols];
+                    dequantize_row(t, &w, &mut wf).unwrap();
+                    wf.iter().zip(&act.x).map(|(a, b)| (a * b).abs()).sum()
+                };
+                let tol = 1e-5 * mag + 1e-6;
+                assert!(
+                    (s - v).abs() <= tol,
+                    "{t} cols {cols}: scalar {s} avx2 {v} tol {tol}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn vec_dot_rejects_mismatches() {
+    let w = vec![0u8; 18 * 2];
+    let x = vec![BlockQ8x32::default(); 1];
+    assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w, ActRow::Q8x32(&x)).is_err());
+    assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w[..20], ActRow::Q8x32(&x)).is_err());
+    let xf = vec![0f32; 64];
+    assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w, ActRow::F32(&xf)).is_err());
+    assert!(vec_dot(Isa::Scalar, QType::Q8K, 256, &[0u8; 292], ActRow::F32(&xf)).is_err());
+}
+
+#[test]
+fn matmul_independent_of_threads_and_isa() {
+    let mut rng = Rng::new(3);
+    let pools: Vec<ThreadPool> = [1, 2, 3]
+        .iter()
+        .map(|&n| ThreadPool::new(n).unwrap())
+        .collect();
+    for t in WEIGHT_TYPES {
+        let cols = cols_for(t);
+        let rows = 37;
+        let data: Vec<u8> = (0..rows)
+            .flat_map(|_| random_row(t, cols, &mut rng))
+            .collect();
+        let w = WeightRef::new(t, &data, rows, cols).unwrap();
+        for n_tokens in [1usize, 5] {
+            let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.normalish()).collect();
+            let mut scratch = Scratch::new();
+            let mut reference = vec![0f32; n_tokens * rows];
+            matmul_with_isa(
+                Isa::Scalar,
+                &pools[0],
+                &w,
+                &x,
+                n_tokens,
+                &mut reference,
+                &mut scratch,
+            )
+            .unwrap();
+            // check against per-row vec_dot
+            let act = Act::new(x[..cols].to_vec());
+            for r in 0..rows {
+                let d = vec_dot(Isa::Scalar, t, cols, w.row(r).unwrap(), act.row(t)).unwrap();
+                assert_eq!(d, reference[r], "{t} row {r}");
+            }
+            for isa in [Isa::Scalar, Isa::Avx2] {
+                if !isa.is_available() {
+                    continue;
+                }
+                for pool in &pools {
+                    let mut out = vec![f32::NAN; n_tokens * rows];
+                    matmul_with_isa(isa, pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    for (i, (a, b)) in out.iter().zip(&reference).enumerate() {
+                        let tol = 1e-4 * b.abs().max(1.0);
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{t} {isa:?} {} threads, n_tokens {n_tokens}, out {i}: {a} vs {b}",
+                            pool.n_threads()
+                        );
+                    }
+                }
+            }
+        }
+        // shape errors
+        let mut out = vec![0f32; rows];
+        let mut scratch = Scratch::new();
+        assert!(matmul_with_isa(
+            Isa::Scalar,
+            &pools[0],
+            &w,
+            &[0.0; 3],
+            1,
+            &mut out,
+            &mut scratch
+        )
+        .is_err());
+        assert!(WeightRef::new(t, &data[1..], rows, cols).is_err());
+    }
+}
