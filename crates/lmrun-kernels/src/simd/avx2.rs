@@ -1,22 +1,80 @@
 //! AVX2 + FMA + F16C kernels for x86-64. Every function here is only reachable after
 //! `dispatch` has detected those features at run time; each has a scalar twin in `scalar`
-//! that the tests compare it with.
+//! that the tests compare it with. The integer block sums are computed exactly as in the
+//! scalar code (u8×i8 `maddubs` pairs, widened by `madd`), so SIMD and scalar differ only in
+//! the order of the f32 additions.
+//!
+//! Every kernel derives its block count from the slice lengths (`min` of weight blocks and
+//! activation blocks), so all raw loads stay inside the slices whatever the caller passes.
+
+// On newer compilers most intrinsics are safe inside `#[target_feature]` functions, on the
+// 1.85 MSRV they are not: keep the `unsafe` blocks and silence the newer lint.
+#![allow(unused_unsafe)]
 
 use std::arch::x86_64::*;
 
+use crate::blocks::{kscales, KVALUES_IQ4NL};
 use crate::quant::{BlockQ8K, BlockQ8x32};
 use crate::{DotFn, QType};
 
-/// The AVX2 kernel for `t`, if there is one. Callers must have checked that AVX2, FMA and F16C
-/// are available (`Isa::Avx2.is_available()`).
+/// The AVX2 kernel for `t`, if there is one. Only called by `dispatch::dot_fn` after it has
+/// checked `Isa::Avx2.is_available()` (AVX2, FMA and F16C detected at run time).
 pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
-    let _ = t;
-    None
+    Some(match t {
+        QType::F32 => DotFn::F32(dot_f32w),
+        QType::F16 => DotFn::F32(dot_f16w),
+        QType::BF16 => DotFn::F32(dot_bf16w),
+        QType::Q4_0 => DotFn::Q8x32(dot_q4_0),
+        QType::Q4_1 => DotFn::Q8x32(dot_q4_1),
+        QType::Q5_0 => DotFn::Q8x32(dot_q5_0),
+        QType::Q5_1 => DotFn::Q8x32(dot_q5_1),
+        QType::Q8_0 => DotFn::Q8x32(dot_q8_0),
+        QType::IQ4NL => DotFn::Q8x32(dot_iq4nl),
+        QType::Q2K => DotFn::Q8K(dot_q2k),
+        QType::Q3K => DotFn::Q8K(dot_q3k),
+        QType::Q4K => DotFn::Q8K(dot_q4k),
+        QType::Q5K => DotFn::Q8K(dot_q5k),
+        QType::Q6K => DotFn::Q8K(dot_q6k),
+        QType::IQ4XS => DotFn::Q8K(dot_iq4xs),
+        _ => return None,
+    })
 }
 
-#[inline(always)]
-fn hsum(v: __m256) -> f32 {
-    // SAFETY: only called from AVX2 code paths (features detected by the caller).
+/// Defines a safe wrapper around an AVX2 kernel. The wrappers are private to this module and
+/// handed out only by `dot_fn`, which is only called once the features were detected.
+macro_rules! wrap {
+    ($name:ident, $imp:ident, $act:ty) => {
+        fn $name(w: &[u8], a: &[$act]) -> f32 {
+            // SAFETY: reachable only through `dot_fn`, i.e. after run-time detection of
+            // AVX2+FMA+F16C; the kernel bounds every access by the slice lengths.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+wrap!(dot_f32w, dot_f32w_impl, f32);
+wrap!(dot_f16w, dot_f16w_impl, f32);
+wrap!(dot_bf16w, dot_bf16w_impl, f32);
+wrap!(dot_q4_0, dot_q4_0_impl, BlockQ8x32);
+wrap!(dot_q4_1, dot_q4_1_impl, BlockQ8x32);
+wrap!(dot_q5_0, dot_q5_0_impl, BlockQ8x32);
+wrap!(dot_q5_1, dot_q5_1_impl, BlockQ8x32);
+wrap!(dot_q8_0, dot_q8_0_impl, BlockQ8x32);
+wrap!(dot_iq4nl, dot_iq4nl_impl, BlockQ8x32);
+wrap!(dot_q2k, dot_q2k_impl, BlockQ8K);
+wrap!(dot_q3k, dot_q3k_impl, BlockQ8K);
+wrap!(dot_q4k, dot_q4k_impl, BlockQ8K);
+wrap!(dot_q5k, dot_q5k_impl, BlockQ8K);
+wrap!(dot_q6k, dot_q6k_impl, BlockQ8K);
+wrap!(dot_iq4xs, dot_iq4xs_impl, BlockQ8K);
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_ps(v: __m256) -> f32 {
+    // SAFETY: plain register arithmetic; features enabled on this function.
     unsafe {
         let lo = _mm256_castps256_ps128(v);
         let hi = _mm256_extractf128_ps(v, 1);
@@ -27,13 +85,588 @@ fn hsum(v: __m256) -> f32 {
     }
 }
 
-/// f32 dot product. Caller guarantees AVX2+FMA (checked by `ops::dot_f32`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_at(b: &[u8], off: usize) -> f32 {
+    let h = u16::from_le_bytes([b[off], b[off + 1]]);
+    // SAFETY: register conversion (F16C enabled).
+    unsafe { _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32))) }
+}
+
+/// Loads 32 bytes from `b[off..off + 32]` (bounds-checked).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32(b: &[u8], off: usize) -> __m256i {
+    let s = &b[off..off + 32];
+    // SAFETY: `s` is 32 readable bytes; unaligned load.
+    unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
+}
+
+/// Loads 16 bytes from `b[off..off + 16]` (bounds-checked).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load16(b: &[u8], off: usize) -> __m128i {
+    let s = &b[off..off + 16];
+    // SAFETY: `s` is 16 readable bytes; unaligned load.
+    unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load32_i8(q: &[i8], off: usize) -> __m256i {
+    let s = &q[off..off + 32];
+    // SAFETY: `s` is 32 readable bytes; unaligned load.
+    unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
+}
+
+/// 16 nibble bytes → 32 bytes: low nibbles (values 0..16) then high nibbles (16..32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn nibbles32(b: &[u8], off: usize) -> __m256i {
+    // SAFETY: register arithmetic after a bounds-checked load.
+    unsafe {
+        let t = load16(b, off);
+        let v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+        _mm256_and_si256(v, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// Each of the 32 bits of `x` → a byte 0xFF (set) or 0x00.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes_from_bits(x: u32) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let shuf = _mm256_set_epi64x(
+            0x0303_0303_0303_0303,
+            0x0202_0202_0202_0202,
+            0x0101_0101_0101_0101,
+            0,
+        );
+        let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x as i32), shuf);
+        let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+        _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+    }
+}
+
+/// u8 × i8 products summed in pairs (i16), then in fours (i32).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mul_sum_us8_i32(ax: __m256i, sy: __m256i) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1)) }
+}
+
+/// i8 × i8 products summed in fours (i32), via |x| × sign(y, x).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mul_sum_i8_i32(x: __m256i, y: __m256i) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { mul_sum_us8_i32(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
+}
+
+/// Scale vector: i16 `lo` in the low 128 bits, `hi` in the high 128 bits.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scales2(lo: i32, hi: i32) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16)) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// float weights
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f32w_impl(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(w.len() / 4);
+    let n8 = n / 8 * 8;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: i + 8 <= n <= both lengths (in f32 units); unaligned loads.
+        unsafe {
+            let wv = _mm256_loadu_ps(w.as_ptr().add(4 * i) as *const f32);
+            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+            if i % 16 == 0 {
+                acc0 = _mm256_fmadd_ps(wv, xv, acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(wv, xv, acc1);
+            }
+        }
+        i += 8;
+    }
+    // SAFETY: register arithmetic.
+    let mut s = unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) };
+    for j in n8..n {
+        s += crate::blocks::f32_at(w, 4 * j) * x[j];
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_f16w_impl(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(w.len() / 2);
+    let n8 = n / 8 * 8;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: bounds-checked 16-byte load; i + 8 <= x.len().
+        unsafe {
+            let wv = _mm256_cvtph_ps(load16(w, 2 * i));
+            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+            if i % 16 == 0 {
+                acc0 = _mm256_fmadd_ps(wv, xv, acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(wv, xv, acc1);
+            }
+        }
+        i += 8;
+    }
+    // SAFETY: register arithmetic.
+    let mut s = unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) };
+    for j in n8..n {
+        s += crate::blocks::f16_at(w, 2 * j) * x[j];
+    }
+    s
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_bf16w_impl(w: &[u8], x: &[f32]) -> f32 {
+    let n = x.len().min(w.len() / 2);
+    let n8 = n / 8 * 8;
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    let mut i = 0;
+    while i < n8 {
+        // SAFETY: bounds-checked 16-byte load; i + 8 <= x.len().
+        unsafe {
+            let h = _mm256_cvtepu16_epi32(load16(w, 2 * i));
+            let wv = _mm256_castsi256_ps(_mm256_slli_epi32(h, 16));
+            let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+            if i % 16 == 0 {
+                acc0 = _mm256_fmadd_ps(wv, xv, acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(wv, xv, acc1);
+            }
+        }
+        i += 8;
+    }
+    // SAFETY: register arithmetic.
+    let mut s = unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) };
+    for j in n8..n {
+        let b = f32::from_bits((u16::from_le_bytes([w[2 * j], w[2 * j + 1]]) as u32) << 16);
+        s += b * x[j];
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// 32-wide blocks × BlockQ8x32
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q8_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 34);
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[34 * i..34 * i + 34];
+        let y = &a[i];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let p = mul_sum_i8_i32(load32(b, 2), load32_i8(&y.qs, 0));
+            if i % 2 == 0 {
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 18);
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[18 * i..18 * i + 18];
+        let y = &a[i];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let q = _mm256_sub_epi8(nibbles32(b, 2), _mm256_set1_epi8(8));
+            let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
+            if i % 2 == 0 {
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 20);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[20 * i..20 * i + 20];
+        let y = &a[i];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            summ += f16_at(b, 2) * y.s;
+            let p = mul_sum_us8_i32(nibbles32(b, 4), load32_i8(&y.qs, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) + summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 22);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[22 * i..22 * i + 22];
+        let y = &a[i];
+        let qh = crate::blocks::u32_at(b, 2);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let hi = _mm256_andnot_si256(bytes_from_bits(qh), _mm256_set1_epi8(0xF0u8 as i8));
+            let q = _mm256_or_si256(nibbles32(b, 6), hi); // (q | h<<4) - 16 as i8
+            let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 24);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[24 * i..24 * i + 24];
+        let y = &a[i];
+        let qh = crate::blocks::u32_at(b, 4);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            summ += f16_at(b, 2) * y.s;
+            let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles32(b, 8), hi);
+            let p = mul_sum_us8_i32(q, load32_i8(&y.qs, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) + summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_iq4nl_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+    let nb = a.len().min(w.len() / 18);
+    let mut acc = _mm256_setzero_ps();
+    // SAFETY: KVALUES_IQ4NL is 16 bytes.
+    let table = unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
+    };
+    for i in 0..nb {
+        let b = &w[18 * i..18 * i + 18];
+        let y = &a[i];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let q = _mm256_shuffle_epi8(table, nibbles32(b, 2));
+            let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// k-quants × Q8_K
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q4k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 144);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[144 * i..144 * i + 144];
+        let y = &a[i];
+        let (sc, mn) = kscales(&b[4..16]);
+        let mut msum = 0i32;
+        for j in 0..8 {
+            msum += mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
+        }
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            summ += y.d * f16_at(b, 2) * msum as f32;
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q4 = load32(b, 16 + 32 * j);
+                let lo = _mm256_and_si256(q4, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
+                let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) - summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q5k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 176);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[176 * i..176 * i + 176];
+        let y = &a[i];
+        let (sc, mn) = kscales(&b[4..16]);
+        let mut msum = 0i32;
+        for j in 0..8 {
+            msum += mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
+        }
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            summ += y.d * f16_at(b, 2) * msum as f32;
+            let m4 = _mm256_set1_epi8(0x0F);
+            let sixteen = _mm256_set1_epi8(16);
+            let hbits = load32(b, 16);
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let q5 = load32(b, 48 + 32 * j);
+                let ml = _mm256_set1_epi8((1u8 << (2 * j)) as i8);
+                let mh = _mm256_set1_epi8((1u8 << (2 * j + 1)) as i8);
+                let hl =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen);
+                let hh =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen);
+                let lo = _mm256_or_si256(_mm256_and_si256(q5, m4), hl);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), hh);
+                let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
+                let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) - summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 210);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[210 * i..210 * i + 210];
+        let y = &a[i];
+        let mut sc = [0i32; 16];
+        let mut bias = 0i32;
+        for k in 0..16 {
+            sc[k] = b[192 + k] as i8 as i32;
+            bias += sc[k] * y.bsums[k] as i32;
+        }
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m30 = _mm256_set1_epi8(0x30);
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let qa = load32(b, 64 * n);
+                let qb = load32(b, 64 * n + 32);
+                let qh = load32(b, 128 + 32 * n);
+                let q1 = _mm256_or_si256(
+                    _mm256_and_si256(qa, m4),
+                    _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30),
+                );
+                let q2 = _mm256_or_si256(
+                    _mm256_and_si256(qb, m4),
+                    _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
+                );
+                let q3 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                    _mm256_and_si256(qh, m30),
+                );
+                let q4 = _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                );
+                let s = 8 * n;
+                let p1 = _mm256_maddubs_epi16(q1, load32_i8(&y.qs, 128 * n));
+                let p2 = _mm256_maddubs_epi16(q2, load32_i8(&y.qs, 128 * n + 32));
+                let p3 = _mm256_maddubs_epi16(q3, load32_i8(&y.qs, 128 * n + 64));
+                let p4 = _mm256_maddubs_epi16(q4, load32_i8(&y.qs, 128 * n + 96));
+                let p1 = _mm256_madd_epi16(p1, scales2(sc[s], sc[s + 1]));
+                let p2 = _mm256_madd_epi16(p2, scales2(sc[s + 2], sc[s + 3]));
+                let p3 = _mm256_madd_epi16(p3, scales2(sc[s + 4], sc[s + 5]));
+                let p4 = _mm256_madd_epi16(p4, scales2(sc[s + 6], sc[s + 7]));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p3, p4));
+            }
+            // values are stored +32: subtract 32 * Σ sc_k * bsum_k (element 0 of the vector)
+            sumi = _mm256_sub_epi32(sumi, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, 32 * bias));
+            let d = _mm256_set1_ps(y.d * f16_at(b, 208));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q2k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 84);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[84 * i..84 * i + 84];
+        let y = &a[i];
+        let mut msum = 0i32;
+        for k in 0..16 {
+            msum += (b[k] >> 4) as i32 * y.bsums[k] as i32;
+        }
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            summ += y.d * f16_at(b, 82) * msum as f32;
+            let m3 = _mm256_set1_epi8(3);
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let qv = load32(b, 16 + 32 * n);
+                for s in 0..4 {
+                    let q =
+                        _mm256_and_si256(_mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                    let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * n + 32 * s));
+                    let k = 8 * n + 2 * s;
+                    let sv = scales2((b[k] & 0x0F) as i32, (b[k + 1] & 0x0F) as i32);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
+                }
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 80));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) - summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_q3k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 110);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[110 * i..110 * i + 110];
+        let y = &a[i];
+        let s = &b[96..108];
+        let mut sc = [0i32; 16];
+        let mut bias = 0i32;
+        for j in 0..16 {
+            let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
+            let high = (s[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+            sc[j] = (low | (high << 4)) as i32 - 32;
+            bias += sc[j] * y.bsums[j] as i32;
+        }
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let m3 = _mm256_set1_epi8(3);
+            let four = _mm256_set1_epi8(4);
+            let hm = load32(b, 0);
+            let mut sumi = _mm256_setzero_si256();
+            for n in 0..2 {
+                let qv = load32(b, 32 + 32 * n);
+                for sh in 0..4 {
+                    let low = _mm256_and_si256(
+                        _mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * sh as i32)),
+                        m3,
+                    );
+                    let m = _mm256_set1_epi8((1u8 << (4 * n + sh)) as i8);
+                    let hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, m), m), four);
+                    // stored value + 4 (0..=7); the -4 is applied through the block sums
+                    let q = _mm256_or_si256(low, hb);
+                    let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * n + 32 * sh));
+                    let k = 8 * n + 2 * sh;
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales2(sc[k], sc[k + 1])));
+                }
+            }
+            sumi = _mm256_sub_epi32(sumi, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, 4 * bias));
+            let d = _mm256_set1_ps(y.d * f16_at(b, 108));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot_iq4xs_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 136);
+    let mut acc = _mm256_setzero_ps();
+    // SAFETY: KVALUES_IQ4NL is 16 bytes.
+    let table = unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
+    };
+    for i in 0..nb {
+        let b = &w[136 * i..136 * i + 136];
+        let y = &a[i];
+        let sh = u16::from_le_bytes([b[2], b[3]]);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let mut sumi = _mm256_setzero_si256();
+            for ib in 0..8 {
+                let lo = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0x0F;
+                let hi = ((sh >> (2 * ib)) & 3) as u8;
+                let ls = (lo | (hi << 4)) as i32 - 32;
+                let q = _mm256_shuffle_epi8(table, nibbles32(b, 8 + 16 * ib));
+                let yv = load32_i8(&y.qs, 32 * ib);
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yv, q));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_set1_epi16(ls as i16)));
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// f32 helpers for attention
+
+/// f32 dot product. Caller guarantees AVX2+FMA (checked by `ops::dot_f32` via `Isa::best`).
 pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    // SAFETY: features detected by the caller; lengths equal (sliced by the caller).
+    // SAFETY: features detected by the caller; the kernel bounds accesses by both lengths.
     unsafe { dot_f32_impl(a, b) }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let n32 = n / 32 * 32;
@@ -42,7 +675,7 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
     let mut i = 0;
     while i < n32 {
         for (k, ac) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 8k + 8 <= n32 <= len of both slices.
+            // SAFETY: i + 8k + 8 <= n32 <= both lengths.
             unsafe {
                 let x = _mm256_loadu_ps(pa.add(i + 8 * k));
                 let y = _mm256_loadu_ps(pb.add(i + 8 * k));
@@ -51,8 +684,13 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
         }
         i += 32;
     }
-    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-    let mut r = hsum(s);
+    // SAFETY: register arithmetic.
+    let mut r = unsafe {
+        hsum_ps(_mm256_add_ps(
+            _mm256_add_ps(acc[0], acc[1]),
+            _mm256_add_ps(acc[2], acc[3]),
+        ))
+    };
     for j in n32..n {
         r += a[j] * b[j];
     }
@@ -61,11 +699,11 @@ unsafe fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
 
 /// `y += a * x`. Caller guarantees AVX2+FMA.
 pub(crate) fn axpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
-    // SAFETY: features detected by the caller.
+    // SAFETY: features detected by the caller; accesses bounded by both lengths.
     unsafe { axpy_impl(a, x, y) }
 }
 
-#[target_feature(enable = "avx2,fma")]
+#[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     let n8 = n / 8 * 8;
@@ -84,6 +722,3 @@ unsafe fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
         y[j] += a * x[j];
     }
 }
-
-#[allow(dead_code)]
-fn _types(_: &[BlockQ8x32], _: &[BlockQ8K]) {}
