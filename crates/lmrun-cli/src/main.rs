@@ -1,2 +1,63 @@
-//! The `lmrun` command: a thin layer over the library crates. (Being written.)
-fn main() {}
+//! The `lmrun` command: a thin layer over the library crates. Each subcommand lives in its own
+//! module; this file parses the command line, sets up logging and turns errors into one clear
+//! line on stderr and a non-zero exit code.
+
+mod load;
+
+use clap::{Parser, Subcommand};
+
+/// Run text LLMs on this machine's CPU (GGUF and ExecuTorch programs).
+#[derive(Parser, Debug)]
+#[command(name = "lmrun", version, about, propagate_version = true)]
+struct Cli {
+    /// More log output (-v info, -vv debug, -vvv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Load a whole model file with a load mode, touch every page and report what it cost.
+    Load(load::LoadArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Load(args) => load::run(args),
+    };
+    if let Err(err) = result {
+        eprintln!("lmrun: error: {}", one_line(&err));
+        std::process::exit(1);
+    }
+}
+
+/// The error and its causes on one line (`outer: cause: root cause`), skipping causes whose
+/// text the outer message already contains.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+}

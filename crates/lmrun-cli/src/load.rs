@@ -1,0 +1,86 @@
+//! `lmrun load`: load a whole file as one load in a chosen mode, touch every page so residency
+//! is real, and report the load report plus the process's memory (peak RSS, RssAnon, RssFile).
+//! This is how a user sees what each load mode costs on their machine.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use lmrun_loader::{open_loader, touch_pages, LoadMode, ProcessMemory};
+
+/// Arguments of `lmrun load`.
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// The file to load (any model file).
+    model: PathBuf,
+
+    /// How to load it: file, mmap, mmap-mlock or mmap-mlock-ignore-errors.
+    #[arg(long, default_value_t = lmrun::DEFAULT_LOAD_MODE)]
+    load_mode: LoadMode,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `lmrun load`.
+pub fn run(args: LoadArgs) -> anyhow::Result<()> {
+    // Loader errors already name the file.
+    let loader = open_loader(&args.model, args.load_mode)?;
+    let size = usize::try_from(loader.size()).context("file too large for this platform")?;
+    let buffer = loader
+        .load(0, size)
+        .with_context(|| format!("load with --load-mode {} failed", args.load_mode))?;
+    let t_touch = std::time::Instant::now();
+    let checksum = touch_pages(&buffer);
+    let touch_ms = t_touch.elapsed().as_secs_f64() * 1e3;
+    let mem = ProcessMemory::read();
+    let report = loader.report();
+    let peak = lmrun_loader::peak_rss_bytes().or(mem.peak_rss_bytes);
+
+    if args.json {
+        let obj = serde_json::json!({
+            "path": args.model.display().to_string(),
+            "mode": args.load_mode.cli_name(),
+            "file_bytes": loader.size(),
+            "bytes_mapped": report.bytes_mapped,
+            "bytes_read": report.bytes_read,
+            "bytes_locked": report.bytes_locked,
+            "mlock": report.mlock.name(),
+            "mlock_errno": report.mlock.errno(),
+            "elapsed_ms": report.elapsed_ms(),
+            "touch_ms": touch_ms,
+            "peak_rss_bytes": peak,
+            "rss_anon_bytes": mem.rss_anon_bytes,
+            "rss_file_bytes": mem.rss_file_bytes,
+            "locked_bytes": mem.locked_bytes,
+            "page_checksum": checksum,
+        });
+        println!("{obj}");
+    } else {
+        let mib = |b: Option<u64>| {
+            b.map_or("n/a".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1048576.0)
+            })
+        };
+        println!("path          {}", args.model.display());
+        println!("mode          {}", args.load_mode);
+        println!("file          {} bytes", loader.size());
+        println!("mapped        {} bytes", report.bytes_mapped);
+        println!("read          {} bytes", report.bytes_read);
+        println!("locked        {} bytes", report.bytes_locked);
+        match report.mlock.errno() {
+            Some(errno) => println!(
+                "mlock         failed: {} (errno {errno}); continued unlocked",
+                lmrun_loader::strerror(errno)
+            ),
+            None => println!("mlock         {}", report.mlock.name()),
+        }
+        println!("load time     {:.2} ms", report.elapsed_ms());
+        println!("touch time    {touch_ms:.2} ms (reading one byte of every page)");
+        println!("peak RSS      {}", mib(peak));
+        println!("RssAnon       {}", mib(mem.rss_anon_bytes));
+        println!("RssFile       {}", mib(mem.rss_file_bytes));
+        println!("VmLck         {}", mib(mem.locked_bytes));
+    }
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! The three mmap load modes (ExecuTorch's `MmapDataLoader` with its `MlockConfig`). Each load
+//! maps the page-aligned range covering `[offset, offset + len)` read-only and shared (so other
+//! processes share the page cache copy), returns a buffer starting exactly at `offset`, and
+//! under an mlock policy locks exactly the mapped range.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::buffer::Storage;
+use crate::file::checked_load_into;
+use crate::mmap::{memlock_limits, page_size, Mapping, MemoryLocker, SystemLocker};
+use crate::{check_range, lock_report, open_model_file, Buffer, DataLoader, LoadError, LoadMode};
+use crate::{LoadReport, MlockOutcome, MlockPolicy};
+
+/// Maps ranges of a file, with an mlock policy.
+pub struct MmapLoader {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    page: usize,
+    policy: MlockPolicy,
+    locker: Arc<dyn MemoryLocker>,
+    report: Mutex<LoadReport>,
+}
+
+impl MmapLoader {
+    /// Open `path` for mapping under `policy`.
+    pub fn open(path: &Path, policy: MlockPolicy) -> Result<Self, LoadError> {
+        let (file, size) = open_model_file(path)?;
+        let mode = match policy {
+            MlockPolicy::None => LoadMode::Mmap,
+            MlockPolicy::Required => LoadMode::MmapUseMlock,
+            MlockPolicy::BestEffort => LoadMode::MmapUseMlockIgnoreErrors,
+        };
+        Ok(MmapLoader {
+            file,
+            path: path.to_path_buf(),
+            size,
+            page: page_size(),
+            policy,
+            locker: Arc::new(SystemLocker),
+            report: Mutex::new(LoadReport::new(Some(mode))),
+        })
+    }
+
+    /// Replace the page locker (tests use this to inject `mlock` failures).
+    pub fn with_locker(mut self, locker: Arc<dyn MemoryLocker>) -> Self {
+        self.locker = locker;
+        self
+    }
+
+    /// The mlock policy of this loader.
+    pub fn policy(&self) -> MlockPolicy {
+        self.policy
+    }
+}
+
+impl DataLoader for MmapLoader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn load(&self, offset: u64, len: usize) -> Result<Buffer, LoadError> {
+        check_range(&self.path, self.size, offset, len)?;
+        if len == 0 {
+            lock_report(&self.report).loads += 1;
+            return Ok(Buffer::empty());
+        }
+        let t0 = Instant::now();
+        let page = self.page as u64;
+        let map_start = offset & !(page - 1);
+        // end <= size (checked), so the rounding below cannot overflow a u64 in practice;
+        // clamp to the file end (the kernel maps the partial last page anyway).
+        let end = offset + len as u64;
+        let map_end = end.div_ceil(page).saturating_mul(page).min(self.size);
+        let map_len = usize::try_from(map_end - map_start).map_err(|_| LoadError::OutOfRange {
+            path: self.path.clone(),
+            offset,
+            len: len as u64,
+            size: self.size,
+        })?;
+        let mapping = Mapping::map(&self.file, &self.path, map_start, map_len)?;
+
+        let (outcome, locked) = match self.policy {
+            MlockPolicy::None => (MlockOutcome::NotAttempted, 0),
+            MlockPolicy::Required | MlockPolicy::BestEffort => {
+                match self.locker.lock(mapping.addr(), mapping.len()) {
+                    Ok(()) => (MlockOutcome::Locked, mapping.len() as u64),
+                    Err(errno) if self.policy == MlockPolicy::Required => {
+                        let (soft, hard) = memlock_limits();
+                        let err = LoadError::MlockFailed {
+                            path: self.path.clone(),
+                            offset: map_start,
+                            bytes: mapping.len(),
+                            errno,
+                            rlimit_soft: soft,
+                            rlimit_hard: hard,
+                        };
+                        log::error!(
+                            "{}: mlock({} bytes) failed: {} (errno {errno}); releasing the mapping",
+                            self.path.display(),
+                            mapping.len(),
+                            crate::strerror(errno)
+                        );
+                        drop(mapping); // release the mapping before failing
+                        return Err(err);
+                    }
+                    Err(errno) => {
+                        log::debug!(
+                            "{}: ignoring mlock failure for {} bytes at offset {map_start}: {} \
+                             (errno {errno}); continuing with the plain mapping",
+                            self.path.display(),
+                            mapping.len(),
+                            crate::strerror(errno)
+                        );
+                        (MlockOutcome::Failed { errno }, 0)
+                    }
+                }
+            }
+        };
+
+        let start_in_map = (offset - map_start) as usize;
+        let buf = Buffer::from_storage(Storage::Map(mapping), start_in_map, len);
+        let mut r = lock_report(&self.report);
+        let first = r.loads == 0;
+        r.loads += 1;
+        r.bytes_mapped += map_len as u64;
+        r.bytes_locked += locked;
+        r.mlock = if first {
+            outcome
+        } else {
+            r.mlock.merge(outcome)
+        };
+        r.elapsed += t0.elapsed();
+        Ok(buf)
+    }
+
+    /// Copies with `pread` rather than through a temporary private mapping: the same bytes,
+    /// without the mapping churn.
+    fn load_into(&self, offset: u64, len: usize, dst: &mut [u8]) -> Result<(), LoadError> {
+        let t0 = Instant::now();
+        checked_load_into(&self.file, &self.path, self.size, offset, len, dst, None)?;
+        let mut r = lock_report(&self.report);
+        r.loads += 1;
+        r.bytes_read += len as u64;
+        r.elapsed += t0.elapsed();
+        Ok(())
+    }
+
+    fn report(&self) -> LoadReport {
+        lock_report(&self.report).clone()
+    }
+
+    fn path(&self) -> Option<&Path> {
+        Some(&self.path)
+    }
+}

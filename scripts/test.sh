@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every test of the project: fetches the real models (cached), then formatting, lints and
+# the whole workspace's tests. Model tests FAIL when a model is missing; they are never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/fetch_models.sh all >/dev/null
+export LMRUN_MODELS_DIR="${LMRUN_MODELS_DIR:-$HOME/.cache/lmrun/models}"
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
