@@ -1,0 +1,707 @@
+//! The tokenizer a GGUF file describes in its `tokenizer.ggml.*` metadata. The runner reads the
+//! keys into a plain [`GgufVocab`] (this crate does not depend on the GGUF parser) and
+//! [`GgufTokenizer::from_vocab`] turns it into a tokenizer that matches llama.cpp: `llama`
+//! vocabularies use score-driven SPM merges with byte fallback and `▁` for spaces, `gpt2`
+//! vocabularies use byte-level BPE by merge rank behind the pre-tokenizer named by
+//! `tokenizer.ggml.pre`. Special tokens written in the text are split out first.
+
+use std::borrow::Cow;
+
+use aho_corasick::AhoCorasick;
+use rustc_hash::FxHashMap;
+
+use crate::bpe::{merge_word, BpeScratch, MergeTable};
+use crate::pretok::PreTokenizer;
+use crate::spm::SpmModel;
+use crate::unicode::{byte_to_char, bytelevel_to_bytes};
+use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
+
+/// The tokenizer metadata of a GGUF file (`tokenizer.ggml.*` keys), filled by the caller.
+#[derive(Clone, Debug, Default)]
+pub struct GgufVocab {
+    /// `tokenizer.ggml.model`: `"llama"` (SPM) or `"gpt2"` (byte-level BPE).
+    pub model: String,
+    /// `tokenizer.ggml.pre`: the pre-tokenizer of a `gpt2` vocabulary.
+    pub pre: Option<String>,
+    /// `tokenizer.ggml.tokens`.
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.scores` (needed by `llama`).
+    pub scores: Option<Vec<f32>>,
+    /// `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    pub token_types: Option<Vec<i32>>,
+    /// `tokenizer.ggml.merges` (needed by `gpt2`), `"left right"` per entry in rank order.
+    pub merges: Option<Vec<String>>,
+    /// `tokenizer.ggml.bos_token_id`.
+    pub bos_id: Option<u32>,
+    /// `tokenizer.ggml.eos_token_id`.
+    pub eos_id: Option<u32>,
+    /// `tokenizer.ggml.unknown_token_id`.
+    pub unk_id: Option<u32>,
+    /// `tokenizer.ggml.padding_token_id`.
+    pub pad_id: Option<u32>,
+    /// `tokenizer.ggml.eot_token_id`.
+    pub eot_id: Option<u32>,
+    /// `tokenizer.ggml.eom_token_id`.
+    pub eom_id: Option<u32>,
+    /// `tokenizer.ggml.add_bos_token`.
+    pub add_bos: Option<bool>,
+    /// `tokenizer.ggml.add_eos_token`.
+    pub add_eos: Option<bool>,
+    /// `tokenizer.ggml.add_space_prefix`.
+    pub add_space_prefix: Option<bool>,
+}
+
+/// How a vocabulary entry behaves (GGUF `tokenizer.ggml.token_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenType {
+    /// Type 0 or anything unknown: never produced from text, renders as nothing.
+    Undefined,
+    /// Ordinary text token.
+    Normal,
+    /// The unknown token.
+    Unknown,
+    /// Control token (BOS, `<start_of_turn>`): only from text when special parsing is on.
+    Control,
+    /// User-defined token: always split out of text as one token.
+    UserDefined,
+    /// Unused slot.
+    Unused,
+    /// Byte-fallback token `<0xXX>`.
+    Byte,
+}
+
+impl TokenType {
+    /// From the GGUF integer.
+    pub fn from_i32(v: i32) -> Self {
+        match v {
+            1 => TokenType::Normal,
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => TokenType::Undefined,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Model {
+    Spm {
+        spm: SpmModel,
+        add_space_prefix: bool,
+    },
+    Bpe {
+        pre: PreTokenizer,
+        merges: MergeTable,
+        byte_ids: Box<[TokenId; 256]>,
+        token_to_id: FxHashMap<Box<str>, TokenId>,
+    },
+}
+
+/// A tokenizer built from GGUF metadata; behaves like llama.cpp's `llama_tokenize`.
+#[derive(Debug)]
+pub struct GgufTokenizer {
+    model: Model,
+    tokens: Vec<String>,
+    types: Vec<TokenType>,
+    bos: Option<TokenId>,
+    eos: Option<TokenId>,
+    eog: Vec<TokenId>,
+    add_bos: bool,
+    add_eos: bool,
+    /// Special tokens in matching priority (longest text first).
+    specials: Vec<TokenId>,
+    /// Finds which special tokens occur anywhere in a text.
+    special_ac: Option<AhoCorasick>,
+    special_by_text: FxHashMap<String, TokenId>,
+}
+
+const EOG_NAMES: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+/// Token texts llama.cpp forces to control type when it finds them (EOT, EOG, FIM markers).
+const FORCED_CONTROL: &[&str] = &[
+    "<|fim_prefix|>",
+    "<fim-prefix>",
+    "<fim_prefix>",
+    "<｜fim▁begin｜>",
+    "<PRE>",
+    "▁<PRE>",
+    "<|code_prefix|>",
+    "<|fim_suffix|>",
+    "<fim-suffix>",
+    "<fim_suffix>",
+    "<｜fim▁hole｜>",
+    "<SUF>",
+    "▁<SUF>",
+    "<|code_suffix|>",
+    "<|fim_middle|>",
+    "<fim-middle>",
+    "<fim_middle>",
+    "<｜fim▁end｜>",
+    "<MID>",
+    "▁<MID>",
+    "<|code_middle|>",
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+    "<|file_separator|>",
+    "<｜end▁of▁sentence｜>",
+];
+
+impl GgufTokenizer {
+    /// Build the tokenizer; fails on an unknown model or pre-tokenizer or inconsistent arrays.
+    pub fn from_vocab(v: GgufVocab) -> Result<Self> {
+        let n = v.tokens.len();
+        if n == 0 {
+            return Err(TokenizerError::Vocab(
+                "tokenizer.ggml.tokens is empty".into(),
+            ));
+        }
+        if n > u32::MAX as usize / 2 {
+            return Err(TokenizerError::Vocab(format!("{n} tokens is too many")));
+        }
+        let check_id = |name: &str, id: Option<u32>| -> Result<Option<TokenId>> {
+            match id {
+                Some(i) if (i as usize) >= n => {
+                    log::warn!("GGUF tokenizer: {name} = {i} is outside the vocabulary ({n} tokens); ignored");
+                    Ok(None)
+                }
+                other => Ok(other),
+            }
+        };
+        let mut types: Vec<TokenType> = match &v.token_types {
+            Some(t) if t.len() == n => t.iter().map(|&x| TokenType::from_i32(x)).collect(),
+            Some(t) => {
+                return Err(TokenizerError::Vocab(format!(
+                    "tokenizer.ggml.token_type has {} entries, tokens has {n}",
+                    t.len()
+                )))
+            }
+            None => vec![TokenType::Normal; n],
+        };
+        let mut token_to_id: FxHashMap<Box<str>, TokenId> = FxHashMap::default();
+        token_to_id.reserve(n);
+        for (i, t) in v.tokens.iter().enumerate() {
+            token_to_id.insert(t.as_str().into(), i as TokenId);
+        }
+        // llama.cpp forces well-known end/FIM markers to control type.
+        let mut eog: Vec<TokenId> = Vec::new();
+        for name in EOG_NAMES.iter().chain(FORCED_CONTROL) {
+            if let Some(&id) = token_to_id.get(*name) {
+                types[id as usize] = TokenType::Control;
+                if EOG_NAMES.contains(name) {
+                    eog.push(id);
+                }
+            }
+        }
+
+        let (model, def_bos, def_eos, def_unk, def_add_bos) = match v.model.as_str() {
+            "llama" => {
+                let scores = match v.scores {
+                    Some(s) if s.len() == n => s,
+                    Some(s) => {
+                        return Err(TokenizerError::Vocab(format!(
+                            "tokenizer.ggml.scores has {} entries, tokens has {n}",
+                            s.len()
+                        )))
+                    }
+                    None => vec![0.0; n],
+                };
+                let unk = check_id("unknown_token_id", v.unk_id.or(Some(0)))?;
+                let spm = SpmModel::new(&v.tokens, scores, unk);
+                (
+                    Model::Spm {
+                        spm,
+                        add_space_prefix: v.add_space_prefix.unwrap_or(true),
+                    },
+                    Some(1),
+                    Some(2),
+                    Some(0),
+                    true,
+                )
+            }
+            "gpt2" => {
+                let pre = PreTokenizer::from_gguf_pre(v.pre.as_deref())?;
+                if v.pre.is_none() {
+                    log::warn!("GGUF tokenizer: tokenizer.ggml.pre is missing; using the default pre-tokenizer");
+                }
+                let merges_src = v.merges.as_ref().ok_or_else(|| {
+                    TokenizerError::Vocab("model gpt2 needs tokenizer.ggml.merges".into())
+                })?;
+                let mut merges = MergeTable::with_capacity(merges_src.len());
+                let mut skipped = 0usize;
+                for (rank, m) in merges_src.iter().enumerate() {
+                    // The separator is the first space after the first character.
+                    let first_len = m.chars().next().map_or(0, char::len_utf8);
+                    let Some(sep) = m
+                        .get(first_len..)
+                        .and_then(|r| r.find(' '))
+                        .map(|p| p + first_len)
+                    else {
+                        skipped += 1;
+                        continue;
+                    };
+                    let (l, r) = (&m[..sep], &m[sep + 1..]);
+                    let joined = format!("{l}{r}");
+                    match (
+                        token_to_id.get(l),
+                        token_to_id.get(r),
+                        token_to_id.get(joined.as_str()),
+                    ) {
+                        (Some(&a), Some(&b), Some(&c)) => merges.insert(a, b, rank as u32, c),
+                        _ => skipped += 1,
+                    }
+                }
+                if skipped > 0 {
+                    log::warn!("GGUF tokenizer: {skipped} merges refer to texts outside the vocabulary; ignored");
+                }
+                let map = byte_to_char();
+                let mut byte_ids = Box::new([TokenId::MAX; 256]);
+                for (b, slot) in byte_ids.iter_mut().enumerate() {
+                    let mut buf = [0u8; 4];
+                    if let Some(&id) = token_to_id.get(&*map[b].encode_utf8(&mut buf)) {
+                        *slot = id;
+                    }
+                }
+                let def_add_bos = pre.default_add_bos;
+                let tt = token_to_id.clone();
+                (
+                    Model::Bpe {
+                        pre,
+                        merges,
+                        byte_ids,
+                        token_to_id: tt,
+                    },
+                    Some(11),
+                    Some(11),
+                    None,
+                    def_add_bos,
+                )
+            }
+            other => return Err(TokenizerError::UnknownModel(other.to_string())),
+        };
+        let _ = def_unk;
+        let bos = check_id("bos_token_id", v.bos_id.or(def_bos))?;
+        let eos = check_id("eos_token_id", v.eos_id.or(def_eos))?;
+        for id in [
+            eos,
+            check_id("eot_token_id", v.eot_id)?,
+            check_id("eom_token_id", v.eom_id)?,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !eog.contains(&id) {
+                eog.push(id);
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
+
+        let mut specials: Vec<TokenId> = (0..n as TokenId)
+            .filter(|&i| {
+                matches!(
+                    types[i as usize],
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                ) && !v.tokens[i as usize].is_empty()
+            })
+            .collect();
+        specials.sort_by(|&a, &b| {
+            v.tokens[b as usize]
+                .len()
+                .cmp(&v.tokens[a as usize].len())
+                .then(a.cmp(&b))
+        });
+        let special_ac = if specials.is_empty() {
+            None
+        } else {
+            let pats: Vec<&str> = specials
+                .iter()
+                .map(|&i| v.tokens[i as usize].as_str())
+                .collect();
+            Some(
+                AhoCorasick::new(pats)
+                    .map_err(|e| TokenizerError::Vocab(format!("special tokens: {e}")))?,
+            )
+        };
+        let special_by_text = specials
+            .iter()
+            .map(|&i| (v.tokens[i as usize].clone(), i))
+            .collect();
+
+        Ok(GgufTokenizer {
+            model,
+            tokens: v.tokens,
+            types,
+            bos,
+            eos,
+            eog,
+            add_bos: v.add_bos.unwrap_or(def_add_bos),
+            add_eos: v.add_eos.unwrap_or(false),
+            specials,
+            special_ac,
+            special_by_text,
+        })
+    }
+
+    /// Whether the model asks for a BOS token in front of a prompt (`add_bos_token`).
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+
+    /// Whether the model asks for an EOS token after a prompt (`add_eos_token`).
+    pub fn add_eos(&self) -> bool {
+        self.add_eos
+    }
+
+    /// The type of token `id`.
+    pub fn token_type(&self, id: TokenId) -> Option<TokenType> {
+        self.types.get(id as usize).copied()
+    }
+
+    /// Encode exactly as llama.cpp's `llama_tokenize(text, add_special, parse_special)`.
+    pub fn encode_llama(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<TokenId> {
+        let opts = EncodeOptions {
+            num_bos: usize::from(add_special && self.add_bos),
+            num_eos: usize::from(add_special && self.add_eos),
+            parse_special,
+        };
+        self.encode_inner(text, &opts)
+    }
+
+    /// Split `text` into raw-text pieces and special tokens (llama.cpp `tokenizer_st_partition`).
+    fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Frag<'t>> {
+        let mut frags = vec![Frag::Text(text)];
+        let Some(ac) = &self.special_ac else {
+            return frags;
+        };
+        // Which special tokens occur at all (patterns are in priority order).
+        let mut present = vec![];
+        let mut seen = vec![false; self.specials.len()];
+        for m in ac.find_overlapping_iter(text) {
+            let k = m.pattern().as_usize();
+            if let Some(s) = seen.get_mut(k) {
+                if !*s {
+                    *s = true;
+                    present.push(k);
+                }
+            }
+        }
+        present.sort_unstable();
+        for k in present {
+            let id = self.specials[k];
+            let ty = self.types[id as usize];
+            if !parse_special && matches!(ty, TokenType::Control | TokenType::Unknown) {
+                continue;
+            }
+            let pat = self.tokens[id as usize].as_str();
+            let mut next = Vec::with_capacity(frags.len() + 4);
+            for f in frags {
+                match f {
+                    Frag::Text(mut t) => {
+                        while let Some(pos) = t.find(pat) {
+                            if pos > 0 {
+                                next.push(Frag::Text(&t[..pos]));
+                            }
+                            next.push(Frag::Token(id));
+                            t = &t[pos + pat.len()..];
+                        }
+                        if !t.is_empty() {
+                            next.push(Frag::Text(t));
+                        }
+                    }
+                    tok => next.push(tok),
+                }
+            }
+            frags = next;
+        }
+        frags
+    }
+
+    fn encode_inner(&self, text: &str, opts: &EncodeOptions) -> Vec<TokenId> {
+        let mut out = Vec::with_capacity(text.len() / 3 + 4);
+        push_n(&mut out, self.bos, opts.num_bos);
+        let frags = if text.is_empty() {
+            Vec::new()
+        } else {
+            self.partition(text, opts.parse_special)
+        };
+        match &self.model {
+            Model::Spm {
+                spm,
+                add_space_prefix,
+            } => {
+                let mut prev_special = true;
+                let mut buf = String::new();
+                for f in frags {
+                    match f {
+                        Frag::Text(t) => {
+                            buf.clear();
+                            if *add_space_prefix && prev_special {
+                                buf.push('▁');
+                            }
+                            for c in t.chars() {
+                                buf.push(if c == ' ' { '▁' } else { c });
+                            }
+                            spm.encode(&buf, &mut out);
+                            prev_special = false;
+                        }
+                        Frag::Token(id) => {
+                            out.push(id);
+                            prev_special = true;
+                        }
+                    }
+                }
+            }
+            Model::Bpe {
+                pre,
+                merges,
+                byte_ids,
+                token_to_id,
+            } => {
+                let mut scratch = BpeScratch::default();
+                let mut ids = Vec::new();
+                let mut cache: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
+                let mut mapped = String::new();
+                for f in frags {
+                    match f {
+                        Frag::Text(t) => {
+                            for (a, b) in pre.split(t) {
+                                let word = &t[a..b];
+                                if let Some(&(s, e)) = cache.get(word) {
+                                    out.extend_from_within(s..e);
+                                    continue;
+                                }
+                                let start = out.len();
+                                if pre.ignore_merges {
+                                    mapped.clear();
+                                    crate::unicode::bytes_to_bytelevel(
+                                        word.as_bytes(),
+                                        &mut mapped,
+                                    );
+                                    if let Some(&id) = token_to_id.get(mapped.as_str()) {
+                                        out.push(id);
+                                        cache.insert(word, (start, out.len()));
+                                        continue;
+                                    }
+                                }
+                                ids.clear();
+                                ids.extend(word.bytes().map(|b| byte_ids[b as usize]));
+                                merge_word(merges, &ids, &mut scratch, &mut out);
+                                if word.len() <= 64 {
+                                    cache.insert(word, (start, out.len()));
+                                }
+                            }
+                        }
+                        Frag::Token(id) => out.push(id),
+                    }
+                }
+            }
+        }
+        push_n(&mut out, self.eos, opts.num_eos);
+        out
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Frag<'t> {
+    Text(&'t str),
+    Token(TokenId),
+}
+
+fn parse_byte_token(s: &str) -> Option<u8> {
+    let hex = s.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+impl Tokenizer for GgufTokenizer {
+    fn encode_with(&self, text: &str, opts: &EncodeOptions) -> Result<Vec<TokenId>> {
+        Ok(self.encode_inner(text, opts))
+    }
+
+    fn default_options(&self, parse_special: bool) -> EncodeOptions {
+        EncodeOptions {
+            num_bos: usize::from(self.add_bos),
+            num_eos: usize::from(self.add_eos),
+            parse_special,
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
+    fn bos_id(&self) -> Option<TokenId> {
+        self.bos
+    }
+
+    fn eos_id(&self) -> Option<TokenId> {
+        self.eos
+    }
+
+    fn eog_ids(&self) -> Vec<TokenId> {
+        self.eog.clone()
+    }
+
+    fn special_token_id(&self, text: &str) -> Option<TokenId> {
+        self.special_by_text.get(text).copied()
+    }
+
+    fn is_special(&self, id: TokenId) -> bool {
+        matches!(
+            self.token_type(id),
+            Some(
+                TokenType::Control | TokenType::Unknown | TokenType::Unused | TokenType::Undefined
+            )
+        )
+    }
+
+    fn piece(&self, id: TokenId) -> Option<String> {
+        self.tokens.get(id as usize).cloned()
+    }
+
+    fn token_bytes(&self, id: TokenId, render_special: bool) -> Result<Cow<'_, [u8]>> {
+        let text = self
+            .tokens
+            .get(id as usize)
+            .ok_or(TokenizerError::BadTokenId {
+                id,
+                vocab_size: self.tokens.len(),
+            })?;
+        let ty = self.types[id as usize];
+        let spm = matches!(self.model, Model::Spm { .. });
+        Ok(match ty {
+            TokenType::Control | TokenType::Unused | TokenType::Undefined => {
+                if render_special {
+                    Cow::Borrowed(text.as_bytes())
+                } else {
+                    Cow::Borrowed(&[])
+                }
+            }
+            TokenType::Unknown => {
+                if render_special {
+                    Cow::Borrowed(text.as_bytes())
+                } else {
+                    Cow::Borrowed("\u{2585}".as_bytes())
+                }
+            }
+            TokenType::Byte if spm => match parse_byte_token(text) {
+                Some(b) => Cow::Owned(vec![b]),
+                None => Cow::Borrowed(text.as_bytes()),
+            },
+            TokenType::UserDefined if !spm => Cow::Borrowed(text.as_bytes()),
+            _ if spm => {
+                if text.contains('▁') {
+                    Cow::Owned(text.replace('▁', " ").into_bytes())
+                } else {
+                    Cow::Borrowed(text.as_bytes())
+                }
+            }
+            _ => match bytelevel_to_bytes(text) {
+                Some(b) => Cow::Owned(b),
+                None => {
+                    // Characters outside the byte alphabet stand for themselves.
+                    let mut out = Vec::with_capacity(text.len());
+                    for c in text.chars() {
+                        match crate::unicode::char_to_byte(c) {
+                            Some(b) => out.push(b),
+                            None => out.extend_from_slice(c.encode_utf8(&mut [0u8; 4]).as_bytes()),
+                        }
+                    }
+                    Cow::Owned(out)
+                }
+            },
+        })
+    }
+
+    fn strips_leading_space(&self) -> bool {
+        matches!(
+            self.model,
+            Model::Spm {
+                add_space_prefix: true,
+                ..
+            }
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.model {
+            Model::Spm { .. } => "gguf-spm",
+            Model::Bpe { .. } => "gguf-bpe",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spm_vocab() -> GgufVocab {
+        let toks = [
+            "<unk>", "<s>", "</s>", "<0x41>", "▁", "a", "b", "▁a", "ab", "<ctl>", "<ud>",
+        ];
+        GgufVocab {
+            model: "llama".into(),
+            tokens: toks.iter().map(|s| s.to_string()).collect(),
+            scores: Some(vec![
+                0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, 0.0, 0.0,
+            ]),
+            token_types: Some(vec![2, 3, 3, 6, 1, 1, 1, 1, 1, 3, 4]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spm_space_prefix_and_specials() {
+        let t = GgufTokenizer::from_vocab(spm_vocab()).unwrap();
+        assert_eq!(t.encode_llama("ab", true, false), [1, 7, 6]);
+        assert_eq!(t.encode_llama("a<ctl>b", false, true), [7, 9, 4, 6]);
+        // control text is plain text when special parsing is off; user-defined always splits
+        let plain = t.encode_llama("<ctl>", false, false);
+        assert!(!plain.contains(&9));
+        assert_eq!(t.encode_llama("<ud>", false, false), [10]);
+        assert_eq!(t.encode_llama("A", false, false), [4, 3]);
+        assert_eq!(t.decode(&[1, 7, 6]).unwrap(), "ab");
+    }
+
+    #[test]
+    fn bad_model_and_pre() {
+        let mut v = spm_vocab();
+        v.model = "nope".into();
+        assert!(matches!(
+            GgufTokenizer::from_vocab(v),
+            Err(TokenizerError::UnknownModel(_))
+        ));
+        let mut v = spm_vocab();
+        v.model = "gpt2".into();
+        v.pre = Some("mystery".into());
+        v.merges = Some(vec![]);
+        assert!(matches!(
+            GgufTokenizer::from_vocab(v),
+            Err(TokenizerError::UnknownPre(_))
+        ));
+    }
+}

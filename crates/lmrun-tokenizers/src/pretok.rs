@@ -1,0 +1,589 @@
+//! Pre-tokenizers: the splits a byte-level BPE vocabulary expects before merging, chosen by
+//! GGUF `tokenizer.ggml.pre`. Each one reproduces the regex list llama.cpp uses for that name
+//! (including how its `std::regex` fallback sees Unicode categories), hand-written as matchers
+//! so encoding stays fast and needs no regex engine. An unknown name is an error, not a guess.
+
+use crate::unicode::{flags, LETTER, MARK, NUMBER, PUNCT, SYMBOL, WS};
+use crate::TokenizerError;
+
+/// Every `tokenizer.ggml.pre` value this crate understands.
+pub const KNOWN_PRE: &[&str] = &[
+    "default",
+    "gpt-2",
+    "phi-2",
+    "jina-es",
+    "jina-de",
+    "jina-v2-es",
+    "jina-v2-de",
+    "gigachat",
+    "mpt",
+    "olmo",
+    "jais",
+    "llama3",
+    "llama-v3",
+    "llama-bpe",
+    "falcon3",
+    "falcon-h1",
+    "pixtral",
+    "midm-2.0",
+    "lfm2",
+    "dbrx",
+    "smaug-bpe",
+    "qwen2",
+    "deepseek-r1-qwen",
+    "megrez",
+    "stablelm2",
+    "hunyuan",
+    "smollm",
+    "starcoder",
+    "refact",
+    "command-r",
+    "codeshell",
+    "exaone",
+    "minerva-7b",
+    "deepseek-llm",
+    "deepseek-v3",
+];
+
+/// One split stage; a pre-tokenizer is a list of stages applied in order, each refining the
+/// pieces the previous one produced (llama.cpp's `regex_exprs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`
+    Gpt2,
+    /// The Llama 3 pattern; `max_digits` is 3 (`\p{N}{1,3}`) or 1 (Qwen2's `\p{N}`).
+    Llama3 { max_digits: usize },
+    /// Every character of the class alone (`\p{N}`, `[\r\n]`).
+    Each(Class),
+    /// Runs of the class (`X+`).
+    Runs(Class),
+    /// An optional whitespace then a run of the class (`\s?X+`).
+    OptWsRuns(Class),
+    /// Trailing whitespace of the piece (`\s+$`).
+    TrailingWs,
+    /// Groups of 1 to 3 numbers (`\p{N}{1,3}`).
+    NumberGroups3,
+    /// Exactly three ASCII digits (`[0-9][0-9][0-9]`).
+    AsciiDigits3,
+    /// DeepSeek-V3's main pattern.
+    DeepseekV3,
+}
+
+/// Character classes used by the regex-derived stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    Number,
+    CrLf,
+    /// `[\p{P}\$\+<=>\^~\|]` (the `default` pre-tokenizer's first pattern).
+    DefaultPunct,
+    DeepseekLetters,
+    DeepseekPunct,
+    DeepseekCjk,
+    DeepseekV3Cjk,
+}
+
+/// A pre-tokenizer for byte-level BPE, selected by GGUF `tokenizer.ggml.pre`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreTokenizer {
+    name: String,
+    stages: Vec<Stage>,
+    /// Whether a word that is already a whole token skips merging (llama.cpp `ignore_merges`).
+    pub(crate) ignore_merges: bool,
+    /// Whether the model adds BOS by default when the GGUF does not say.
+    pub(crate) default_add_bos: bool,
+}
+
+impl PreTokenizer {
+    /// The pre-tokenizer for a `tokenizer.ggml.pre` value; `None` means the key is absent,
+    /// which llama.cpp treats as `default`.
+    pub fn from_gguf_pre(pre: Option<&str>) -> Result<Self, TokenizerError> {
+        let name = pre.unwrap_or("default");
+        let (stages, ignore_merges, default_add_bos) = match name {
+            "default" => (
+                vec![
+                    Stage::Runs(Class::DefaultPunct),
+                    Stage::Gpt2,
+                    Stage::Runs(Class::Number),
+                    Stage::AsciiDigits3,
+                ],
+                false,
+                false,
+            ),
+            "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "jina-v2-es" | "jina-v2-de"
+            | "gigachat" | "mpt" | "olmo" | "jais" => (vec![Stage::Gpt2], false, false),
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
+            | "midm-2.0" | "lfm2" => (vec![Stage::Llama3 { max_digits: 3 }], true, true),
+            "dbrx" | "smaug-bpe" => (vec![Stage::Llama3 { max_digits: 3 }], false, false),
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" | "hunyuan" => {
+                (vec![Stage::Llama3 { max_digits: 1 }], false, false)
+            }
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva-7b" => (vec![Stage::Each(Class::Number), Stage::Gpt2], false, false),
+            "deepseek-llm" => (
+                vec![
+                    Stage::Each(Class::CrLf),
+                    Stage::OptWsRuns(Class::DeepseekLetters),
+                    Stage::OptWsRuns(Class::DeepseekPunct),
+                    Stage::TrailingWs,
+                    Stage::Runs(Class::DeepseekCjk),
+                    Stage::Runs(Class::Number),
+                ],
+                false,
+                false,
+            ),
+            "deepseek-v3" => (
+                vec![
+                    Stage::NumberGroups3,
+                    Stage::Runs(Class::DeepseekV3Cjk),
+                    Stage::DeepseekV3,
+                ],
+                false,
+                false,
+            ),
+            other => return Err(TokenizerError::UnknownPre(other.to_string())),
+        };
+        Ok(PreTokenizer {
+            name: name.to_string(),
+            stages,
+            ignore_merges,
+            default_add_bos,
+        })
+    }
+
+    /// The `tokenizer.ggml.pre` name this was built from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Split `text` into pieces; returns byte ranges covering the whole text, in order.
+    pub fn split(&self, text: &str) -> Vec<(usize, usize)> {
+        let chars: Vec<char> = text.chars().collect();
+        let fl: Vec<u8> = chars.iter().map(|&c| flags(c)).collect();
+        let ctx = Ctx {
+            ch: &chars,
+            fl: &fl,
+        };
+        // Piece ends in char indices.
+        let mut ends: Vec<usize> = if chars.is_empty() {
+            Vec::new()
+        } else {
+            vec![chars.len()]
+        };
+        for stage in &self.stages {
+            let mut next = Vec::with_capacity(ends.len() * 2 + 8);
+            let mut start = 0;
+            for &end in &ends {
+                split_piece(&ctx, *stage, start, end, &mut next);
+                start = end;
+            }
+            ends = next;
+        }
+        // Char indices to byte offsets.
+        let mut out = Vec::with_capacity(ends.len());
+        let mut byte = 0usize;
+        let mut ci = 0usize;
+        let mut iter = text.char_indices();
+        for end in ends {
+            let start_byte = byte;
+            while ci < end {
+                if let Some((_, c)) = iter.next() {
+                    byte += c.len_utf8();
+                }
+                ci += 1;
+            }
+            out.push((start_byte, byte));
+        }
+        out
+    }
+}
+
+struct Ctx<'a> {
+    ch: &'a [char],
+    fl: &'a [u8],
+}
+
+impl Ctx<'_> {
+    #[inline]
+    fn f(&self, i: usize, end: usize) -> u8 {
+        if i < end {
+            self.fl[i]
+        } else {
+            0
+        }
+    }
+    /// Whitespace count from `p` and the end of the last CR/LF inside it (0 if none).
+    fn ws_run(&self, p: usize, end: usize) -> (usize, usize) {
+        let mut n = 0;
+        let mut last_rn = 0;
+        while p + n < end && self.fl[p + n] & WS != 0 {
+            let c = self.ch[p + n];
+            if c == '\r' || c == '\n' {
+                last_rn = p + n + 1;
+            }
+            n += 1;
+        }
+        (n, last_rn)
+    }
+}
+
+fn split_piece(ctx: &Ctx<'_>, stage: Stage, start: usize, end: usize, out: &mut Vec<usize>) {
+    let mut p = start;
+    let mut gap = start;
+    while p < end {
+        match match_at(ctx, stage, p, end) {
+            Some(m) if m > p => {
+                if gap < p {
+                    out.push(p);
+                }
+                out.push(m);
+                p = m;
+                gap = m;
+            }
+            _ => p += 1,
+        }
+    }
+    if gap < end {
+        out.push(end);
+    }
+}
+
+fn in_class(ctx: &Ctx<'_>, class: Class, i: usize, end: usize) -> bool {
+    if i >= end {
+        return false;
+    }
+    let c = ctx.ch[i];
+    let f = ctx.fl[i];
+    // llama.cpp's std::regex path sees every non-ASCII whitespace as U+000B.
+    if f & WS != 0 && !c.is_ascii() {
+        return false;
+    }
+    let u = c as u32;
+    match class {
+        Class::Number => f & NUMBER != 0,
+        Class::CrLf => c == '\r' || c == '\n',
+        Class::DefaultPunct => {
+            if c.is_ascii() {
+                c.is_ascii_punctuation()
+                    && !"`".contains(c)
+                    && (is_ascii_p(c) || "$+<=>^~|".contains(c))
+            } else {
+                f & PUNCT != 0
+            }
+        }
+        Class::DeepseekLetters => in_ranges(u, deepseek_letters()),
+        Class::DeepseekPunct => {
+            (0x21..=0x2F).contains(&u)
+                || (0x3A..=0x7E).contains(&u)
+                || (0xFF01..=0xFF0F).contains(&u)
+                || (0xFF1A..=0xFF5E).contains(&u)
+                || (0x2018..=0x201F).contains(&u)
+                || (0x3000..=0x3002).contains(&u)
+        }
+        Class::DeepseekCjk => {
+            (0x4E00..=0x9FA5).contains(&u)
+                || (0x0800..=0x4E00).contains(&u)
+                || (0xAC00..=0xD7FF).contains(&u)
+        }
+        Class::DeepseekV3Cjk => {
+            (0x4E00..=0x9FA5).contains(&u)
+                || (0x3040..=0x309F).contains(&u)
+                || (0x30A0..=0x30FF).contains(&u)
+        }
+    }
+}
+
+/// ASCII characters in Unicode category P (what llama.cpp's collapsed `\p{P}` matches).
+fn is_ascii_p(c: char) -> bool {
+    "!\"#%&'()*,-./:;?@[\\]_{}".contains(c)
+}
+
+/// ASCII characters llama.cpp's collapsed `\p{S}` matches (note: `~` is missing there).
+fn is_ascii_s(c: char) -> bool {
+    "$+<=>^`|".contains(c)
+}
+
+fn in_ranges(u: u32, ranges: &[(u32, u32)]) -> bool {
+    ranges
+        .binary_search_by(|&(lo, hi)| {
+            if hi < u {
+                std::cmp::Ordering::Less
+            } else if lo > u {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+fn deepseek_letters() -> &'static [(u32, u32)] {
+    static R: std::sync::OnceLock<Vec<(u32, u32)>> = std::sync::OnceLock::new();
+    R.get_or_init(|| {
+        const SPEC: &str = "A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-ώᾀ-ᾴᾶ-ᾼιῂ-ῄῆ-ῌῐ-ΐῖ-Ίῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤΩℨK-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ\u{10400}-\u{1044F}𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃";
+        let cs: Vec<char> = SPEC.chars().collect();
+        let mut v = Vec::new();
+        let mut i = 0;
+        while i < cs.len() {
+            if i + 2 < cs.len() && cs[i + 1] == '-' {
+                v.push((cs[i] as u32, cs[i + 2] as u32));
+                i += 3;
+            } else {
+                v.push((cs[i] as u32, cs[i] as u32));
+                i += 1;
+            }
+        }
+        v.sort_unstable();
+        // Merge overlaps so the binary search sees disjoint ranges.
+        let mut merged: Vec<(u32, u32)> = Vec::new();
+        for (lo, hi) in v {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        merged
+    })
+}
+
+fn contraction(ctx: &Ctx<'_>, p: usize, end: usize, fold_case: bool) -> Option<usize> {
+    if ctx.ch[p] != '\'' || p + 1 >= end {
+        return None;
+    }
+    let lower = |c: char| if fold_case { c.to_ascii_lowercase() } else { c };
+    let n = lower(ctx.ch[p + 1]);
+    if matches!(n, 's' | 't' | 'm' | 'd') {
+        return Some(p + 2);
+    }
+    if p + 2 < end {
+        let nn = lower(ctx.ch[p + 2]);
+        if matches!((n, nn), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
+            return Some(p + 3);
+        }
+    }
+    None
+}
+
+fn ws_tail(ctx: &Ctx<'_>, p: usize, end: usize, crlf: bool) -> Option<usize> {
+    let (n, last_rn) = ctx.ws_run(p, end);
+    if crlf && last_rn > 0 {
+        return Some(last_rn);
+    }
+    if n > 1 && p + n < end {
+        return Some(p + n - 1);
+    }
+    if n > 0 {
+        return Some(p + n);
+    }
+    None
+}
+
+fn run_while(mut q: usize, end: usize, pred: impl Fn(usize) -> bool) -> usize {
+    while q < end && pred(q) {
+        q += 1;
+    }
+    q
+}
+
+/// The end of the match starting exactly at `p`, if the stage's pattern matches there.
+fn match_at(ctx: &Ctx<'_>, stage: Stage, p: usize, end: usize) -> Option<usize> {
+    let c = ctx.ch[p];
+    let f = ctx.fl[p];
+    match stage {
+        Stage::Gpt2 => {
+            if let Some(m) = contraction(ctx, p, end, false) {
+                return Some(m);
+            }
+            let f2 = if c == ' ' { ctx.f(p + 1, end) } else { f };
+            let s = p + usize::from(c == ' ');
+            if f2 & LETTER != 0 {
+                return Some(run_while(s, end, |q| ctx.fl[q] & LETTER != 0));
+            }
+            if f2 & NUMBER != 0 {
+                return Some(run_while(s, end, |q| ctx.fl[q] & NUMBER != 0));
+            }
+            if f2 & (WS | LETTER | NUMBER) == 0 && s < end {
+                return Some(run_while(s, end, |q| {
+                    ctx.fl[q] & (WS | LETTER | NUMBER) == 0
+                }));
+            }
+            Some(ws_tail(ctx, p, end, false).unwrap_or(p + 1))
+        }
+        Stage::Llama3 { max_digits } => {
+            if let Some(m) = contraction(ctx, p, end, true) {
+                return Some(m);
+            }
+            if !(c == '\r' || c == '\n' || f & NUMBER != 0)
+                && (f & LETTER != 0 || ctx.f(p + 1, end) & LETTER != 0)
+            {
+                return Some(run_while(p + 1, end, |q| ctx.fl[q] & LETTER != 0));
+            }
+            if f & NUMBER != 0 {
+                let m = run_while(p, end, |q| ctx.fl[q] & NUMBER != 0);
+                return Some(m.min(p + max_digits));
+            }
+            let f2 = if c == ' ' { ctx.f(p + 1, end) } else { f };
+            if f2 & (WS | LETTER | NUMBER) == 0 {
+                let s = p + usize::from(c == ' ');
+                let q = run_while(s, end, |q| ctx.fl[q] & (WS | LETTER | NUMBER) == 0);
+                return Some(run_while(q, end, |q| {
+                    ctx.ch[q] == '\r' || ctx.ch[q] == '\n'
+                }));
+            }
+            Some(ws_tail(ctx, p, end, true).unwrap_or(p + 1))
+        }
+        Stage::Each(class) => in_class(ctx, class, p, end).then_some(p + 1),
+        Stage::Runs(class) => {
+            let m = run_while(p, end, |q| in_class(ctx, class, q, end));
+            (m > p).then_some(m)
+        }
+        Stage::OptWsRuns(class) => {
+            if f & WS != 0 && in_class(ctx, class, p + 1, end) {
+                return Some(run_while(p + 1, end, |q| in_class(ctx, class, q, end)));
+            }
+            let m = run_while(p, end, |q| in_class(ctx, class, q, end));
+            (m > p).then_some(m)
+        }
+        Stage::TrailingWs => {
+            let m = run_while(p, end, |q| ctx.fl[q] & WS != 0);
+            (m == end && m > p).then_some(m)
+        }
+        Stage::NumberGroups3 => {
+            let m = run_while(p, end, |q| ctx.fl[q] & NUMBER != 0);
+            (m > p).then_some(m.min(p + 3))
+        }
+        Stage::AsciiDigits3 => {
+            (p + 3 <= end && ctx.ch[p..p + 3].iter().all(|c| c.is_ascii_digit())).then_some(p + 3)
+        }
+        Stage::DeepseekV3 => deepseek_v3(ctx, p, end),
+    }
+}
+
+/// `[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|
+/// ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+` with llama.cpp's collapsed categories.
+fn deepseek_v3(ctx: &Ctx<'_>, p: usize, end: usize) -> Option<usize> {
+    let cls = |i: usize| -> (bool, bool, bool, bool) {
+        // (L, P, S, M) as the collapsed std::regex sees them
+        let c = ctx.ch[i];
+        let f = ctx.fl[i];
+        if c.is_ascii() {
+            (c.is_ascii_alphabetic(), is_ascii_p(c), is_ascii_s(c), false)
+        } else if f & WS != 0 {
+            (false, false, false, false)
+        } else {
+            (
+                f & LETTER != 0,
+                f & PUNCT != 0,
+                f & SYMBOL != 0,
+                f & MARK != 0,
+            )
+        }
+    };
+    let lm = |i: usize| {
+        i < end && {
+            let (l, _, _, m) = cls(i);
+            l || m
+        }
+    };
+    let ps = |i: usize| {
+        i < end && {
+            let (_, pu, s, _) = cls(i);
+            pu || s
+        }
+    };
+    let c = ctx.ch[p];
+    if c.is_ascii_punctuation() && p + 1 < end && ctx.ch[p + 1].is_ascii_alphabetic() {
+        return Some(run_while(p + 1, end, |q| ctx.ch[q].is_ascii_alphabetic()));
+    }
+    let (l, pu, s, _) = cls(p);
+    if !(c == '\r' || c == '\n' || l || pu || s) && lm(p + 1) {
+        return Some(run_while(p + 1, end, lm));
+    }
+    if lm(p) {
+        return Some(run_while(p, end, lm));
+    }
+    let s0 = if c == ' ' && ps(p + 1) { p + 1 } else { p };
+    if ps(s0) {
+        let q = run_while(s0, end, ps);
+        return Some(run_while(q, end, |q| {
+            ctx.ch[q] == '\r' || ctx.ch[q] == '\n'
+        }));
+    }
+    ws_tail(ctx, p, end, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(pre: &str, text: &str) -> Vec<String> {
+        let p = PreTokenizer::from_gguf_pre(Some(pre)).unwrap();
+        p.split(text)
+            .into_iter()
+            .map(|(a, b)| text[a..b].to_string())
+            .collect()
+    }
+
+    #[test]
+    fn qwen2_splits() {
+        assert_eq!(
+            pieces("qwen2", "Hello world's 1234!!\n\n  x  "),
+            ["Hello", " world", "'s", " ", "1", "2", "3", "4", "!!\n\n", " ", " x", "  "]
+        );
+    }
+
+    #[test]
+    fn llama3_digits() {
+        assert_eq!(pieces("llama-bpe", "12345 ab"), ["123", "45", " ab"]);
+    }
+
+    #[test]
+    fn gpt2_splits() {
+        assert_eq!(
+            pieces("gpt-2", "Hi  there\tyou'll"),
+            ["Hi", " ", " there", "\t", "you", "'ll"]
+        );
+    }
+
+    #[test]
+    fn default_splits() {
+        assert_eq!(pieces("default", "a+=12345"), ["a", "+=", "123", "45"]);
+    }
+
+    #[test]
+    fn smollm_digits() {
+        assert_eq!(pieces("smollm", "x 42"), ["x", " ", "4", "2"]);
+    }
+
+    #[test]
+    fn deepseek() {
+        assert_eq!(
+            pieces("deepseek-v3", "abc 12345 中文!x"),
+            ["abc", " ", "123", "45", " ", "中文", "!x"]
+        );
+        assert_eq!(
+            pieces("deepseek-llm", "Hello, 世界\n42"),
+            ["Hello", ",", " ", "世界", "\n", "42"]
+        );
+    }
+
+    #[test]
+    fn unknown_pre_is_error() {
+        assert!(PreTokenizer::from_gguf_pre(Some("nope")).is_err());
+        assert_eq!(PreTokenizer::from_gguf_pre(None).unwrap().name(), "default");
+    }
+
+    #[test]
+    fn covers_text() {
+        for pre in KNOWN_PRE {
+            let p = PreTokenizer::from_gguf_pre(Some(pre)).unwrap();
+            let text = "  Héllo\u{301}, wörld!\r\n\t12 345 ¹²³ 😀👨‍👩‍👧 中文 ～～ 　x\u{85}y  ";
+            let mut pos = 0;
+            for (a, b) in p.split(text) {
+                assert_eq!(a, pos, "{pre}");
+                assert!(b > a, "{pre}");
+                pos = b;
+            }
+            assert_eq!(pos, text.len(), "{pre}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! SentencePiece-style BPE driven by token scores, as llama.cpp's `llm_tokenizer_spm` runs it:
+//! the text starts as one symbol per character; the adjacent pair whose concatenation is a
+//! token with the highest score (leftmost on ties) is merged until none is left; symbols that
+//! are not tokens fall back to `<0xXX>` byte tokens. Used by GGUF `llama` vocabularies and
+//! SentencePiece BPE `.model` files.
+//!
+//! For speed the text is cut into independent segments at every place where no vocabulary
+//! token contains the two characters on either side: no merge can ever cross such a place, so
+//! the result is exactly that of the whole-text algorithm.
+
+use std::collections::BinaryHeap;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::TokenId;
+
+/// The score-driven merger over a vocabulary.
+#[derive(Debug, Clone)]
+pub(crate) struct SpmModel {
+    /// Token text to id (the last id wins for duplicate texts, as in llama.cpp).
+    pub(crate) token_to_id: FxHashMap<Box<str>, TokenId>,
+    pub(crate) scores: Vec<f32>,
+    /// Ids for raw bytes (`<0xXX>`, else the one-byte token); `None` when the vocab lacks both.
+    pub(crate) byte_ids: Box<[Option<TokenId>; 256]>,
+    pub(crate) unk_id: Option<TokenId>,
+    /// Adjacent character pairs that occur inside some token.
+    pairs: FxHashSet<u64>,
+}
+
+#[derive(Clone, Copy)]
+struct Sym {
+    start: usize,
+    len: usize,
+    prev: usize,
+    next: usize,
+}
+
+const NONE: usize = usize::MAX;
+
+struct Bigram {
+    score: f32,
+    left: usize,
+    right: usize,
+    size: usize,
+}
+
+impl PartialEq for Bigram {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Bigram {}
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Bigram {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Max-heap: higher score first, then the smaller left index.
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
+    }
+}
+
+fn pair_key(a: char, b: char) -> u64 {
+    (u64::from(a as u32) << 32) | u64::from(b as u32)
+}
+
+impl SpmModel {
+    /// Build from token texts and scores.
+    pub(crate) fn new(tokens: &[String], scores: Vec<f32>, unk_id: Option<TokenId>) -> Self {
+        let mut token_to_id: FxHashMap<Box<str>, TokenId> = FxHashMap::default();
+        token_to_id.reserve(tokens.len());
+        let mut pairs = FxHashSet::default();
+        for (i, t) in tokens.iter().enumerate() {
+            token_to_id.insert(t.as_str().into(), i as TokenId);
+            let mut it = t.chars();
+            if let Some(mut prev) = it.next() {
+                for c in it {
+                    pairs.insert(pair_key(prev, c));
+                    prev = c;
+                }
+            }
+        }
+        let mut byte_ids = Box::new([None; 256]);
+        for (b, slot) in byte_ids.iter_mut().enumerate() {
+            let hex = format!("<0x{b:02X}>");
+            *slot = token_to_id.get(hex.as_str()).copied().or_else(|| {
+                let s = [b as u8];
+                std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| token_to_id.get(s).copied())
+            });
+        }
+        SpmModel {
+            token_to_id,
+            scores,
+            byte_ids,
+            unk_id,
+            pairs,
+        }
+    }
+
+    fn score(&self, id: TokenId) -> f32 {
+        self.scores.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// Tokenize `text` (already whitespace-escaped) and append the ids to `out`.
+    pub(crate) fn encode(&self, text: &str, out: &mut Vec<TokenId>) {
+        let mut syms: Vec<Sym> = Vec::new();
+        let mut heap: BinaryHeap<Bigram> = BinaryHeap::new();
+        let mut seg_start = 0usize;
+        let mut prev: Option<char> = None;
+        for (i, c) in text.char_indices() {
+            if let Some(p) = prev {
+                if !self.pairs.contains(&pair_key(p, c)) {
+                    self.encode_segment(&text[seg_start..i], &mut syms, &mut heap, out);
+                    seg_start = i;
+                }
+            }
+            prev = Some(c);
+        }
+        self.encode_segment(&text[seg_start..], &mut syms, &mut heap, out);
+    }
+
+    fn encode_segment(
+        &self,
+        text: &str,
+        syms: &mut Vec<Sym>,
+        heap: &mut BinaryHeap<Bigram>,
+        out: &mut Vec<TokenId>,
+    ) {
+        if text.is_empty() {
+            return;
+        }
+        syms.clear();
+        heap.clear();
+        for (i, c) in text.char_indices() {
+            let idx = syms.len();
+            syms.push(Sym {
+                start: i,
+                len: c.len_utf8(),
+                prev: if idx == 0 { NONE } else { idx - 1 },
+                next: idx + 1,
+            });
+        }
+        if let Some(last) = syms.last_mut() {
+            last.next = NONE;
+        }
+        let try_add = |heap: &mut BinaryHeap<Bigram>, syms: &Vec<Sym>, l: usize, r: usize| {
+            if l == NONE || r == NONE {
+                return;
+            }
+            let start = syms[l].start;
+            let size = syms[l].len + syms[r].len;
+            if let Some(piece) = text.get(start..start + size) {
+                if let Some(&id) = self.token_to_id.get(piece) {
+                    heap.push(Bigram {
+                        score: self.score(id),
+                        left: l,
+                        right: r,
+                        size,
+                    });
+                }
+            }
+        };
+        for i in 1..syms.len() {
+            try_add(heap, syms, i - 1, i);
+        }
+        while let Some(bg) = heap.pop() {
+            let (l, r) = (bg.left, bg.right);
+            if syms[l].len == 0 || syms[r].len == 0 || syms[l].len + syms[r].len != bg.size {
+                continue;
+            }
+            syms[l].len += syms[r].len;
+            syms[r].len = 0;
+            let rn = syms[r].next;
+            syms[l].next = rn;
+            if rn != NONE {
+                syms[rn].prev = l;
+            }
+            let lp = syms[l].prev;
+            try_add(heap, syms, lp, l);
+            try_add(heap, syms, l, rn);
+        }
+        let mut i = 0;
+        while i != NONE {
+            let s = syms[i];
+            let piece = &text[s.start..s.start + s.len];
+            match self.token_to_id.get(piece) {
+                Some(&id) => out.push(id),
+                None => {
+                    for &b in piece.as_bytes() {
+                        if let Some(id) = self.byte_ids[b as usize].or(self.unk_id) {
+                            out.push(id);
+                        }
+                    }
+                }
+            }
+            i = s.next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merges_by_score_with_byte_fallback() {
+        let toks: Vec<String> = [
+            "<unk>", "<0xC3>", "<0xA9>", "▁", "a", "b", "ab", "▁ab", "bb",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let scores = vec![0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, -2.5];
+        let m = SpmModel::new(&toks, scores, Some(0));
+        let mut out = Vec::new();
+        m.encode("▁abé", &mut out);
+        assert_eq!(out, [7, 1, 2]);
+        out.clear();
+        m.encode("abb", &mut out);
+        assert_eq!(out, [6, 5]);
+    }
+}
