@@ -1,0 +1,273 @@
+//! Hyperparameters: what a model's `<arch>.*` metadata keys say, checked for consistency and
+//! gathered into one [`ModelConfig`] that the forward pass reads (never the raw metadata).
+
+use lmrun_gguf::GgufFile;
+use lmrun_kernels::RopeMode;
+
+use crate::arch::{names, ArchSpec, SwaLayout};
+use crate::ModelError;
+
+/// Rotary position embedding settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeConfig {
+    /// Pair layout.
+    pub mode: RopeMode,
+    /// Rotated dims per head (`<arch>.rope.dimension_count`, default the head size).
+    pub n_rot: usize,
+    /// Frequency base of global layers (`<arch>.rope.freq_base`, default 10000).
+    pub freq_base: f32,
+    /// Frequency base of sliding-window layers (gemma3: `<arch>.rope.freq_base_swa`, else 10000).
+    pub freq_base_swa: f32,
+    /// Linear position scale of global layers (1 / `<arch>.rope.scaling.factor` for
+    /// `linear` scaling, else 1).
+    pub freq_scale: f32,
+    /// Whether per-pair frequency factors (`rope_freqs.weight`) are applied.
+    pub has_freq_factors: bool,
+}
+
+/// Everything the forward pass needs to know about a model's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// `general.architecture`.
+    pub arch: String,
+    /// Vocabulary size (rows of `token_embd`).
+    pub n_vocab: usize,
+    /// Hidden size.
+    pub n_embd: usize,
+    /// Number of layers.
+    pub n_layer: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_head`).
+    pub n_head_kv: usize,
+    /// Size of one query/key head (`<arch>.attention.key_length`, default `n_embd / n_head`).
+    pub head_dim: usize,
+    /// Size of one value head (`<arch>.attention.value_length`, default `head_dim`).
+    pub head_dim_v: usize,
+    /// FFN inner size.
+    pub n_ff: usize,
+    /// Training context (`<arch>.context_length`); informative, the KV cache is sized by
+    /// [`crate::ModelOptions::context_len`].
+    pub n_ctx_train: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+    /// Rope settings.
+    pub rope: RopeConfig,
+    /// Sliding window (keys within `pos - window < k_pos <= pos`) of sliding layers.
+    pub sliding_window: Option<usize>,
+    /// Per layer: whether it uses the sliding window.
+    pub swa_layers: Vec<bool>,
+    /// Scale of the attention scores (1/√head_dim unless the file says otherwise).
+    pub attn_scale: f32,
+    /// Final logit soft-capping `c·tanh(x/c)`.
+    pub final_logit_softcap: Option<f32>,
+    /// Factor applied to the token embeddings (√n_embd for gemma).
+    pub embd_scale: Option<f32>,
+    /// The output matrix is the embedding table (no `output.weight`).
+    pub tied_output: bool,
+}
+
+fn bad(key: impl Into<String>, what: impl Into<String>) -> ModelError {
+    ModelError::BadHyperparameter {
+        key: key.into(),
+        what: what.into(),
+    }
+}
+
+/// Largest size accepted for any one dimension (defensive cap; real models are far below).
+const MAX_DIM: usize = 1 << 24;
+
+impl ModelConfig {
+    /// Reads and checks the hyperparameters of `gguf` for architecture `spec`.
+    pub fn from_gguf(gguf: &GgufFile, spec: &ArchSpec) -> Result<ModelConfig, ModelError> {
+        let a = spec.name;
+        let key = |s: &str| format!("{a}.{s}");
+        let req = |s: &str| -> Result<usize, ModelError> {
+            let k = key(s);
+            let v = gguf.get_usize(&k)?;
+            if v == 0 || v > MAX_DIM {
+                return Err(bad(k, format!("{v} is out of range 1..={MAX_DIM}")));
+            }
+            Ok(v)
+        };
+        let opt_usize = |s: &str| -> Result<Option<usize>, ModelError> {
+            Ok(gguf.get_opt::<u64>(&key(s))?.map(|v| v as usize))
+        };
+        let opt_f32 = |s: &str| -> Result<Option<f32>, ModelError> {
+            Ok(gguf.get_opt::<f64>(&key(s))?.map(|v| v as f32))
+        };
+
+        let n_embd = req("embedding_length")?;
+        let n_layer = req("block_count")?;
+        let n_head = req("attention.head_count")?;
+        let n_head_kv = match opt_usize("attention.head_count_kv")? {
+            Some(v) => v,
+            None => n_head,
+        };
+        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+            return Err(bad(
+                key("attention.head_count_kv"),
+                format!("{n_head_kv} does not divide head_count {n_head}"),
+            ));
+        }
+        let n_ff = req("feed_forward_length")?;
+        let n_ctx_train = opt_usize("context_length")?.unwrap_or(0);
+        let head_dim = match opt_usize("attention.key_length")? {
+            Some(v) => v,
+            None => {
+                if n_embd % n_head != 0 {
+                    return Err(bad(
+                        key("attention.head_count"),
+                        format!("{n_head} does not divide embedding_length {n_embd}"),
+                    ));
+                }
+                n_embd / n_head
+            }
+        };
+        let head_dim_v = opt_usize("attention.value_length")?.unwrap_or(head_dim);
+        for (k, v) in [("key_length", head_dim), ("value_length", head_dim_v)] {
+            if v == 0 || v > MAX_DIM {
+                return Err(bad(key(&format!("attention.{k}")), format!("{v}")));
+            }
+        }
+        let rms_eps = opt_f32("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5);
+        if !(rms_eps.is_finite() && rms_eps >= 0.0) {
+            return Err(bad(key("attention.layer_norm_rms_epsilon"), "not finite"));
+        }
+
+        let n_rot = opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(bad(
+                key("rope.dimension_count"),
+                format!("{n_rot} must be even and at most the head size {head_dim}"),
+            ));
+        }
+        let freq_base = opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
+        let mut freq_scale = 1.0f32;
+        let scaling_type = gguf
+            .get_opt::<&str>(&key("rope.scaling.type"))?
+            .unwrap_or("none");
+        let factor = opt_f32("rope.scaling.factor")?
+            .or(opt_f32("rope.scale_linear")?)
+            .unwrap_or(1.0);
+        match scaling_type {
+            "none" => {
+                if gguf.metadata().contains_key(&key("rope.scale_linear")) && factor > 0.0 {
+                    freq_scale = 1.0 / factor;
+                }
+            }
+            "linear" => {
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(bad(key("rope.scaling.factor"), format!("{factor}")));
+                }
+                freq_scale = 1.0 / factor;
+            }
+            other => {
+                if factor != 1.0 && factor != 0.0 {
+                    return Err(bad(
+                        key("rope.scaling.type"),
+                        format!("rope scaling '{other}' (factor {factor}) is not supported"),
+                    ));
+                }
+            }
+        }
+        if !(freq_base.is_finite() && freq_base > 0.0) {
+            return Err(bad(key("rope.freq_base"), format!("{freq_base}")));
+        }
+
+        let (sliding_window, swa_layers, freq_base_swa) = match spec.sliding {
+            SwaLayout::None => (None, vec![false; n_layer], freq_base),
+            SwaLayout::Periodic {
+                period,
+                default_local_rope_base,
+            } => {
+                let w = opt_usize("attention.sliding_window")?;
+                let base = opt_f32("rope.freq_base_swa")?.unwrap_or(default_local_rope_base);
+                match w {
+                    Some(w) if w > 0 => (
+                        Some(w),
+                        (0..n_layer).map(|il| il % period < period - 1).collect(),
+                        base,
+                    ),
+                    _ => (None, vec![false; n_layer], freq_base),
+                }
+            }
+        };
+
+        let attn_scale = match opt_f32("attention.scale")? {
+            Some(s) if s.is_finite() && s > 0.0 => s,
+            _ => 1.0 / (head_dim as f32).sqrt(),
+        };
+        let final_logit_softcap = if spec.logit_softcap {
+            opt_f32("final_logit_softcapping")?.filter(|c| c.is_finite() && *c > 0.0)
+        } else {
+            None
+        };
+
+        let embd =
+            gguf.tensor_info(names::TOKEN_EMBD)
+                .ok_or_else(|| ModelError::MissingTensor {
+                    name: names::TOKEN_EMBD.into(),
+                    arch: a.into(),
+                })?;
+        if embd.shape.len() != 2 || embd.shape[0] != n_embd as u64 {
+            return Err(ModelError::BadShape {
+                name: names::TOKEN_EMBD.into(),
+                expected: vec![n_embd as u64, embd.shape.get(1).copied().unwrap_or(0)],
+                found: embd.shape.clone(),
+            });
+        }
+        let n_vocab = usize::try_from(embd.shape[1])
+            .ok()
+            .filter(|&v| v > 0 && v <= MAX_DIM)
+            .ok_or_else(|| bad("n_vocab", format!("{} rows in token_embd", embd.shape[1])))?;
+
+        Ok(ModelConfig {
+            arch: a.to_string(),
+            n_vocab,
+            n_embd,
+            n_layer,
+            n_head,
+            n_head_kv,
+            head_dim,
+            head_dim_v,
+            n_ff,
+            n_ctx_train,
+            rms_eps,
+            rope: RopeConfig {
+                mode: spec.rope_mode,
+                n_rot,
+                freq_base,
+                freq_base_swa,
+                freq_scale,
+                has_freq_factors: spec.rope_freqs && gguf.has_tensor(names::ROPE_FREQS),
+            },
+            sliding_window,
+            swa_layers,
+            attn_scale,
+            final_logit_softcap,
+            embd_scale: spec.scale_embeddings.then(|| (n_embd as f32).sqrt()),
+            tied_output: !gguf.has_tensor(names::OUTPUT),
+        })
+    }
+
+    /// Whether layer `il` uses the sliding window.
+    pub fn is_swa(&self, il: usize) -> bool {
+        self.swa_layers.get(il).copied().unwrap_or(false)
+    }
+
+    /// Width of the Q projection (`n_head * head_dim`).
+    pub fn q_dim(&self) -> usize {
+        self.n_head * self.head_dim
+    }
+
+    /// Width of the K projection (`n_head_kv * head_dim`).
+    pub fn k_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim
+    }
+
+    /// Width of the V projection (`n_head_kv * head_dim_v`).
+    pub fn v_dim(&self) -> usize {
+        self.n_head_kv * self.head_dim_v
+    }
+}

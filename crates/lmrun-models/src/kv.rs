@@ -1,0 +1,153 @@
+//! The KV cache: allocated once for the context the runner asks for (not the model's training
+//! context), in f16 (default: half the memory, and what llama.cpp uses) or f32.
+//!
+//! Layout per layer: keys row-major by position, `[pos][kv_head][head_dim]`, so a query's
+//! scores are dot products over contiguous key rows; values transposed,
+//! `[kv_head][head_dim_v][pos]`, so the weighted sum of values is one dot product per output
+//! dimension over contiguous probabilities (llama.cpp's non-flash layout). Both are contiguous
+//! slices, which lets the f16 cache reuse the kernels' F16·f32 dot product.
+
+use half::f16;
+use lmrun_kernels::{dot_fn, ops::dot_f32, DotFn, Isa, QType};
+
+/// Element type of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvDtype {
+    /// IEEE half: half the memory; the default (matches llama.cpp; measured equal to f32
+    /// within the reference tolerance).
+    #[default]
+    F16,
+    /// 32-bit float.
+    F32,
+}
+
+impl KvDtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            KvDtype::F16 => 2,
+            KvDtype::F32 => 4,
+        }
+    }
+}
+
+/// One flat buffer of cache elements.
+#[derive(Debug)]
+pub(crate) enum KvBuf {
+    F32(Vec<f32>),
+    /// Little-endian f16 bytes (the form the kernels' F16 dot reads).
+    F16(Vec<u8>),
+}
+
+impl KvBuf {
+    fn new(dtype: KvDtype, n: usize) -> KvBuf {
+        match dtype {
+            KvDtype::F32 => KvBuf::F32(vec![0.0; n]),
+            KvDtype::F16 => KvBuf::F16(vec![0u8; n * 2]),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            KvBuf::F32(v) => v.len() * 4,
+            KvBuf::F16(v) => v.len(),
+        }
+    }
+
+    /// Writes `vals` at element offset `off`.
+    #[inline]
+    pub(crate) fn write(&mut self, off: usize, vals: &[f32]) {
+        match self {
+            KvBuf::F32(v) => v[off..off + vals.len()].copy_from_slice(vals),
+            KvBuf::F16(v) => {
+                for (i, &x) in vals.iter().enumerate() {
+                    let b = f16::from_f32(x).to_le_bytes();
+                    v[2 * (off + i)] = b[0];
+                    v[2 * (off + i) + 1] = b[1];
+                }
+            }
+        }
+    }
+
+    /// Writes one value at element `idx`.
+    #[inline]
+    pub(crate) fn write_one(&mut self, idx: usize, x: f32) {
+        match self {
+            KvBuf::F32(v) => v[idx] = x,
+            KvBuf::F16(v) => {
+                let b = f16::from_f32(x).to_le_bytes();
+                v[2 * idx] = b[0];
+                v[2 * idx + 1] = b[1];
+            }
+        }
+    }
+
+    /// Dot product of elements `off..off + x.len()` with `x`.
+    #[inline]
+    pub(crate) fn dot(&self, off: usize, x: &[f32], f16dot: fn(&[u8], &[f32]) -> f32) -> f32 {
+        match self {
+            KvBuf::F32(v) => dot_f32(&v[off..off + x.len()], x),
+            KvBuf::F16(v) => f16dot(&v[2 * off..2 * (off + x.len())], x),
+        }
+    }
+}
+
+/// The K and V caches of one layer.
+#[derive(Debug)]
+pub(crate) struct LayerKv {
+    pub(crate) k: KvBuf,
+    pub(crate) v: KvBuf,
+}
+
+/// The cache of all layers.
+#[derive(Debug)]
+pub struct KvCache {
+    pub(crate) layers: Vec<LayerKv>,
+    pub(crate) capacity: usize,
+    pub(crate) dtype: KvDtype,
+    pub(crate) f16dot: fn(&[u8], &[f32]) -> f32,
+}
+
+impl KvCache {
+    /// Allocates `capacity` positions for `n_layer` layers of `k_dim` key and `v_dim` value
+    /// elements per position.
+    pub(crate) fn new(
+        dtype: KvDtype,
+        n_layer: usize,
+        capacity: usize,
+        k_dim: usize,
+        v_dim: usize,
+    ) -> KvCache {
+        let layers = (0..n_layer)
+            .map(|_| LayerKv {
+                k: KvBuf::new(dtype, capacity * k_dim),
+                v: KvBuf::new(dtype, capacity * v_dim),
+            })
+            .collect();
+        let f16dot = match dot_fn(QType::F16, Isa::best()) {
+            Some(DotFn::F32(f)) => f,
+            _ => lmrun_kernels::scalar::dot_f16w,
+        };
+        KvCache {
+            layers,
+            capacity,
+            dtype,
+            f16dot,
+        }
+    }
+
+    /// Bytes held by the cache.
+    pub fn bytes(&self) -> usize {
+        self.layers.iter().map(|l| l.k.bytes() + l.v.bytes()).sum()
+    }
+
+    /// Positions the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> KvDtype {
+        self.dtype
+    }
+}

@@ -1,0 +1,464 @@
+//! The decoder: one forward pass written once for every architecture, reading the optional
+//! pieces (biases, Q/K norms, post-norms, sliding windows, embedding scale, soft-capping) from
+//! the model's [`ArchSpec`] and [`ModelConfig`]. Like llama2.c's `forward`, it is one readable
+//! function over plain buffers allocated before the token loop; the matmuls, norms and rope come
+//! from `lmrun-kernels`. A prompt is processed in chunks of up to [`UBATCH`] tokens, each chunk
+//! one batched pass (every matmul multiplies the chunk's tokens at once).
+
+use lmrun_gguf::GgufFile;
+use lmrun_kernels::ops::{
+    add_inplace, embedding_row, gelu_tanh_inplace, mul_inplace, rms_norm, rms_norm_inplace,
+    rope_inplace_partial, scale_inplace, silu_inplace,
+};
+use lmrun_kernels::{matmul, Scratch, ThreadPool};
+
+use crate::arch::{ArchSpec, FfnAct};
+use crate::attention::{attend, AttnShape};
+use crate::config::ModelConfig;
+use crate::kv::{KvCache, KvDtype};
+use crate::weights::{ModelWeights, Weight};
+use crate::ModelError;
+
+/// Largest number of tokens processed in one batched pass; longer inputs are split.
+pub const UBATCH: usize = 512;
+
+/// What the runner asks of a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelOptions {
+    /// KV cache capacity in tokens (positions `0..context_len`).
+    pub context_len: usize,
+    /// KV cache element type.
+    pub kv_dtype: KvDtype,
+    /// Worker threads; 0 means the kernels' default (physical cores).
+    pub n_threads: usize,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions {
+            context_len: 2048,
+            kv_dtype: KvDtype::default(),
+            n_threads: 0,
+        }
+    }
+}
+
+/// Activation buffers, grown to the largest chunk seen and then reused.
+#[derive(Debug, Default)]
+struct Buffers {
+    cap_tokens: usize,
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att_hm: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    g: Vec<f32>,
+    u: Vec<f32>,
+    scores: Vec<f32>,
+    logits: Vec<f32>,
+    mm: Scratch,
+}
+
+impl Buffers {
+    fn ensure(&mut self, cfg: &ModelConfig, n: usize) {
+        if n <= self.cap_tokens {
+            return;
+        }
+        let grow = |v: &mut Vec<f32>, per: usize| v.resize(n * per, 0.0);
+        grow(&mut self.x, cfg.n_embd);
+        grow(&mut self.xn, cfg.n_embd);
+        grow(&mut self.q, cfg.q_dim());
+        grow(&mut self.k, cfg.k_dim());
+        grow(&mut self.v, cfg.v_dim());
+        grow(&mut self.att_hm, cfg.n_head * cfg.head_dim_v);
+        grow(&mut self.att, cfg.n_head * cfg.head_dim_v);
+        grow(&mut self.o, cfg.n_embd);
+        grow(&mut self.g, cfg.n_ff);
+        grow(&mut self.u, cfg.n_ff);
+        self.cap_tokens = n;
+    }
+}
+
+/// A decoder-only transformer ready to run: weights (views into the loaded file), KV cache,
+/// activation buffers and a thread pool.
+#[derive(Debug)]
+pub struct Model {
+    spec: &'static ArchSpec,
+    cfg: ModelConfig,
+    w: ModelWeights,
+    kv: KvCache,
+    pool: ThreadPool,
+    buf: Buffers,
+    n_past: usize,
+}
+
+impl Model {
+    /// Builds a model from a loaded GGUF file: architecture from `general.architecture`,
+    /// hyperparameters from `<arch>.*`, weights as views of the file's data buffer, and a KV
+    /// cache of `opts.context_len` positions.
+    pub fn from_gguf(gguf: &GgufFile, opts: &ModelOptions) -> Result<Model, ModelError> {
+        let arch = gguf.architecture()?;
+        let spec = ArchSpec::find(arch).ok_or_else(|| ModelError::UnknownArchitecture {
+            arch: arch.to_string(),
+            supported: ArchSpec::supported_list(),
+        })?;
+        let cfg = ModelConfig::from_gguf(gguf, spec)?;
+        let w = ModelWeights::from_gguf(gguf, spec, &cfg)?;
+        if opts.context_len == 0 {
+            return Err(ModelError::BadOptions(
+                "context_len must be at least 1".into(),
+            ));
+        }
+        if opts.context_len > 1 << 24 {
+            return Err(ModelError::BadOptions(format!(
+                "context_len {} is too large",
+                opts.context_len
+            )));
+        }
+        if cfg.n_ctx_train > 0 && opts.context_len > cfg.n_ctx_train {
+            log::warn!(
+                "context_len {} exceeds the model's training context {}",
+                opts.context_len,
+                cfg.n_ctx_train
+            );
+        }
+        let n_threads = if opts.n_threads == 0 {
+            ThreadPool::default_threads()
+        } else {
+            opts.n_threads
+        };
+        let pool = ThreadPool::new(n_threads)?;
+        let kv = KvCache::new(
+            opts.kv_dtype,
+            cfg.n_layer,
+            opts.context_len,
+            cfg.k_dim(),
+            cfg.v_dim(),
+        );
+        let mut buf = Buffers::default();
+        buf.ensure(&cfg, 1);
+        buf.scores = vec![0.0; n_threads * opts.context_len];
+        buf.logits = vec![0.0; cfg.n_vocab];
+        log::debug!(
+            "{} model: {} layers, n_embd {}, {} heads ({} kv), head_dim {}, vocab {}, kv cache {} B",
+            cfg.arch,
+            cfg.n_layer,
+            cfg.n_embd,
+            cfg.n_head,
+            cfg.n_head_kv,
+            cfg.head_dim,
+            cfg.n_vocab,
+            kv.bytes()
+        );
+        Ok(Model {
+            spec,
+            cfg,
+            w,
+            kv,
+            pool,
+            buf,
+            n_past: 0,
+        })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// The architecture description.
+    pub fn spec(&self) -> &'static ArchSpec {
+        self.spec
+    }
+
+    /// KV cache capacity in tokens.
+    pub fn context_len(&self) -> usize {
+        self.kv.capacity()
+    }
+
+    /// Bytes held by the KV cache.
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.kv.bytes()
+    }
+
+    /// KV cache element type.
+    pub fn kv_dtype(&self) -> KvDtype {
+        self.kv.dtype()
+    }
+
+    /// Bytes of weight matrices read per decoded token.
+    pub fn weight_bytes(&self) -> usize {
+        self.w.matrix_bytes()
+    }
+
+    /// Threads used by the model's pool.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// Positions currently held in the KV cache (the next `start_pos` of a continuation).
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// Forgets the KV cache contents (the next step must start at position 0).
+    pub fn reset(&mut self) {
+        self.n_past = 0;
+    }
+
+    /// Runs `tokens` at positions `start_pos..`: a batched prefill for many tokens, one decode
+    /// step for one. Returns the logits of the last position (`n_vocab` floats), or of every
+    /// position when `all_logits` (`tokens.len() * n_vocab` floats, row-major).
+    ///
+    /// `start_pos` may be at most [`Model::n_past`] (continuing, or rewinding to recompute);
+    /// positions past the context and token ids past the vocabulary are errors.
+    pub fn step(
+        &mut self,
+        tokens: &[u32],
+        start_pos: usize,
+        all_logits: bool,
+    ) -> Result<&[f32], ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let n_vocab = self.cfg.n_vocab;
+        if let Some((index, &token)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| t as usize >= n_vocab)
+        {
+            return Err(ModelError::TokenOutOfRange {
+                token,
+                index,
+                n_vocab,
+            });
+        }
+        let end = start_pos.saturating_add(tokens.len());
+        if end > self.kv.capacity() {
+            return Err(ModelError::ContextOverflow {
+                start_pos,
+                end,
+                context_len: self.kv.capacity(),
+            });
+        }
+        if start_pos > self.n_past {
+            return Err(ModelError::PositionGap {
+                start_pos,
+                n_past: self.n_past,
+            });
+        }
+        let n_out = if all_logits { tokens.len() } else { 1 };
+        if self.buf.logits.len() < n_out * n_vocab {
+            self.buf.logits.resize(n_out * n_vocab, 0.0);
+        }
+        let mut done = 0;
+        for chunk in tokens.chunks(UBATCH) {
+            let last = done + chunk.len() == tokens.len();
+            let out_off = if all_logits { done } else { 0 };
+            self.forward(chunk, start_pos + done, all_logits, last, out_off)?;
+            done += chunk.len();
+            self.n_past = start_pos + done;
+        }
+        Ok(&self.buf.logits[..n_out * n_vocab])
+    }
+
+    /// One batched pass over `tokens` at positions `p0..`. Writes logits (all rows when `all`,
+    /// else the last row when `last`) starting at row `out_row` of `self.buf.logits`.
+    fn forward(
+        &mut self,
+        tokens: &[u32],
+        p0: usize,
+        all: bool,
+        last: bool,
+        out_row: usize,
+    ) -> Result<(), ModelError> {
+        let Model {
+            spec,
+            cfg,
+            w,
+            kv,
+            pool,
+            buf,
+            ..
+        } = self;
+        let n = tokens.len();
+        buf.ensure(cfg, n);
+        let e = cfg.n_embd;
+        let (qd, kd, vd) = (cfg.q_dim(), cfg.k_dim(), cfg.v_dim());
+        let (hd, hdv) = (cfg.head_dim, cfg.head_dim_v);
+        let (nh, nkv) = (cfg.n_head, cfg.n_head_kv);
+        let eps = cfg.rms_eps;
+        let cap = kv.capacity;
+        let f16dot = kv.f16dot;
+
+        // Token embeddings.
+        for (t, &tok) in tokens.iter().enumerate() {
+            let row = &mut buf.x[t * e..(t + 1) * e];
+            let emb = &w.token_embd;
+            embedding_row(emb.qtype, &emb.data, e, tok as usize, row)?;
+            if let Some(s) = cfg.embd_scale {
+                scale_inplace(row, s);
+            }
+        }
+        let x = &mut buf.x[..n * e];
+        let xn = &mut buf.xn[..n * e];
+        let q = &mut buf.q[..n * qd];
+        let k = &mut buf.k[..n * kd];
+        let v = &mut buf.v[..n * vd];
+        let att_hm = &mut buf.att_hm[..n * nh * hdv];
+        let att = &mut buf.att[..n * nh * hdv];
+        let o = &mut buf.o[..n * e];
+        let g = &mut buf.g[..n * cfg.n_ff];
+        let u = &mut buf.u[..n * cfg.n_ff];
+        let mm = &mut buf.mm;
+
+        for (il, lw) in w.layers.iter().enumerate() {
+            let swa = cfg.is_swa(il);
+            // --- attention block ---
+            norm_rows(x, &lw.attn_norm, eps, xn)?;
+            mat(pool, &lw.wq, xn, n, q, mm)?;
+            mat(pool, &lw.wk, xn, n, k, mm)?;
+            mat(pool, &lw.wv, xn, n, v, mm)?;
+            add_bias(q, lw.bq.as_deref())?;
+            add_bias(k, lw.bk.as_deref())?;
+            add_bias(v, lw.bv.as_deref())?;
+            if let Some(qn) = &lw.q_norm {
+                for h in q.chunks_exact_mut(hd) {
+                    rms_norm_inplace(h, qn, eps)?;
+                }
+            }
+            if let Some(kn) = &lw.k_norm {
+                for h in k.chunks_exact_mut(hd) {
+                    rms_norm_inplace(h, kn, eps)?;
+                }
+            }
+            let (base, fscale) = if swa {
+                (cfg.rope.freq_base_swa, 1.0)
+            } else {
+                (cfg.rope.freq_base, cfg.rope.freq_scale)
+            };
+            let ff = w.rope_freqs.as_deref();
+            for t in 0..n {
+                let pos = p0 + t;
+                let rope = |x: &mut [f32], heads| {
+                    rope_inplace_partial(
+                        x,
+                        heads,
+                        hd,
+                        cfg.rope.n_rot,
+                        pos,
+                        base,
+                        cfg.rope.mode,
+                        ff,
+                        fscale,
+                    )
+                };
+                rope(&mut q[t * qd..(t + 1) * qd], nh)?;
+                rope(&mut k[t * kd..(t + 1) * kd], nkv)?;
+            }
+            // Store K rows and transposed V of the chunk.
+            let lkv = &mut kv.layers[il];
+            lkv.k.write(p0 * kd, k);
+            for t in 0..n {
+                let vt = &v[t * vd..(t + 1) * vd];
+                for (c, &val) in vt.iter().enumerate() {
+                    lkv.v.write_one(c * cap + p0 + t, val);
+                }
+            }
+            let shape = AttnShape {
+                n_head: nh,
+                n_head_kv: nkv,
+                head_dim: hd,
+                head_dim_v: hdv,
+                capacity: cap,
+                scale: cfg.attn_scale,
+                window: if swa { cfg.sliding_window } else { None },
+            };
+            attend(pool, &shape, lkv, f16dot, q, n, p0, att_hm, &mut buf.scores);
+            // head-major [h][t][d] -> token-major [t][h][d]
+            for h in 0..nh {
+                for t in 0..n {
+                    att[(t * nh + h) * hdv..][..hdv]
+                        .copy_from_slice(&att_hm[(h * n + t) * hdv..][..hdv]);
+                }
+            }
+            mat(pool, &lw.wo, att, n, o, mm)?;
+            add_bias(o, lw.bo.as_deref())?;
+            if let Some(pn) = &lw.post_attn_norm {
+                for r in o.chunks_exact_mut(e) {
+                    rms_norm_inplace(r, pn, eps)?;
+                }
+            }
+            add_inplace(x, o)?;
+
+            // --- feed-forward block ---
+            norm_rows(x, &lw.ffn_norm, eps, xn)?;
+            mat(pool, &lw.gate, xn, n, g, mm)?;
+            mat(pool, &lw.up, xn, n, u, mm)?;
+            match spec.ffn_act {
+                FfnAct::Silu => silu_inplace(g),
+                FfnAct::GeluTanh => gelu_tanh_inplace(g),
+            }
+            mul_inplace(g, u)?;
+            mat(pool, &lw.down, g, n, o, mm)?;
+            if let Some(pn) = &lw.post_ffn_norm {
+                for r in o.chunks_exact_mut(e) {
+                    rms_norm_inplace(r, pn, eps)?;
+                }
+            }
+            add_inplace(x, o)?;
+        }
+
+        // --- output ---
+        let nv = cfg.n_vocab;
+        let (rows_in, n_rows) = if all {
+            (&x[..], n)
+        } else if last {
+            (&x[(n - 1) * e..], 1)
+        } else {
+            return Ok(());
+        };
+        let xn = &mut xn[..n_rows * e];
+        norm_rows(rows_in, &w.output_norm, eps, xn)?;
+        let out = &mut buf.logits[out_row * nv..(out_row + n_rows) * nv];
+        mat(pool, &w.output, xn, n_rows, out, mm)?;
+        if let Some(c) = cfg.final_logit_softcap {
+            for l in out.iter_mut() {
+                *l = c * (*l / c).tanh();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mat(
+    pool: &ThreadPool,
+    w: &Weight,
+    x: &[f32],
+    n: usize,
+    out: &mut [f32],
+    mm: &mut Scratch,
+) -> Result<(), ModelError> {
+    matmul(pool, &w.as_ref(), x, n, out, mm)?;
+    Ok(())
+}
+
+fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<(), ModelError> {
+    let e = w.len();
+    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
+        rms_norm(xr, w, eps, or)?;
+    }
+    Ok(())
+}
+
+fn add_bias(x: &mut [f32], b: Option<&[f32]>) -> Result<(), ModelError> {
+    if let Some(b) = b {
+        for r in x.chunks_exact_mut(b.len()) {
+            add_inplace(r, b)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,203 @@
+//! Tiny random-weight models of every architecture (written by `scripts/models_make_tiny.py`)
+//! against the NumPy float64 forward pass of the same script: batched prefill with all logits,
+//! token-by-token decode, split prefill, both KV cache types, 1 and 2 threads. Also the error
+//! paths: bad tokens, positions past the context, gaps, missing/mis-shaped tensors, unknown
+//! architectures.
+
+use std::path::PathBuf;
+
+use lmrun_gguf::{GgufFile, LoadMode};
+use lmrun_models::{KvDtype, Model, ModelError, ModelOptions};
+
+struct Reference {
+    n_vocab: usize,
+    tokens: Vec<u32>,
+    logits: Vec<Vec<f32>>,
+}
+
+fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn reference(arch: &str) -> Reference {
+    let text = std::fs::read_to_string(data(&format!("tiny-{arch}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    Reference {
+        n_vocab: v["n_vocab"].as_u64().unwrap() as usize,
+        tokens: v["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_u64().unwrap() as u32)
+            .collect(),
+        logits: v["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+fn open(arch: &str, mode: LoadMode) -> GgufFile {
+    GgufFile::open(&data(&format!("tiny-{arch}.gguf")), mode).unwrap()
+}
+
+/// Max |a - b| over a row, relative to the row's largest reference magnitude.
+fn rel_err(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(1e-3f32, |m, x| m.max(x.abs()));
+    got.iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+        / scale
+}
+
+const TOL: f32 = 0.04;
+
+fn check_rows(what: &str, got: &[f32], want: &[Vec<f32>], n_vocab: usize) {
+    assert_eq!(got.len(), want.len() * n_vocab, "{what}: length");
+    for (t, row) in want.iter().enumerate() {
+        let e = rel_err(&got[t * n_vocab..(t + 1) * n_vocab], row);
+        if std::env::var("TINY_VERBOSE").is_ok() {
+            eprintln!("{what} {t} {e}");
+        }
+        assert!(e < TOL, "{what}: position {t}: relative error {e}");
+    }
+}
+
+fn run_all_ways(arch: &str) {
+    let r = reference(arch);
+    let n = r.tokens.len();
+    for mode in [LoadMode::Mmap, LoadMode::File] {
+        let gguf = open(arch, mode);
+        for kv_dtype in [KvDtype::F16, KvDtype::F32] {
+            for n_threads in [1, 2] {
+                let opts = ModelOptions {
+                    context_len: 64,
+                    kv_dtype,
+                    n_threads,
+                };
+                let tag = format!("{arch} {mode:?} {kv_dtype:?} {n_threads}t");
+                let mut m = Model::from_gguf(&gguf, &opts).unwrap();
+                assert_eq!(m.config().n_vocab, r.n_vocab);
+                assert_eq!(m.config().arch, arch);
+                // one batched prefill, all logits
+                let all = m.step(&r.tokens, 0, true).unwrap().to_vec();
+                check_rows(&format!("{tag} batched"), &all, &r.logits, r.n_vocab);
+                // last logits only
+                let last = m.step(&r.tokens, 0, false).unwrap().to_vec();
+                check_rows(&format!("{tag} last"), &last, &r.logits[n - 1..], r.n_vocab);
+                // token by token
+                for (t, &tok) in r.tokens.iter().enumerate() {
+                    let l = m.step(&[tok], t, false).unwrap();
+                    check_rows(&format!("{tag} decode"), l, &r.logits[t..t + 1], r.n_vocab);
+                }
+                // split prefill 5 + rest, then rewind and recompute the tail
+                m.step(&r.tokens[..5], 0, false).unwrap();
+                let tail = m.step(&r.tokens[5..], 5, true).unwrap().to_vec();
+                check_rows(&format!("{tag} split"), &tail, &r.logits[5..], r.n_vocab);
+                let tail = m.step(&r.tokens[7..], 7, true).unwrap().to_vec();
+                check_rows(&format!("{tag} rewind"), &tail, &r.logits[7..], r.n_vocab);
+            }
+        }
+    }
+}
+
+#[test]
+fn tiny_llama_matches_numpy() {
+    run_all_ways("llama");
+}
+
+#[test]
+fn tiny_qwen2_matches_numpy() {
+    run_all_ways("qwen2");
+}
+
+#[test]
+fn tiny_gemma3_matches_numpy() {
+    run_all_ways("gemma3");
+}
+
+#[test]
+fn config_reads_hyperparameters() {
+    let g = open("gemma3", LoadMode::File);
+    let m = Model::from_gguf(&g, &ModelOptions::default()).unwrap();
+    let c = m.config();
+    assert_eq!(
+        (c.n_embd, c.n_head, c.n_head_kv, c.head_dim),
+        (64, 2, 1, 32)
+    );
+    assert_eq!(c.sliding_window, Some(4));
+    assert_eq!(c.swa_layers, vec![true, true, true, true, true, false]);
+    assert_eq!(c.rope.freq_base_swa, 10000.0);
+    assert_eq!(c.final_logit_softcap, Some(8.0));
+    assert!(c.tied_output);
+    // f16 KV: 6 layers × 2048 positions × (32 + 32) values × 2 bytes
+    assert_eq!(m.kv_cache_bytes(), 6 * 2048 * 64 * 2);
+
+    let g = open("llama", LoadMode::File);
+    let m = Model::from_gguf(
+        &g,
+        &ModelOptions {
+            context_len: 100,
+            kv_dtype: KvDtype::F32,
+            n_threads: 1,
+        },
+    )
+    .unwrap();
+    assert!(m.config().rope.has_freq_factors);
+    assert_eq!(m.config().rope.freq_scale, 0.5);
+    assert!(!m.config().tied_output);
+    assert_eq!(m.kv_cache_bytes(), 2 * 100 * (32 + 32) * 4);
+    assert_eq!(m.context_len(), 100);
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let g = open("qwen2", LoadMode::File);
+    let opts = ModelOptions {
+        context_len: 16,
+        kv_dtype: KvDtype::F16,
+        n_threads: 1,
+    };
+    let mut m = Model::from_gguf(&g, &opts).unwrap();
+    assert!(matches!(m.step(&[], 0, false), Err(ModelError::EmptyInput)));
+    let e = m.step(&[1, 100], 0, false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ModelError::TokenOutOfRange {
+                token: 100,
+                index: 1,
+                n_vocab: 100
+            }
+        ),
+        "{e}"
+    );
+    let e = m.step(&[1; 17], 0, false).unwrap_err();
+    assert!(matches!(e, ModelError::ContextOverflow { .. }), "{e}");
+    let e = m.step(&[1], usize::MAX, false).unwrap_err();
+    assert!(matches!(e, ModelError::ContextOverflow { .. }), "{e}");
+    let e = m.step(&[1], 3, false).unwrap_err();
+    assert!(matches!(e, ModelError::PositionGap { .. }), "{e}");
+    m.step(&[1; 16], 0, false).unwrap();
+    assert_eq!(m.n_past(), 16);
+    let e = Model::from_gguf(
+        &g,
+        &ModelOptions {
+            context_len: 0,
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, ModelError::BadOptions(_)));
+}
