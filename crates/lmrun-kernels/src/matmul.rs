@@ -183,7 +183,7 @@ pub fn matmul_with_isa(
     let dst = DisjointOut::new(out);
     let (q32, qk) = (&scratch.q32[..], &scratch.qk[..]);
     let data = w.data;
-    pool.run(|_ith, _nth| loop {
+    pool.run_dynamic(|_ith, _nth| loop {
         let c = next.fetch_add(1, Ordering::Relaxed);
         if c >= n_chunks {
             break;

@@ -4,7 +4,7 @@
 //! counter after each job, then park on a condition variable. No allocation per run.
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,10 +17,13 @@ const SPIN: Duration = Duration::from_micros(200);
 type Job = dyn Fn(usize, usize) + Sync;
 
 struct Shared {
-    /// Bumped once per `run`; workers wait for it to change.
+    /// Bumped by 2 per `run`; bit 0 is the mode of the current job (1 = dynamic). Workers wait
+    /// for it to change.
     generation: AtomicUsize,
-    /// Workers that have not finished the current job.
+    /// Workers that have not finished the current full-mode job.
     pending: AtomicUsize,
+    /// Dynamic mode: `(generation tag << 32) | (workers inside << 1) | open`.
+    gate: AtomicU64,
     /// Workers parked (or about to park) on `cv`.
     sleepers: AtomicUsize,
     shutdown: AtomicBool,
@@ -32,9 +35,10 @@ struct Shared {
 }
 
 // SAFETY: `job` is only written by the thread inside `run` (serialized by `run_lock`) while no
-// worker reads it (all workers have finished the previous generation: `pending` == 0), and read
-// by workers only after an acquire load of the generation published after the write. The
-// pointee is `Sync`, so calling it from several threads is allowed.
+// worker reads it (full mode: all workers finished the previous job, `pending` == 0; dynamic
+// mode: the gate was closed and no worker is inside), and read by workers only after an acquire
+// load of the generation published after the write (dynamic mode: after entering the open gate
+// of that generation). The pointee is `Sync`, so calling it from several threads is allowed.
 unsafe impl Sync for Shared {}
 // SAFETY: as above; the raw pointer is only dereferenced while `run` keeps the closure alive.
 unsafe impl Send for Shared {}
@@ -68,6 +72,7 @@ impl ThreadPool {
         let shared = Arc::new(Shared {
             generation: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
+            gate: AtomicU64::new(0),
             sleepers: AtomicUsize::new(0),
             shutdown: AtomicBool::new(false),
             panicked: AtomicBool::new(false),
@@ -118,6 +123,19 @@ impl ThreadPool {
     /// Runs `f(ith, nth)` for every `ith` in `0..nth` (thread 0 is the caller) and returns
     /// when all have finished. A panic in any call is re-raised here after all threads finish.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
+        self.run_mode(&f, false)
+    }
+
+    /// Like [`ThreadPool::run`], but a worker that has not started by the time the caller's own
+    /// call `f(0, nth)` returns is skipped. For closures that take work from a shared counter
+    /// until it runs out (then the caller alone finishes everything if the other cores are
+    /// busy, instead of waiting for a descheduled worker); never for fixed per-thread
+    /// partitions.
+    pub fn run_dynamic<F: Fn(usize, usize) + Sync>(&self, f: F) {
+        self.run_mode(&f, true)
+    }
+
+    fn run_mode(&self, f: &(dyn Fn(usize, usize) + Sync + '_), dynamic: bool) {
         let nth = self.n_threads;
         if nth == 1 {
             f(0, 1);
@@ -125,25 +143,40 @@ impl ThreadPool {
         }
         let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
         let sh = &*self.shared;
-        let fref: &(dyn Fn(usize, usize) + Sync + '_) = &f;
         // SAFETY: the lifetime is erased only for the duration of this call: we wait below until
-        // every worker has finished calling it (pending == 0) before returning or unwinding.
-        let fptr: *const Job = unsafe {
-            std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(fref)
-        };
-        // SAFETY: no worker reads `job` now (previous generation fully finished, see `Sync`).
+        // every worker that may call it has finished (full mode: pending == 0; dynamic mode: the
+        // gate is closed and empty) before returning or unwinding.
+        let fptr: *const Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync + '_), &'static Job>(f) };
+        // SAFETY: no worker reads `job` now (previous job fully finished, see `Sync`).
         unsafe { *sh.job.get() = Some(fptr) };
         sh.panicked.store(false, Relaxed);
-        sh.pending.store(nth - 1, SeqCst);
-        sh.generation.fetch_add(1, SeqCst);
+        let g = (sh.generation.load(Relaxed) | 1) + 1 + dynamic as usize;
+        if dynamic {
+            sh.gate.store(((g as u64 & 0xFFFF_FFFF) << 32) | 1, SeqCst);
+        } else {
+            sh.pending.store(nth - 1, SeqCst);
+        }
+        sh.generation.store(g, SeqCst);
         if sh.sleepers.load(SeqCst) > 0 {
             let _l = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.cv.notify_all();
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0, nth)));
+        if dynamic {
+            sh.gate.fetch_and(!1, AcqRel);
+        }
         let start = Instant::now();
         let mut spins = 0u32;
-        while sh.pending.load(Acquire) != 0 {
+        loop {
+            let busy = if dynamic {
+                sh.gate.load(Acquire) & 0xFFFF_FFFE != 0
+            } else {
+                sh.pending.load(Acquire) != 0
+            };
+            if !busy {
+                break;
+            }
             if spins < 1 << 16 || start.elapsed() < SPIN {
                 spins += 1;
                 std::hint::spin_loop();
@@ -190,9 +223,27 @@ fn worker(sh: Arc<Shared>, ith: usize, nth: usize) {
         if sh.shutdown.load(Acquire) {
             return;
         }
+        let dynamic = seen & 1 == 1;
+        if dynamic {
+            // enter the gate only if it is still open for this very generation
+            let tag = (seen as u64 & 0xFFFF_FFFF) << 32;
+            let mut st = sh.gate.load(Acquire);
+            let entered = loop {
+                if st & 0xFFFF_FFFF_0000_0000 != tag || st & 1 == 0 {
+                    break false;
+                }
+                match sh.gate.compare_exchange_weak(st, st + 2, AcqRel, Acquire) {
+                    Ok(_) => break true,
+                    Err(now) => st = now,
+                }
+            };
+            if !entered {
+                continue;
+            }
+        }
         // SAFETY: `job` was written before the generation bump we just observed (acquire), and
-        // `run` keeps the closure alive until `pending` reaches zero, which happens after this
-        // call returns.
+        // `run` keeps the closure alive until this worker signals completion below (full mode:
+        // `pending`; dynamic mode: leaving the gate it entered while open).
         let job = unsafe { *sh.job.get() };
         if let Some(fp) = job {
             // SAFETY: see above; the pointee is alive and `Sync`.
@@ -201,7 +252,11 @@ fn worker(sh: Arc<Shared>, ith: usize, nth: usize) {
                 sh.panicked.store(true, Release);
             }
         }
-        sh.pending.fetch_sub(1, AcqRel);
+        if dynamic {
+            sh.gate.fetch_sub(2, AcqRel);
+        } else {
+            sh.pending.fetch_sub(1, AcqRel);
+        }
     }
 }
 
@@ -303,5 +358,30 @@ mod tests {
         let r = catch_unwind(AssertUnwindSafe(|| pool.run(|ith, _| assert_eq!(ith, 0))));
         assert!(r.is_err());
         pool.run(|_, _| {}); // still usable
+    }
+
+    #[test]
+    fn dynamic_runs_cover_all_work() {
+        let pool = ThreadPool::new(2).unwrap();
+        for round in 0..3000 {
+            let next = AtomicUsize::new(0);
+            let done = AtomicUsize::new(0);
+            pool.run_dynamic(|_, _| loop {
+                let c = next.fetch_add(1, Relaxed);
+                if c >= 17 {
+                    break;
+                }
+                done.fetch_add(1, Relaxed);
+            });
+            assert_eq!(done.load(Relaxed), 17);
+            if round % 3 == 0 {
+                // interleave with full runs: every thread must still take part
+                let hits = AtomicUsize::new(0);
+                pool.run(|_, _| {
+                    hits.fetch_add(1, Relaxed);
+                });
+                assert_eq!(hits.load(Relaxed), 2);
+            }
+        }
     }
 }

@@ -1,19 +1,20 @@
 //! Activation quantization: an f32 activation row is turned, once per matmul, into the integer
 //! partner format of the weight type, so that every weight block meets an int8 block and the
 //! dot product runs on integers. 32-wide weight types pair with [`BlockQ8x32`] (ggml's Q8_1 idea
-//! with f32 scale and sum), the 256-wide k-quants with [`BlockQ8K`] (ggml's Q8_K layout).
+//! with an f32 scale and an exact integer sum), the 256-wide k-quants with [`BlockQ8K`] (ggml's
+//! Q8_K layout).
 
 use crate::QType;
 
-/// Activation block for 32-wide weight types: `x ≈ d * qs`, `s = d * Σ qs` (used by the
-/// types with a min, Q4_1/Q5_1).
+/// Activation block for 32-wide weight types: `x ≈ d * qs`, with `sum = Σ qs` (used for the
+/// offset of Q4_0/Q5_0 values and the min of Q4_1/Q5_1).
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[repr(C)]
 pub struct BlockQ8x32 {
     /// Scale.
     pub d: f32,
-    /// `d` times the sum of `qs`.
-    pub s: f32,
+    /// Sum of `qs`.
+    pub sum: i32,
     /// Quantized values.
     pub qs: [i8; 32],
 }
@@ -22,7 +23,7 @@ impl Default for BlockQ8x32 {
     fn default() -> Self {
         BlockQ8x32 {
             d: 0.0,
-            s: 0.0,
+            sum: 0,
             qs: [0; 32],
         }
     }
@@ -83,31 +84,53 @@ fn amax(x: &[f32]) -> f32 {
     m.iter().fold(0f32, |a, &b| a.max(b))
 }
 
-/// Quantizes `x` (length `32 * y.len()`) into 32-wide blocks. Round-to-nearest, ties away.
+/// Quantizes `x` (length `32 * y.len()`; extra values are ignored) into 32-wide blocks:
+/// `d = max|x| / 127`, `q = round_ties_even(x / d)`. Uses AVX2 when available; the result is
+/// bit-identical to [`quantize_q8x32_scalar`].
 pub fn quantize_q8x32(x: &[f32], y: &mut [BlockQ8x32]) {
-    debug_assert_eq!(x.len(), y.len() * 32);
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::best() == crate::Isa::Avx2 {
+        crate::simd::avx2::quantize_q8x32(x, y);
+        return;
+    }
+    quantize_q8x32_scalar(x, y)
+}
+
+/// Quantizes `x` (length `256 * y.len()`; extra values are ignored) into Q8_K blocks, same
+/// rule as [`quantize_q8x32`]. Uses AVX2 when available, bit-identical to
+/// [`quantize_q8k_scalar`].
+pub fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::best() == crate::Isa::Avx2 {
+        crate::simd::avx2::quantize_q8k(x, y);
+        return;
+    }
+    quantize_q8k_scalar(x, y)
+}
+
+/// Scalar reference of [`quantize_q8x32`].
+pub fn quantize_q8x32_scalar(x: &[f32], y: &mut [BlockQ8x32]) {
     for (b, xs) in y.iter_mut().zip(x.chunks_exact(32)) {
         let d = amax(xs) / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         let mut sum = 0i32;
         for (q, &v) in b.qs.iter_mut().zip(xs) {
-            let r = (v * id).round() as i32;
+            let r = (v * id).round_ties_even() as i32;
             *q = r as i8;
             sum += r;
         }
         b.d = d;
-        b.s = d * sum as f32;
+        b.sum = sum;
     }
 }
 
-/// Quantizes `x` (length `256 * y.len()`) into Q8_K blocks.
-pub fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
-    debug_assert_eq!(x.len(), y.len() * 256);
+/// Scalar reference of [`quantize_q8k`].
+pub fn quantize_q8k_scalar(x: &[f32], y: &mut [BlockQ8K]) {
     for (b, xs) in y.iter_mut().zip(x.chunks_exact(256)) {
         let d = amax(xs) / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
         for (q, &v) in b.qs.iter_mut().zip(xs) {
-            *q = (v * id).round().clamp(-127.0, 127.0) as i8;
+            *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
         }
         for (k, s) in b.bsums.iter_mut().enumerate() {
             *s = b.qs[16 * k..16 * k + 16]

@@ -63,7 +63,8 @@ pub fn dot_q4_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 pub fn dot_q4_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let mut s = 0f32;
     for (b, y) in w.chunks_exact(20).zip(a) {
-        s += f16_at(b, 0) * y.d * idot_u8(&unpack_q4_1(b), &y.qs) as f32 + f16_at(b, 2) * y.s;
+        s += f16_at(b, 0) * y.d * idot_u8(&unpack_q4_1(b), &y.qs) as f32
+            + f16_at(b, 2) * (y.d * y.sum as f32);
     }
     s
 }
@@ -81,7 +82,8 @@ pub fn dot_q5_0(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 pub fn dot_q5_1(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let mut s = 0f32;
     for (b, y) in w.chunks_exact(24).zip(a) {
-        s += f16_at(b, 0) * y.d * idot_u8(&unpack_q5_1(b), &y.qs) as f32 + f16_at(b, 2) * y.s;
+        s += f16_at(b, 0) * y.d * idot_u8(&unpack_q5_1(b), &y.qs) as f32
+            + f16_at(b, 2) * (y.d * y.sum as f32);
     }
     s
 }

@@ -198,3 +198,30 @@ fn matmul_independent_of_threads_and_isa() {
         assert!(WeightRef::new(t, &data[1..], rows, cols).is_err());
     }
 }
+
+#[test]
+fn simd_activation_quantization_is_bit_exact() {
+    use lmrun_kernels::quant::{quantize_q8k_scalar, quantize_q8x32_scalar};
+    let mut rng = Rng::new(5);
+    for scale in [1e-3f32, 1.0, 300.0] {
+        let mut x: Vec<f32> = (0..2048).map(|_| rng.normalish() * scale).collect();
+        x[5] = 0.5 * scale; // exact ties appear in practice: keep some simple values
+        x[300..332].fill(0.0); // an all-zero block
+        let mut a = vec![BlockQ8x32::default(); 64];
+        let mut b = a.clone();
+        quantize_q8x32(&x, &mut a);
+        quantize_q8x32_scalar(&x, &mut b);
+        assert_eq!(a, b);
+        let mut a = vec![BlockQ8K::default(); 8];
+        let mut b = a.clone();
+        quantize_q8k(&x, &mut a);
+        quantize_q8k_scalar(&x, &mut b);
+        assert_eq!(a, b);
+        for blk in &b {
+            for k in 0..16 {
+                let s: i32 = blk.qs[16 * k..16 * k + 16].iter().map(|&q| q as i32).sum();
+                assert_eq!(s, blk.bsums[k] as i32);
+            }
+        }
+    }
+}

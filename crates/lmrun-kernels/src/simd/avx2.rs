@@ -13,7 +13,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::blocks::{kscales, KVALUES_IQ4NL};
+use crate::blocks::KVALUES_IQ4NL;
 use crate::quant::{BlockQ8K, BlockQ8x32};
 use crate::{DotFn, QType};
 
@@ -165,6 +165,52 @@ unsafe fn mul_sum_i8_i32(x: __m256i, y: __m256i) -> __m256i {
     unsafe { mul_sum_us8_i32(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
 }
 
+/// Subtracts `x` from lane 0 of eight i32 (applies a per-block integer offset exactly).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sub_lane0(v: __m256i, x: i32) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_sub_epi32(v, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, x)) }
+}
+
+/// The 8 scales and 8 mins of a Q4_K/Q5_K block as 16 bytes (scales first), branch-free.
+#[inline(always)]
+fn kscales16(s: &[u8]) -> [u8; 16] {
+    const K1: u32 = 0x3f3f_3f3f;
+    const K2: u32 = 0x0f0f_0f0f;
+    const K3: u32 = 0x0303_0303;
+    let u0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    let u1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+    let u2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+    let sc_lo = u0 & K1;
+    let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let mn_lo = u1 & K1;
+    let mn_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&sc_lo.to_le_bytes());
+    out[4..8].copy_from_slice(&sc_hi.to_le_bytes());
+    out[8..12].copy_from_slice(&mn_lo.to_le_bytes());
+    out[12..16].copy_from_slice(&mn_hi.to_le_bytes());
+    out
+}
+
+/// Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 mins in bytes 8..16 of `ms`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn mins_dot_bsums(ms: &[u8; 16], bsums: &[i16; 16]) -> i32 {
+    // SAFETY: 16-byte and 32-byte loads from arrays of exactly that size; register arithmetic.
+    unsafe {
+        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(ms.as_ptr().add(8) as *const __m128i));
+        let lo = _mm_loadu_si128(bsums.as_ptr() as *const __m128i);
+        let hi = _mm_loadu_si128(bsums.as_ptr().add(8) as *const __m128i);
+        let pairs = _mm_hadd_epi16(lo, hi); // bsums[2j] + bsums[2j+1], j = 0..8
+        let p = _mm_madd_epi16(mins, pairs);
+        let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+        let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+        _mm_cvtsi128_si32(p)
+    }
+}
+
 /// Scale vector: i16 `lo` in the low 128 bits, `hi` in the high 128 bits.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -299,8 +345,9 @@ unsafe fn dot_q4_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-            let q = _mm256_sub_epi8(nibbles32(b, 2), _mm256_set1_epi8(8));
-            let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
+            // Σ (q - 8) a = Σ q a - 8 Σ a, with q unsigned: no sign juggling
+            let p = mul_sum_us8_i32(nibbles32(b, 2), load32_i8(&y.qs, 0));
+            let p = sub_lane0(p, 8 * y.sum);
             if i % 2 == 0 {
                 acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
             } else {
@@ -323,7 +370,7 @@ unsafe fn dot_q4_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-            summ += f16_at(b, 2) * y.s;
+            summ += f16_at(b, 2) * (y.d * y.sum as f32);
             let p = mul_sum_us8_i32(nibbles32(b, 4), load32_i8(&y.qs, 0));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
         }
@@ -343,9 +390,10 @@ unsafe fn dot_q5_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-            let hi = _mm256_andnot_si256(bytes_from_bits(qh), _mm256_set1_epi8(0xF0u8 as i8));
-            let q = _mm256_or_si256(nibbles32(b, 6), hi); // (q | h<<4) - 16 as i8
-            let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
+            let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles32(b, 6), hi); // unsigned 5-bit; -16 via the sum
+            let p = mul_sum_us8_i32(q, load32_i8(&y.qs, 0));
+            let p = sub_lane0(p, 16 * y.sum);
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
         }
     }
@@ -365,7 +413,7 @@ unsafe fn dot_q5_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
-            summ += f16_at(b, 2) * y.s;
+            summ += f16_at(b, 2) * (y.d * y.sum as f32);
             let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
             let q = _mm256_or_si256(nibbles32(b, 8), hi);
             let p = mul_sum_us8_i32(q, load32_i8(&y.qs, 0));
@@ -410,13 +458,10 @@ unsafe fn dot_q4k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[144 * i..144 * i + 144];
         let y = &a[i];
-        let (sc, mn) = kscales(&b[4..16]);
-        let mut msum = 0i32;
-        for j in 0..8 {
-            msum += mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
-        }
+        let sc = kscales16(&b[4..16]);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
+            let msum = mins_dot_bsums(&sc, &y.bsums);
             summ += y.d * f16_at(b, 2) * msum as f32;
             let m4 = _mm256_set1_epi8(0x0F);
             let mut sumi = _mm256_setzero_si256();
@@ -446,13 +491,10 @@ unsafe fn dot_q5k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[176 * i..176 * i + 176];
         let y = &a[i];
-        let (sc, mn) = kscales(&b[4..16]);
-        let mut msum = 0i32;
-        for j in 0..8 {
-            msum += mn[j] as i32 * (y.bsums[2 * j] as i32 + y.bsums[2 * j + 1] as i32);
-        }
+        let sc = kscales16(&b[4..16]);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
+            let msum = mins_dot_bsums(&sc, &y.bsums);
             summ += y.d * f16_at(b, 2) * msum as f32;
             let m4 = _mm256_set1_epi8(0x0F);
             let sixteen = _mm256_set1_epi8(16);
@@ -490,13 +532,16 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let b = &w[210 * i..210 * i + 210];
         let y = &a[i];
         let mut sc = [0i32; 16];
-        let mut bias = 0i32;
         for k in 0..16 {
             sc[k] = b[192 + k] as i8 as i32;
-            bias += sc[k] * y.bsums[k] as i32;
         }
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
+            // Σ sc_k * bsum_k, vectorized: values are stored +32, so this times 32 is removed
+            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            // SAFETY: `bsums` is exactly 32 bytes.
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+            let bias = _mm256_madd_epi16(sc16, bs);
             let m4 = _mm256_set1_epi8(0x0F);
             let m30 = _mm256_set1_epi8(0x30);
             let mut sumi = _mm256_setzero_si256();
@@ -532,8 +577,7 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p3, p4));
             }
-            // values are stored +32: subtract 32 * Σ sc_k * bsum_k (element 0 of the vector)
-            sumi = _mm256_sub_epi32(sumi, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, 32 * bias));
+            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(bias, 5));
             let d = _mm256_set1_ps(y.d * f16_at(b, 208));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
@@ -655,6 +699,116 @@ unsafe fn dot_iq4xs_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     }
     // SAFETY: register arithmetic.
     unsafe { hsum_ps(acc) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// activation quantization (bit-identical to quant::quantize_*_scalar)
+
+/// AVX2 `quantize_q8x32`. Caller guarantees AVX2+FMA+F16C (`Isa::best()`).
+pub(crate) fn quantize_q8x32(x: &[f32], y: &mut [BlockQ8x32]) {
+    // SAFETY: features detected by the caller; accesses bounded by both lengths.
+    unsafe { quantize_q8x32_impl(x, y) }
+}
+
+/// AVX2 `quantize_q8k`. Caller guarantees AVX2+FMA+F16C (`Isa::best()`).
+pub(crate) fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
+    // SAFETY: features detected by the caller; accesses bounded by both lengths.
+    unsafe { quantize_q8k_impl(x, y) }
+}
+
+/// max |x| over `x.len()` (a multiple of 8) values.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn amax8(x: &[f32]) -> f32 {
+    // SAFETY: loads at i + 8 <= x.len(); register arithmetic.
+    unsafe {
+        let sign = _mm256_set1_ps(-0.0);
+        let mut m = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= x.len() {
+            m = _mm256_max_ps(
+                m,
+                _mm256_andnot_ps(sign, _mm256_loadu_ps(x.as_ptr().add(i))),
+            );
+            i += 8;
+        }
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m1 = _mm_max_ss(m2, _mm_movehdup_ps(m2));
+        _mm_cvtss_f32(m1)
+    }
+}
+
+/// Rounds 32 values times `id` to int8 (ties to even) into `q`; returns the four i32 partial
+/// sums of each group of 8 in a vector (lane k of group g…), plus their total.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn round32(x: &[f32], id: f32, q: &mut [i8]) -> [__m256i; 4] {
+    let x = &x[..32];
+    let q = &mut q[..32];
+    // SAFETY: 4 loads of 8 f32 inside `x` (32 long), one 32-byte store into `q` (32 long).
+    unsafe {
+        let vid = _mm256_set1_ps(id);
+        let mut v = [_mm256_setzero_si256(); 4];
+        for (k, vk) in v.iter_mut().enumerate() {
+            let f = _mm256_mul_ps(_mm256_loadu_ps(x.as_ptr().add(8 * k)), vid);
+            let r = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            *vk = _mm256_cvtps_epi32(r);
+        }
+        // pack i32 → i16 → i8 (saturating; values are within ±127), then undo the lane mix
+        let a = _mm256_packs_epi32(v[0], v[1]);
+        let b = _mm256_packs_epi32(v[2], v[3]);
+        let p = _mm256_packs_epi16(a, b);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, p);
+        v
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8x32_impl(x: &[f32], y: &mut [BlockQ8x32]) {
+    for (b, xs) in y.iter_mut().zip(x.chunks_exact(32)) {
+        // SAFETY: `xs` is 32 values; `b.qs` is 32 bytes; register arithmetic.
+        unsafe {
+            let d = amax8(xs) / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let v = round32(xs, id, &mut b.qs);
+            let s = _mm256_add_epi32(_mm256_add_epi32(v[0], v[1]), _mm256_add_epi32(v[2], v[3]));
+            b.sum = hsum_epi32(s);
+            b.d = d;
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_q8k_impl(x: &[f32], y: &mut [BlockQ8K]) {
+    for (b, xs) in y.iter_mut().zip(x.chunks_exact(256)) {
+        // SAFETY: `xs` is 256 values; `b.qs` is 256 bytes; register arithmetic.
+        unsafe {
+            let d = amax8(xs) / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for g in 0..8 {
+                let v = round32(&xs[32 * g..], id, &mut b.qs[32 * g..]);
+                let lo = hsum_epi32(_mm256_add_epi32(v[0], v[1]));
+                let hi = hsum_epi32(_mm256_add_epi32(v[2], v[3]));
+                b.bsums[2 * g] = lo as i16;
+                b.bsums[2 * g + 1] = hi as i16;
+            }
+            b.d = d;
+        }
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+        _mm_cvtsi128_si32(s)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
