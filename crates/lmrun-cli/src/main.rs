@@ -2,7 +2,11 @@
 //! module; this file parses the command line, sets up logging and turns errors into one clear
 //! line on stderr and a non-zero exit code.
 
+mod chat;
+mod inspect;
 mod load;
+mod run;
+mod tokenize;
 
 use clap::{Parser, Subcommand};
 
@@ -22,17 +26,32 @@ struct Cli {
 enum Command {
     /// Load a whole model file with a load mode, touch every page and report what it cost.
     Load(load::LoadArgs),
+    /// Generate text from a prompt (ExecuTorch's text LLM runner).
+    Run(run::RunArgs),
+    /// Chat with a model, turn by turn, using its chat template.
+    Chat(chat::ChatArgs),
+    /// Describe a model file: architecture, tensors, tokenizer, load report.
+    Inspect(inspect::InspectArgs),
+    /// Show the token ids of a text.
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Load(args) => load::run(args),
+        Command::Load(args) => load::run(args).map(|()| 0),
+        Command::Run(args) => run::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Inspect(args) => inspect::run(args).map(|()| 0),
+        Command::Tokenize(args) => tokenize::run(args).map(|()| 0),
     };
-    if let Err(err) = result {
-        eprintln!("lmrun: error: {}", one_line(&err));
-        std::process::exit(1);
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(err) => {
+            eprintln!("lmrun: error: {}", one_line(&err));
+            std::process::exit(1);
+        }
     }
 }
 

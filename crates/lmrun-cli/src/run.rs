@@ -1,0 +1,288 @@
+//! `lmrun run`: generate text from a prompt with `create_text_llm_runner`, streaming the text to
+//! stdout and the stats (the `PyTorchObserver` line and a readable summary) to stderr, or one
+//! JSON object with `--output json`. Ctrl-C stops generation through the runner's stop handle,
+//! prints the stats and exits with 130.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use lmrun::{GenerationConfig, LoadMode, RunnerOptions, Stats, TextLLMRunner};
+
+/// Output format of `run`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Stream the text to stdout; stats to stderr.
+    Text,
+    /// One JSON object on stdout at the end.
+    Json,
+}
+
+/// Options shared by `run` and `chat`: the model and how it is loaded and computed.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model file (GGUF, or an ExecuTorch .pte).
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+
+    /// Tokenizer file or directory (default: the model's own vocabulary).
+    #[arg(short = 't', long = "tokenizer")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// External weights (.ptd) for a .pte program.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+
+    /// How the model file is loaded.
+    #[arg(long, default_value_t = lmrun::DEFAULT_LOAD_MODE)]
+    pub load_mode: LoadMode,
+
+    /// Compute threads [default: the number of physical cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// KV-cache capacity in tokens [default: the model's training context, at most 4096].
+    #[arg(long = "ctx-size", short = 'c')]
+    pub ctx_size: Option<usize>,
+
+    /// The method that computes logits.
+    #[arg(long = "method", default_value = "forward")]
+    pub method: String,
+}
+
+impl ModelArgs {
+    /// Build the runner these arguments describe.
+    pub fn runner(&self, temperature: Option<f32>) -> anyhow::Result<TextLLMRunner> {
+        if self.threads == Some(0) {
+            bail!("--threads must be at least 1");
+        }
+        if self.ctx_size == Some(0) {
+            bail!("--ctx-size must be at least 1");
+        }
+        let opts = RunnerOptions {
+            tokenizer_path: self.tokenizer.clone(),
+            data_path: self.data_path.clone(),
+            temperature: temperature.unwrap_or(-1.0),
+            method_name: self.method.clone(),
+            load_mode: self.load_mode,
+            threads: self.threads.unwrap_or(0),
+            context_len: self.ctx_size,
+        };
+        Ok(lmrun::create_text_llm_runner_with(&self.model, &opts)?)
+    }
+}
+
+/// Sampling options shared by `run` and `chat`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1.0 = off).
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// Drop tokens below min-p × the top probability (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repetition penalty (1.0 = off).
+    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// Check ranges and fill a config.
+    pub fn apply(&self, cfg: &mut GenerationConfig) -> anyhow::Result<()> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            bail!("--temperature must be a number >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            bail!("--top-p must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--min-p must be between 0 and 1");
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            bail!("--repeat-penalty must be a number > 0");
+        }
+        cfg.temperature = self.temperature;
+        cfg.top_k = self.top_k;
+        cfg.top_p = self.top_p;
+        cfg.min_p = self.min_p;
+        cfg.repetition_penalty = self.repeat_penalty;
+        cfg.repetition_window = self.repeat_last_n;
+        cfg.seed = self.seed;
+        Ok(())
+    }
+}
+
+/// Arguments of `lmrun run`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+
+    /// The prompt.
+    #[arg(short = 'p', long)]
+    prompt: String,
+
+    /// Most tokens to generate (-1 = until EOS or the context is full).
+    #[arg(
+        short = 'n',
+        long = "max-new-tokens",
+        default_value_t = 256,
+        allow_negative_numbers = true
+    )]
+    max_new_tokens: i64,
+
+    /// Cap on prompt + generated tokens (-1 = the context).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    seq_len: i64,
+
+    #[command(flatten)]
+    sampling: SamplingArgs,
+
+    /// Print the prompt before the generated text (default).
+    #[arg(long, overrides_with = "no_echo")]
+    echo: bool,
+    /// Do not print the prompt.
+    #[arg(long)]
+    no_echo: bool,
+
+    /// BOS tokens before the prompt (default: the model's rule).
+    #[arg(long)]
+    num_bos: Option<usize>,
+    /// EOS tokens after the prompt (default: the model's rule).
+    #[arg(long)]
+    num_eos: Option<usize>,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Treat control tokens written in the prompt as plain text.
+    #[arg(long)]
+    no_special: bool,
+
+    /// Do a short warm-up generation first (not counted in the stats).
+    #[arg(long)]
+    warmup: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    /// Also write the stats as JSON to this file.
+    #[arg(long)]
+    stats_json: Option<PathBuf>,
+}
+
+/// The `load` object of the stats: the keys of `lmrun load --json`.
+pub fn load_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
+    let r = &stats.load;
+    serde_json::json!({
+        "path": model.display().to_string(),
+        "mode": r.mode.map(|m| m.cli_name()),
+        "file_bytes": std::fs::metadata(model).map(|m| m.len()).ok(),
+        "bytes_mapped": r.bytes_mapped,
+        "bytes_read": r.bytes_read,
+        "bytes_locked": r.bytes_locked,
+        "mlock": r.mlock.name(),
+        "mlock_errno": r.mlock.errno(),
+        "elapsed_ms": r.elapsed_ms(),
+        "peak_rss_bytes": stats.peak_rss_bytes,
+        "rss_anon_bytes": stats.rss_anon_bytes,
+        "rss_file_bytes": stats.rss_file_bytes,
+    })
+}
+
+/// Stats as JSON with the load object in `lmrun load` form.
+pub fn stats_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
+    let mut v = stats.to_json();
+    v["load"] = load_json(model, stats);
+    v
+}
+
+/// Install a Ctrl-C handler that calls `stop` and remembers the interruption.
+pub fn on_ctrl_c(runner: &TextLLMRunner) -> Arc<AtomicBool> {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
+    let handle = runner.stop_handle();
+    if let Err(e) = ctrlc::set_handler(move || {
+        flag.store(true, Ordering::SeqCst);
+        handle.stop();
+    }) {
+        log::warn!("cannot install the Ctrl-C handler: {e}");
+    }
+    interrupted
+}
+
+/// Run `lmrun run`; returns the process exit code.
+pub fn run(args: RunArgs) -> anyhow::Result<i32> {
+    if args.prompt.is_empty() {
+        bail!("the prompt is empty (give one with -p)");
+    }
+    let mut cfg = GenerationConfig {
+        echo: !args.no_echo,
+        max_new_tokens: args.max_new_tokens,
+        seq_len: args.seq_len,
+        num_bos: args.num_bos,
+        num_eos: args.num_eos,
+        ignore_eos: args.ignore_eos,
+        parse_special: !args.no_special,
+        ..Default::default()
+    };
+    if cfg.max_new_tokens < -1 || cfg.seq_len < -1 {
+        bail!("--max-new-tokens and --seq-len take -1 or a count");
+    }
+    args.sampling.apply(&mut cfg)?;
+    let mut runner = args.model.runner(None)?;
+    let interrupted = on_ctrl_c(&runner);
+    if args.warmup {
+        runner
+            .warmup(&args.prompt, 4)
+            .context("warm-up run failed")?;
+    }
+    let text_mode = args.output == Output::Text;
+    let stdout = std::io::stdout();
+    let mut on_token = |piece: &str| {
+        if text_mode {
+            let mut out = stdout.lock();
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+        }
+    };
+    let gen = runner.generate(&args.prompt, &cfg, &mut on_token, &mut |_| {})?;
+    let stats = stats_json(&args.model.model, &gen.stats);
+    if text_mode {
+        println!();
+        eprintln!("{}", gen.stats.observer_line());
+        eprintln!("{}", gen.stats.report_text());
+    } else {
+        let obj = serde_json::json!({
+            "text": gen.text,
+            "prompt_token_ids": gen.prompt_token_ids,
+            "generated_token_ids": gen.generated_token_ids,
+            "stop_reason": format!("{:?}", gen.stop_reason).to_lowercase(),
+            "stats": stats,
+        });
+        println!("{obj}");
+    }
+    if let Some(path) = &args.stats_json {
+        std::fs::write(path, format!("{stats}\n"))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if interrupted.load(Ordering::SeqCst) {
+        130
+    } else {
+        0
+    })
+}

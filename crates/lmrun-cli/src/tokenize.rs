@@ -1,0 +1,77 @@
+//! `lmrun tokenize`: show how a text becomes token ids (and pieces), with the model's own
+//! vocabulary or a given tokenizer file — like llama.cpp's `llama-tokenize`.
+
+use std::path::PathBuf;
+
+use lmrun::backend::{detect_format, gguf_vocab, Format};
+use lmrun_tokenizers::{GgufTokenizer, Tokenizer};
+
+/// Output format of `tokenize`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokOutput {
+    /// One `id -> 'piece'` line per token.
+    Text,
+    /// `{"ids": [...], "pieces": [...]}`.
+    Json,
+}
+
+/// Arguments of `lmrun tokenize`.
+#[derive(clap::Args, Debug)]
+pub struct TokenizeArgs {
+    /// Model file whose vocabulary is used (unless -t is given).
+    #[arg(short = 'm', long)]
+    model: Option<PathBuf>,
+    /// A tokenizer file or directory instead of the model's vocabulary.
+    #[arg(short = 't', long)]
+    tokenizer: Option<PathBuf>,
+    /// Turn control tokens written in the text into single tokens.
+    #[arg(long)]
+    special: bool,
+    /// Do not add BOS even when the model's rule says so.
+    #[arg(long)]
+    no_bos: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = TokOutput::Text)]
+    output: TokOutput,
+    /// The text.
+    text: String,
+}
+
+/// Run `lmrun tokenize`.
+pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
+    let tok: Box<dyn Tokenizer> = match (&args.tokenizer, &args.model) {
+        (Some(t), _) => lmrun::load_tokenizer(t)?,
+        (None, Some(m)) => match detect_format(m)? {
+            Format::Gguf => {
+                // Only the metadata is needed: a plain mmap costs nothing for the weights.
+                let g = lmrun_gguf::GgufFile::open(m, lmrun::LoadMode::Mmap)?;
+                Box::new(GgufTokenizer::from_vocab(gguf_vocab(&g)?)?)
+            }
+            Format::Pte => anyhow::bail!(
+                "{}: a .pte carries no vocabulary; give the tokenizer with -t",
+                m.display()
+            ),
+        },
+        (None, None) => anyhow::bail!("give a model (-m) or a tokenizer (-t)"),
+    };
+    let mut opts = tok.default_options(args.special);
+    if args.no_bos {
+        opts.num_bos = 0;
+    }
+    let ids = tok.encode_with(&args.text, &opts)?;
+    let pieces: Vec<String> = ids
+        .iter()
+        .map(|&id| tok.piece(id).unwrap_or_default())
+        .collect();
+    match args.output {
+        TokOutput::Json => {
+            println!("{}", serde_json::json!({ "ids": ids, "pieces": pieces }));
+        }
+        TokOutput::Text => {
+            for (id, p) in ids.iter().zip(&pieces) {
+                println!("{id:>7} -> {p:?}");
+            }
+        }
+    }
+    Ok(())
+}

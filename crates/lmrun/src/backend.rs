@@ -1,0 +1,298 @@
+//! Choosing and opening a backend by the file's magic: `GGUF` at byte 0 is a GGUF model run by
+//! `lmrun-models` (with its own vocabulary as the default tokenizer); `ET12` at byte 4 is an
+//! ExecuTorch program. Also the check that a separately given tokenizer fits the model.
+
+use std::io::Read;
+use std::path::Path;
+
+use lmrun_gguf::GgufFile;
+use lmrun_loader::LoadReport;
+use lmrun_models::{KvDtype, Model, ModelOptions};
+use lmrun_tokenizers::{GgufTokenizer, GgufVocab, Tokenizer};
+
+use crate::decoder::keys;
+use crate::{RunnerError, RunnerOptions, TextDecoder};
+
+/// Context used when the caller does not choose one and the model's training context is larger.
+pub const DEFAULT_CONTEXT_CAP: usize = 4096;
+
+/// A backend opened from a file.
+pub struct Opened {
+    /// The model.
+    pub decoder: Box<dyn TextDecoder>,
+    /// The model's own vocabulary, when it carries one.
+    pub tokenizer: Option<Box<dyn Tokenizer>>,
+    /// Some (id, piece) pairs of the model's own vocabulary, to check a separate tokenizer.
+    pub vocab_sample: Vec<(u32, String)>,
+}
+
+/// The container format of a model file, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// GGUF.
+    Gguf,
+    /// ExecuTorch program (`.pte`).
+    Pte,
+}
+
+/// Identify the container of `path` from its magic bytes.
+pub fn detect_format(path: &Path) -> Result<Format, RunnerError> {
+    let mut head = [0u8; 8];
+    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => RunnerError::Load(lmrun_loader::LoadError::NotFound {
+            path: path.to_path_buf(),
+        }),
+        std::io::ErrorKind::PermissionDenied => {
+            RunnerError::Load(lmrun_loader::LoadError::PermissionDenied {
+                path: path.to_path_buf(),
+            })
+        }
+        _ => RunnerError::Load(lmrun_loader::LoadError::Io {
+            path: path.to_path_buf(),
+            what: "open",
+            source: e,
+        }),
+    })?;
+    if path.is_dir() {
+        return Err(RunnerError::Load(lmrun_loader::LoadError::IsDirectory {
+            path: path.to_path_buf(),
+        }));
+    }
+    let n = read_up_to(&mut f, &mut head).map_err(|e| {
+        RunnerError::Load(lmrun_loader::LoadError::Io {
+            path: path.to_path_buf(),
+            what: "read",
+            source: e,
+        })
+    })?;
+    if n >= 4 && &head[..4] == b"GGUF" {
+        return Ok(Format::Gguf);
+    }
+    if n >= 8 && &head[4..8] == b"ET12" {
+        return Ok(Format::Pte);
+    }
+    let what = if n == 0 {
+        "the file is empty".to_string()
+    } else {
+        format!(
+            "no GGUF or ExecuTorch magic; first bytes {}",
+            head[..n]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+    };
+    Err(RunnerError::UnknownFormat {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Open the model at `path` with the options' load mode.
+pub fn open(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
+    match detect_format(path)? {
+        Format::Gguf => open_gguf(path, opts),
+        Format::Pte => Err(RunnerError::UnknownFormat {
+            path: path.to_path_buf(),
+            what: "an ExecuTorch program; the .pte backend is not built yet".to_string(),
+        }),
+    }
+}
+
+fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
+    if opts.data_path.is_some() {
+        return Err(RunnerError::InvalidArgument(
+            "--data-path is for ExecuTorch .pte programs; a GGUF holds its own weights".into(),
+        ));
+    }
+    let gguf = GgufFile::open(path, opts.load_mode)?;
+    let vocab = gguf_vocab(&gguf)?;
+    let vocab_sample = sample_vocab(&vocab.tokens);
+    let tokenizer = GgufTokenizer::from_vocab(vocab)?;
+    let train_ctx = gguf
+        .get_opt::<u64>(&gguf.arch_key("context_length")?)?
+        .unwrap_or(DEFAULT_CONTEXT_CAP as u64) as usize;
+    let context_len = opts
+        .context_len
+        .unwrap_or_else(|| train_ctx.min(DEFAULT_CONTEXT_CAP));
+    let model_opts = ModelOptions {
+        context_len,
+        kv_dtype: KvDtype::default(),
+        n_threads: opts.threads,
+    };
+    let model = Model::from_gguf(&gguf, &model_opts)?;
+    let report = gguf.load_report();
+    // End-of-generation ids as llama.cpp decides them: EOS, EOT, EOM and well-known end
+    // markers (`<end_of_turn>`, `<|im_end|>`, …) found in the vocabulary.
+    let eos = tokenizer.eog_ids().into_iter().map(i64::from).collect();
+    Ok(Opened {
+        decoder: Box::new(GgufDecoder {
+            model,
+            report,
+            eos,
+            method_loaded: false,
+        }),
+        tokenizer: Some(Box::new(tokenizer)),
+        vocab_sample,
+    })
+}
+
+/// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`].
+pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
+    let model: &str = g.get("tokenizer.ggml.model")?;
+    let id = |k: &str| -> Result<Option<u32>, RunnerError> { Ok(g.get_opt::<u32>(k)?) };
+    Ok(GgufVocab {
+        model: model.to_string(),
+        pre: g.get_opt::<&str>("tokenizer.ggml.pre")?.map(str::to_string),
+        tokens: g.get::<&[String]>("tokenizer.ggml.tokens")?.to_vec(),
+        scores: g
+            .get_opt::<&[f32]>("tokenizer.ggml.scores")?
+            .map(<[f32]>::to_vec),
+        token_types: g
+            .get_opt::<&[i32]>("tokenizer.ggml.token_type")?
+            .map(<[i32]>::to_vec),
+        merges: g
+            .get_opt::<&[String]>("tokenizer.ggml.merges")?
+            .map(<[String]>::to_vec),
+        bos_id: id("tokenizer.ggml.bos_token_id")?,
+        eos_id: id("tokenizer.ggml.eos_token_id")?,
+        unk_id: id("tokenizer.ggml.unknown_token_id")?,
+        pad_id: id("tokenizer.ggml.padding_token_id")?,
+        eot_id: id("tokenizer.ggml.eot_token_id")?,
+        eom_id: id("tokenizer.ggml.eom_token_id")?,
+        add_bos: g.get_opt::<bool>("tokenizer.ggml.add_bos_token")?,
+        add_eos: g.get_opt::<bool>("tokenizer.ggml.add_eos_token")?,
+        add_space_prefix: g.get_opt::<bool>("tokenizer.ggml.add_space_prefix")?,
+    })
+}
+
+/// Every 997th token (and the last), enough to tell two vocabularies apart cheaply.
+fn sample_vocab(tokens: &[String]) -> Vec<(u32, String)> {
+    let mut ids: Vec<usize> = (0..tokens.len()).step_by(997).collect();
+    if let Some(last) = tokens.len().checked_sub(1) {
+        ids.push(last);
+    }
+    ids.into_iter()
+        .map(|i| (i as u32, tokens[i].clone()))
+        .collect()
+}
+
+/// Refuse a tokenizer that cannot belong to the model: ids past the model's logits, or pieces
+/// that disagree with the model's own vocabulary at most sampled ids.
+pub fn check_tokenizer_fits(
+    tok: &dyn Tokenizer,
+    decoder: &dyn TextDecoder,
+    model_vocab: &[(u32, String)],
+) -> Result<(), RunnerError> {
+    let _ = decoder;
+    if let Some(&(last, _)) = model_vocab.last() {
+        let model_n = last as usize + 1;
+        if tok.vocab_size() > model_n {
+            return Err(RunnerError::TokenizerMismatch(format!(
+                "the tokenizer has {} tokens but the model only {model_n}",
+                tok.vocab_size()
+            )));
+        }
+        let comparable: Vec<_> = model_vocab
+            .iter()
+            .filter(|(id, _)| (*id as usize) < tok.vocab_size())
+            .collect();
+        let differ: Vec<_> = comparable
+            .iter()
+            .filter(|(id, piece)| tok.piece(*id).as_deref() != Some(piece.as_str()))
+            .collect();
+        if !comparable.is_empty() && differ.len() * 2 > comparable.len() {
+            let (id, piece) = differ[0];
+            return Err(RunnerError::TokenizerMismatch(format!(
+                "{} of {} sampled tokens differ from the model's vocabulary (token {id} is {:?} \
+                 in the tokenizer but {piece:?} in the model)",
+                differ.len(),
+                comparable.len(),
+                tok.piece(*id).unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A GGUF model behind the [`TextDecoder`] seam. Metadata methods are synthesised from the
+/// model: `get_max_seq_len` = `get_max_context_len` = the KV capacity (prefill runs in one
+/// batched pass), `enable_dynamic_shape` = 1, `use_kv_cache` = 1, `get_eos_ids` from the GGUF.
+struct GgufDecoder {
+    model: Model,
+    report: LoadReport,
+    eos: Vec<i64>,
+    method_loaded: bool,
+}
+
+const METHODS: [&str; 8] = [
+    "forward",
+    keys::MAX_SEQ_LEN,
+    keys::MAX_CONTEXT_LEN,
+    keys::ENABLE_DYNAMIC_SHAPE,
+    keys::USE_KV_CACHE,
+    keys::VOCAB_SIZE,
+    keys::EOS_IDS,
+    "get_n_layers",
+];
+
+impl TextDecoder for GgufDecoder {
+    fn method_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = METHODS
+            .iter()
+            .filter(|m| **m != keys::EOS_IDS || !self.eos.is_empty())
+            .map(|s| s.to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn get_metadata(&mut self, name: &str) -> Result<Vec<i64>, RunnerError> {
+        let c = self.model.config();
+        Ok(match name {
+            keys::MAX_SEQ_LEN | keys::MAX_CONTEXT_LEN => vec![self.model.context_len() as i64],
+            keys::ENABLE_DYNAMIC_SHAPE | keys::USE_KV_CACHE => vec![1],
+            keys::VOCAB_SIZE => vec![c.n_vocab as i64],
+            keys::EOS_IDS => self.eos.clone(),
+            "get_n_layers" => vec![c.n_layer as i64],
+            other => return Err(RunnerError::MissingMethod(other.to_string())),
+        })
+    }
+
+    fn load_method(&mut self, method: &str) -> Result<(), RunnerError> {
+        if method != "forward" {
+            return Err(RunnerError::MissingMethod(method.to_string()));
+        }
+        self.method_loaded = true;
+        Ok(())
+    }
+
+    fn is_method_loaded(&self, method: &str) -> bool {
+        self.method_loaded && method == "forward"
+    }
+
+    fn step(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32], RunnerError> {
+        Ok(self.model.step(tokens, start_pos, false)?)
+    }
+
+    fn load_report(&self) -> LoadReport {
+        self.report.clone()
+    }
+
+    fn threads(&self) -> usize {
+        self.model.n_threads()
+    }
+}

@@ -1,0 +1,247 @@
+//! Chat templates: a model's Jinja template (from the GGUF's `tokenizer.chat_template`) rendered
+//! with minijinja plus Python-style string methods, or a built-in format when the file carries
+//! none (Gemma 3 270M ships without one). `Conversation` turns the growing message list into
+//! only the new text each turn, so a multi-turn chat prefills each turn once.
+
+use minijinja::{context, Environment, Error, ErrorKind};
+use serde::Serialize;
+
+use crate::RunnerError;
+
+/// One message of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with `role` and `content`.
+    pub fn new(role: &str, content: &str) -> Message {
+        Message {
+            role: role.to_string(),
+            content: content.to_string(),
+        }
+    }
+}
+
+/// Built-in formats for models whose file has no template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BuiltinFormat {
+    /// `<start_of_turn>user … <end_of_turn>` (Gemma; system text is folded into the first user
+    /// turn, as Gemma's own template does).
+    Gemma,
+    /// `<|im_start|>role … <|im_end|>` (ChatML).
+    ChatMl,
+}
+
+/// A renderable chat template.
+#[derive(Debug, Clone)]
+pub struct ChatTemplate {
+    source: Source,
+    bos_token: String,
+    eos_token: String,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Jinja(String),
+    Builtin(BuiltinFormat),
+}
+
+impl ChatTemplate {
+    /// Use the model's template if it has one, else the built-in format for its architecture
+    /// (Gemma for `gemma*`, ChatML otherwise).
+    pub fn for_model(template: Option<&str>, arch: &str, bos_token: &str, eos_token: &str) -> Self {
+        let source = match template {
+            Some(t) if !t.trim().is_empty() => Source::Jinja(t.to_string()),
+            _ if arch.starts_with("gemma") => Source::Builtin(BuiltinFormat::Gemma),
+            _ => Source::Builtin(BuiltinFormat::ChatMl),
+        };
+        ChatTemplate {
+            source,
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        }
+    }
+
+    /// Whether the model's own Jinja template is used.
+    pub fn is_model_template(&self) -> bool {
+        matches!(self.source, Source::Jinja(_))
+    }
+
+    /// Render `messages`; with `add_generation_prompt` the text ends where the assistant's
+    /// answer begins.
+    pub fn render(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+    ) -> Result<String, RunnerError> {
+        match &self.source {
+            Source::Builtin(f) => Ok(render_builtin(*f, messages, add_generation_prompt)),
+            Source::Jinja(t) => {
+                let mut env = Environment::new();
+                minijinja_contrib::add_to_environment(&mut env);
+                env.set_unknown_method_callback(
+                    minijinja_contrib::pycompat::unknown_method_callback,
+                );
+                env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
+                    Err(Error::new(ErrorKind::InvalidOperation, msg))
+                });
+                env.add_template("chat", t).map_err(template_error)?;
+                let tmpl = env.get_template("chat").map_err(template_error)?;
+                tmpl.render(context! {
+                    messages => messages,
+                    add_generation_prompt => add_generation_prompt,
+                    bos_token => self.bos_token,
+                    eos_token => self.eos_token,
+                })
+                .map_err(template_error)
+            }
+        }
+    }
+}
+
+fn template_error(e: Error) -> RunnerError {
+    RunnerError::InvalidArgument(format!("chat template: {e}"))
+}
+
+fn render_builtin(f: BuiltinFormat, messages: &[Message], gen: bool) -> String {
+    let mut out = String::new();
+    match f {
+        BuiltinFormat::Gemma => {
+            let mut system: Option<&str> = None;
+            for m in messages {
+                match m.role.as_str() {
+                    "system" => system = Some(&m.content),
+                    role => {
+                        let role = if role == "assistant" { "model" } else { role };
+                        out.push_str("<start_of_turn>");
+                        out.push_str(role);
+                        out.push('\n');
+                        if let Some(s) = system.take() {
+                            out.push_str(s);
+                            out.push_str("\n\n");
+                        }
+                        out.push_str(m.content.trim());
+                        out.push_str("<end_of_turn>\n");
+                    }
+                }
+            }
+            if gen {
+                out.push_str("<start_of_turn>model\n");
+            }
+        }
+        BuiltinFormat::ChatMl => {
+            for m in messages {
+                out.push_str("<|im_start|>");
+                out.push_str(&m.role);
+                out.push('\n');
+                out.push_str(&m.content);
+                out.push_str("<|im_end|>\n");
+            }
+            if gen {
+                out.push_str("<|im_start|>assistant\n");
+            }
+        }
+    }
+    out
+}
+
+/// A conversation that knows which text the model has already seen.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    template: ChatTemplate,
+    messages: Vec<Message>,
+    /// The text already fed to the model (prompts and replies).
+    seen: String,
+}
+
+impl Conversation {
+    /// A conversation, optionally opened with a system message.
+    pub fn new(template: ChatTemplate, system: Option<&str>) -> Self {
+        let messages = system
+            .map(|s| vec![Message::new("system", s)])
+            .unwrap_or_default();
+        Conversation {
+            template,
+            messages,
+            seen: String::new(),
+        }
+    }
+
+    /// Add a user turn and return `(text to feed, restart)`: the part of the rendered
+    /// conversation the model has not seen yet, and whether the model must be reset first
+    /// (when the template rewrote earlier text, everything is fed again).
+    pub fn user_turn(&mut self, text: &str) -> Result<(String, bool), RunnerError> {
+        self.messages.push(Message::new("user", text));
+        let full = self.template.render(&self.messages, true)?;
+        Ok(match full.strip_prefix(self.seen.as_str()) {
+            Some(rest) if !self.seen.is_empty() => {
+                let rest = rest.to_string();
+                self.seen = full;
+                (rest, false)
+            }
+            _ => {
+                self.seen = full.clone();
+                (full, true)
+            }
+        })
+    }
+
+    /// Record the assistant's reply (the text the model generated, which it has seen).
+    pub fn assistant_reply(&mut self, text: &str) {
+        self.messages.push(Message::new("assistant", text));
+        self.seen.push_str(text);
+    }
+
+    /// The messages so far.
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML_JINJA: &str = "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content.strip() + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+    #[test]
+    fn jinja_template_with_python_methods() {
+        let t = ChatTemplate::for_model(Some(CHATML_JINJA), "qwen2", "", "<|im_end|>");
+        assert!(t.is_model_template());
+        let s = t.render(&[Message::new("user", "  hi  ")], true).unwrap();
+        assert_eq!(s, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+    }
+
+    #[test]
+    fn gemma_builtin_and_incremental_turns() {
+        let t = ChatTemplate::for_model(None, "gemma3", "<bos>", "<eos>");
+        let mut c = Conversation::new(t, Some("Be brief."));
+        let (first, restart) = c.user_turn("Hello").unwrap();
+        assert!(restart);
+        assert_eq!(
+            first,
+            "<start_of_turn>user\nBe brief.\n\nHello<end_of_turn>\n<start_of_turn>model\n"
+        );
+        c.assistant_reply("Hi!");
+        let (second, restart) = c.user_turn("Bye").unwrap();
+        assert!(!restart);
+        assert_eq!(
+            second,
+            "<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+    }
+
+    #[test]
+    fn template_errors_are_values() {
+        let t = ChatTemplate::for_model(Some("{{ raise_exception('nope') }}"), "x", "", "");
+        let e = t.render(&[], false).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
+        let t = ChatTemplate::for_model(Some("{% for %}"), "x", "", "");
+        assert!(t.render(&[], false).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! `GenerationConfig`: ExecuTorch's fields and defaults, its `resolve_max_new_tokens` rule, and
+//! the sampling knobs a llama.cpp user expects (top-k, top-p, min-p, repetition penalty, seed).
+
+/// How one `generate` call runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationConfig {
+    /// Send the prompt text to the token callback before the generated text.
+    pub echo: bool,
+    /// Keep generating past end-of-sequence tokens.
+    pub ignore_eos: bool,
+    /// Most tokens to generate; -1 = as many as the context allows.
+    pub max_new_tokens: i64,
+    /// This is a warm-up run (nothing printed; the runner resets afterwards).
+    pub warming: bool,
+    /// Cap on prompt + generated tokens; -1 = the model's context.
+    pub seq_len: i64,
+    /// Sampling temperature; 0 = greedy (argmax).
+    pub temperature: f32,
+    /// BOS tokens to put before the prompt; `None` = the model's own rule (a GGUF's
+    /// `add_bos_token`).
+    pub num_bos: Option<usize>,
+    /// EOS tokens to put after the prompt; `None` = the model's own rule.
+    pub num_eos: Option<usize>,
+    /// Keep only the k most likely tokens (0 = off).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p (1.0 = off).
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` × the most likely one (0 = off).
+    pub min_p: f32,
+    /// Penalty for tokens seen in the last `repetition_window` tokens (1.0 = off).
+    pub repetition_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
+    pub repetition_window: usize,
+    /// Seed for the sampler; `None` seeds from the clock once per runner.
+    pub seed: Option<u64>,
+    /// Turn control tokens written in the prompt (`<start_of_turn>`, `<|im_start|>`) into single
+    /// tokens.
+    pub parse_special: bool,
+}
+
+impl Default for GenerationConfig {
+    fn default() -> Self {
+        GenerationConfig {
+            echo: true,
+            ignore_eos: false,
+            max_new_tokens: -1,
+            warming: false,
+            seq_len: -1,
+            temperature: 0.8,
+            num_bos: None,
+            num_eos: None,
+            top_k: 0,
+            top_p: 0.9,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            repetition_window: 64,
+            seed: None,
+            parse_special: true,
+        }
+    }
+}
+
+impl GenerationConfig {
+    /// How many new tokens may be generated, given the context left and the prompt length
+    /// (ExecuTorch's rule, clamped at 0).
+    pub fn resolve_max_new_tokens(&self, max_context_len: i64, num_prompt_tokens: i64) -> i64 {
+        let room = max_context_len - num_prompt_tokens;
+        let n = match (self.seq_len, self.max_new_tokens) {
+            (-1, -1) => room,
+            (-1, max_new) => max_new.min(room),
+            (seq_len, -1) => seq_len.min(max_context_len) - num_prompt_tokens,
+            (seq_len, max_new) => (seq_len.min(max_context_len) - num_prompt_tokens).min(max_new),
+        };
+        n.max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(seq_len: i64, max_new_tokens: i64) -> GenerationConfig {
+        GenerationConfig {
+            seq_len,
+            max_new_tokens,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_executorchs() {
+        let c = GenerationConfig::default();
+        assert!(c.echo);
+        assert!(!c.ignore_eos);
+        assert_eq!(c.max_new_tokens, -1);
+        assert!(!c.warming);
+        assert_eq!(c.seq_len, -1);
+        assert_eq!(c.temperature, 0.8);
+    }
+
+    #[test]
+    fn resolve_max_new_tokens_every_branch() {
+        // neither set: the room left
+        assert_eq!(cfg(-1, -1).resolve_max_new_tokens(128, 10), 118);
+        // max_new only: the smaller of it and the room
+        assert_eq!(cfg(-1, 20).resolve_max_new_tokens(128, 10), 20);
+        assert_eq!(cfg(-1, 200).resolve_max_new_tokens(128, 10), 118);
+        // seq_len only: min(seq_len, ctx) - prompt
+        assert_eq!(cfg(50, -1).resolve_max_new_tokens(128, 10), 40);
+        assert_eq!(cfg(500, -1).resolve_max_new_tokens(128, 10), 118);
+        // both: the smaller of the two budgets
+        assert_eq!(cfg(50, 30).resolve_max_new_tokens(128, 10), 30);
+        assert_eq!(cfg(50, 60).resolve_max_new_tokens(128, 10), 40);
+        // clamped at zero
+        assert_eq!(cfg(5, -1).resolve_max_new_tokens(128, 10), 0);
+        assert_eq!(cfg(-1, -1).resolve_max_new_tokens(8, 10), 0);
+        assert_eq!(cfg(-1, 0).resolve_max_new_tokens(128, 10), 0);
+    }
+}

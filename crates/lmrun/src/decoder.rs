@@ -1,0 +1,55 @@
+//! The seam between the runner and its backends. `TextDecoder` is what ExecuTorch's `Module` is
+//! to its runner: named constant methods answering metadata (`get_max_seq_len`, `get_eos_ids`,
+//! …), a `forward` method that takes tokens at a position and returns logits, and the load
+//! report. The runner knows nothing of GGUF or `.pte`.
+
+use lmrun_loader::LoadReport;
+
+use crate::RunnerError;
+
+/// Metadata method names (ExecuTorch's `constants.h`).
+pub mod keys {
+    /// Whether prefill may run many tokens in one step.
+    pub const ENABLE_DYNAMIC_SHAPE: &str = "enable_dynamic_shape";
+    /// BOS token id.
+    pub const BOS_ID: &str = "get_bos_id";
+    /// End-of-sequence token ids.
+    pub const EOS_IDS: &str = "get_eos_ids";
+    /// Longest sequence one step accepts.
+    pub const MAX_SEQ_LEN: &str = "get_max_seq_len";
+    /// KV-cache capacity.
+    pub const MAX_CONTEXT_LEN: &str = "get_max_context_len";
+    /// Vocabulary size.
+    pub const VOCAB_SIZE: &str = "get_vocab_size";
+    /// Whether the model keeps a KV cache.
+    pub const USE_KV_CACHE: &str = "use_kv_cache";
+    /// Whether attention uses the SDPA-with-cache op.
+    pub const USE_SDPA_WITH_KV_CACHE: &str = "use_sdpa_with_kv_cache";
+}
+
+/// A model the runner can drive.
+pub trait TextDecoder: Send {
+    /// Names of the methods the model has (metadata methods and `forward`).
+    fn method_names(&self) -> Vec<String>;
+
+    /// Run a constant (metadata) method; a list-valued one returns several values.
+    fn get_metadata(&mut self, name: &str) -> Result<Vec<i64>, RunnerError>;
+
+    /// Prepare `method` for execution (idempotent).
+    fn load_method(&mut self, method: &str) -> Result<(), RunnerError>;
+
+    /// Whether `method` is ready.
+    fn is_method_loaded(&self, method: &str) -> bool;
+
+    /// Feed `tokens` at positions `start_pos..` through the loaded method and return the logits
+    /// of the last position (one row of `vocab_size` scores).
+    fn step(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32], RunnerError>;
+
+    /// What loading the model did (summed over its loads).
+    fn load_report(&self) -> LoadReport;
+
+    /// Threads the decoder computes with.
+    fn threads(&self) -> usize {
+        1
+    }
+}

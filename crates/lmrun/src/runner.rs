@@ -1,0 +1,505 @@
+//! `TextLLMRunner` and `create_text_llm_runner`: ExecuTorch's text LLM runner — load, prefill,
+//! decode loop, stop, reset, warm-up, stats — over any [`TextDecoder`]. The model is loaded with
+//! [`crate::DEFAULT_LOAD_MODE`] unless the caller picks another mode.
+//!
+//! Deliberate differences from ExecuTorch (see docs/ARCHITECTURE.md): an empty or too-long
+//! prompt is an error value, not an abort; one persistent seedable sampler decides every token,
+//! the first one after the prompt included; the library never prints (callbacks receive the
+//! text); when the caller leaves `num_bos` unset, the model's own BOS rule applies at the start
+//! of the context.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lmrun_loader::{LoadMode, ProcessMemory};
+use lmrun_tokenizers::{EncodeOptions, StreamDecoder, Tokenizer};
+
+use crate::decoder::keys;
+use crate::metadata::{get_eos_ids, get_llm_metadata};
+use crate::sampler::{Sampler, SamplerParams};
+use crate::stats::{time_in_ms, Stats};
+use crate::{backend, GenerationConfig, RunnerError, TextDecoder, DEFAULT_LOAD_MODE};
+
+/// How `create_text_llm_runner_with` builds a runner. `Default` is exactly ExecuTorch's
+/// defaults: no data file, temperature -1 (use the `GenerationConfig`'s), method `forward`,
+/// load mode `MmapUseMlockIgnoreErrors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerOptions {
+    /// A tokenizer file or directory; `None` uses the model's own vocabulary (GGUF).
+    pub tokenizer_path: Option<PathBuf>,
+    /// A `.ptd` data file for a `.pte` program.
+    pub data_path: Option<PathBuf>,
+    /// Overrides every `GenerationConfig::temperature` unless -1.
+    pub temperature: f32,
+    /// The method that computes logits.
+    pub method_name: String,
+    /// How the model file is loaded.
+    pub load_mode: LoadMode,
+    /// Compute threads (0 = the number of physical cores).
+    pub threads: usize,
+    /// KV-cache capacity in tokens (`None` = the model's training context, capped at 4096).
+    pub context_len: Option<usize>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            tokenizer_path: None,
+            data_path: None,
+            temperature: -1.0,
+            method_name: "forward".to_string(),
+            load_mode: DEFAULT_LOAD_MODE,
+            threads: 0,
+            context_len: None,
+        }
+    }
+}
+
+/// Build a runner with ExecuTorch's argument list. `tokenizer: None` uses the model's own
+/// vocabulary (a GGUF's); `load_mode` is usually [`DEFAULT_LOAD_MODE`].
+pub fn create_text_llm_runner(
+    model_path: &Path,
+    tokenizer: Option<Box<dyn Tokenizer>>,
+    data_path: Option<&Path>,
+    temperature: f32,
+    method_name: &str,
+    load_mode: LoadMode,
+) -> Result<TextLLMRunner, RunnerError> {
+    let opts = RunnerOptions {
+        data_path: data_path.map(Path::to_path_buf),
+        temperature,
+        method_name: method_name.to_string(),
+        load_mode,
+        ..Default::default()
+    };
+    build(model_path, tokenizer, &opts)
+}
+
+/// Build a runner from [`RunnerOptions`] (tokenizer from `opts.tokenizer_path` or the model).
+pub fn create_text_llm_runner_with(
+    model_path: &Path,
+    opts: &RunnerOptions,
+) -> Result<TextLLMRunner, RunnerError> {
+    let tokenizer = match &opts.tokenizer_path {
+        Some(p) => Some(crate::load_tokenizer(p)?),
+        None => None,
+    };
+    build(model_path, tokenizer, opts)
+}
+
+fn build(
+    model_path: &Path,
+    tokenizer: Option<Box<dyn Tokenizer>>,
+    opts: &RunnerOptions,
+) -> Result<TextLLMRunner, RunnerError> {
+    let load_start = time_in_ms();
+    let opened = backend::open(model_path, opts)?;
+    let load_end = time_in_ms();
+    let mut decoder = opened.decoder;
+    let tokenizer = match (tokenizer, opened.tokenizer) {
+        (Some(t), _) => {
+            backend::check_tokenizer_fits(t.as_ref(), decoder.as_ref(), &opened.vocab_sample)?;
+            t
+        }
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(RunnerError::InvalidArgument(format!(
+                "{}: the model carries no vocabulary; pass a tokenizer file",
+                model_path.display()
+            )))
+        }
+    };
+    let metadata = get_llm_metadata(tokenizer.as_ref(), decoder.as_mut())?;
+    let eos_ids = get_eos_ids(tokenizer.as_ref(), decoder.as_mut())?;
+    let mut stats = Stats {
+        model_load_start_ms: load_start,
+        model_load_end_ms: load_end,
+        load: decoder.load_report(),
+        threads: decoder.threads(),
+        ..Default::default()
+    };
+    stats.reset();
+    Ok(TextLLMRunner {
+        tokenizer,
+        decoder,
+        metadata,
+        eos_ids,
+        method_name: opts.method_name.clone(),
+        temperature: opts.temperature,
+        pos: 0,
+        stats,
+        stop: StopHandle::default(),
+        sampler: Sampler::from_clock(),
+        history: Vec::new(),
+    })
+}
+
+/// Stops a running `generate` from another thread (or a signal handler thread).
+#[derive(Debug, Clone, Default)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    /// Ask the current generation to stop after the token being produced.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// An end-of-sequence token was produced.
+    Eos,
+    /// `max_new_tokens` (or the context) was reached.
+    MaxTokens,
+    /// `stop()` was called.
+    Stopped,
+}
+
+/// What one `generate` call produced.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// The prompt as token ids (BOS/EOS included).
+    pub prompt_token_ids: Vec<u32>,
+    /// The generated token ids (the one from the prefill included).
+    pub generated_token_ids: Vec<u32>,
+    /// The generated text.
+    pub text: String,
+    /// Why it ended.
+    pub stop_reason: StopReason,
+    /// The stats of this call.
+    pub stats: Stats,
+}
+
+/// ExecuTorch's `TextLLMRunner`: a tokenizer, a decoder, metadata, and the position of the next
+/// free KV-cache slot, which persists across `generate` calls.
+pub struct TextLLMRunner {
+    tokenizer: Box<dyn Tokenizer>,
+    decoder: Box<dyn TextDecoder>,
+    metadata: BTreeMap<String, i64>,
+    eos_ids: BTreeSet<u32>,
+    method_name: String,
+    temperature: f32,
+    pos: usize,
+    stats: Stats,
+    stop: StopHandle,
+    sampler: Sampler,
+    /// Tokens in the KV cache (for the repetition penalty).
+    history: Vec<u32>,
+}
+
+impl TextLLMRunner {
+    /// Assemble a runner from parts (tests use this with fake decoders).
+    pub fn from_parts(
+        tokenizer: Box<dyn Tokenizer>,
+        mut decoder: Box<dyn TextDecoder>,
+        method_name: &str,
+        temperature: f32,
+    ) -> Result<TextLLMRunner, RunnerError> {
+        let metadata = get_llm_metadata(tokenizer.as_ref(), decoder.as_mut())?;
+        let eos_ids = get_eos_ids(tokenizer.as_ref(), decoder.as_mut())?;
+        let stats = Stats {
+            load: decoder.load_report(),
+            threads: decoder.threads(),
+            ..Default::default()
+        };
+        Ok(TextLLMRunner {
+            tokenizer,
+            decoder,
+            metadata,
+            eos_ids,
+            method_name: method_name.to_string(),
+            temperature,
+            pos: 0,
+            stats,
+            stop: StopHandle::default(),
+            sampler: Sampler::from_clock(),
+            history: Vec::new(),
+        })
+    }
+
+    /// Whether the forward method is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.decoder.is_method_loaded(&self.method_name)
+    }
+
+    /// Load the forward method (idempotent).
+    pub fn load(&mut self) -> Result<(), RunnerError> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        self.decoder.load_method(&self.method_name)
+    }
+
+    /// The model metadata (`get_max_seq_len`, `get_max_context_len`, …).
+    pub fn metadata(&self) -> &BTreeMap<String, i64> {
+        &self.metadata
+    }
+
+    /// The ids that end generation.
+    pub fn eos_ids(&self) -> &BTreeSet<u32> {
+        &self.eos_ids
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &dyn Tokenizer {
+        self.tokenizer.as_ref()
+    }
+
+    /// The next free position in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// KV-cache capacity.
+    pub fn max_context_len(&self) -> usize {
+        self.metadata
+            .get(keys::MAX_CONTEXT_LEN)
+            .copied()
+            .unwrap_or(128)
+            .max(0) as usize
+    }
+
+    fn max_seq_len(&self) -> usize {
+        let v = self.metadata.get(keys::MAX_SEQ_LEN).copied().unwrap_or(128);
+        if v <= 0 {
+            128
+        } else {
+            v as usize
+        }
+    }
+
+    /// A handle that stops generation from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Stop the current generation (same as `stop_handle().stop()`).
+    pub fn stop(&self) {
+        self.stop.stop();
+    }
+
+    /// Forget the conversation: the position goes back to 0 (the KV cache is overwritten as
+    /// needed) and the per-call stats are cleared.
+    pub fn reset(&mut self) {
+        self.stats.reset();
+        self.pos = 0;
+        self.history.clear();
+    }
+
+    /// The stats of the last call.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn encode(&self, prompt: &str, config: &GenerationConfig) -> Result<Vec<u32>, RunnerError> {
+        let model_rule = self.tokenizer.default_options(config.parse_special);
+        let at_start = self.pos == 0;
+        let opts = EncodeOptions {
+            num_bos: config
+                .num_bos
+                .unwrap_or(if at_start { model_rule.num_bos } else { 0 }),
+            num_eos: config.num_eos.unwrap_or(model_rule.num_eos),
+            parse_special: config.parse_special,
+        };
+        Ok(self.tokenizer.encode_with(prompt, &opts)?)
+    }
+
+    /// Feed `prompt` into the KV cache without generating (to rebuild a conversation).
+    pub fn prefill(&mut self, prompt: &str, config: &GenerationConfig) -> Result<(), RunnerError> {
+        self.load()?;
+        if prompt.is_empty() {
+            return Err(RunnerError::EmptyPrompt);
+        }
+        let tokens = self.encode(prompt, config)?;
+        self.check_room(tokens.len())?;
+        self.prefill_tokens(&tokens)?;
+        Ok(())
+    }
+
+    fn check_room(&self, n_prompt: usize) -> Result<usize, RunnerError> {
+        let context = self.max_context_len();
+        let left = context.saturating_sub(self.pos);
+        if n_prompt == 0 {
+            return Err(RunnerError::EmptyPrompt);
+        }
+        if n_prompt >= left {
+            return Err(RunnerError::PromptTooLong {
+                prompt_tokens: n_prompt,
+                left,
+                context,
+            });
+        }
+        Ok(left)
+    }
+
+    /// Run the prompt through the model in chunks of at most `max_seq_len`; returns the logits
+    /// after the last prompt token.
+    fn prefill_tokens(&mut self, tokens: &[u32]) -> Result<Vec<f32>, RunnerError> {
+        let chunk = self.max_seq_len();
+        let mut logits = Vec::new();
+        for part in tokens.chunks(chunk) {
+            let l = self.decoder.step(part, self.pos)?;
+            logits.clear();
+            logits.extend_from_slice(l);
+            self.pos += part.len();
+            self.history.extend_from_slice(part);
+        }
+        Ok(logits)
+    }
+
+    fn sampler_params(&self, config: &GenerationConfig) -> SamplerParams {
+        SamplerParams {
+            temperature: if self.temperature == -1.0 {
+                config.temperature
+            } else {
+                self.temperature
+            },
+            top_k: config.top_k,
+            top_p: config.top_p,
+            min_p: config.min_p,
+            repetition_penalty: config.repetition_penalty,
+            repetition_window: config.repetition_window,
+        }
+    }
+
+    fn sample(&mut self, logits: &[f32], params: &SamplerParams) -> u32 {
+        self.stats.on_sampling_begin();
+        let t = self.sampler.sample(logits, &self.history, params);
+        self.stats.on_sampling_end();
+        t
+    }
+
+    /// Generate text after `prompt`. `on_token` receives the prompt (when `config.echo`) and
+    /// then each generated piece, always whole UTF-8; `on_stats` receives the stats at the end.
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        config: &GenerationConfig,
+        on_token: &mut dyn FnMut(&str),
+        on_stats: &mut dyn FnMut(&Stats),
+    ) -> Result<Generation, RunnerError> {
+        if prompt.is_empty() {
+            return Err(RunnerError::EmptyPrompt);
+        }
+        if !self.is_loaded() {
+            // The file was loaded when the runner was created; loading the method extends the
+            // load window (ExecuTorch loads both here).
+            if self.stats.model_load_start_ms == 0 {
+                self.stats.model_load_start_ms = time_in_ms();
+            }
+            self.load()?;
+            self.stats.model_load_end_ms = time_in_ms();
+        }
+        self.stop.take(); // a stop requested before this call does not cancel it
+        self.stats.reset();
+        self.stats.inference_start_ms = time_in_ms();
+        if let Some(seed) = config.seed {
+            self.sampler.reseed(seed);
+        }
+        let params = self.sampler_params(config);
+
+        let prompt_tokens = self.encode(prompt, config)?;
+        self.stats.token_encode_end_ms = time_in_ms();
+        let left = self.check_room(prompt_tokens.len())?;
+        let max_new = config.resolve_max_new_tokens(left as i64, prompt_tokens.len() as i64);
+        if max_new <= 0 {
+            return Err(RunnerError::NoRoom {
+                left,
+                context: self.max_context_len(),
+            });
+        }
+        log::info!("max_new_tokens resolved to {max_new}");
+        if config.echo {
+            on_token(prompt);
+        }
+
+        let logits = self.prefill_tokens(&prompt_tokens)?;
+        let mut cur = self.sample(&logits, &params);
+        self.stats.prompt_eval_end_ms = time_in_ms();
+        self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
+
+        // Generated text continues the prompt: never strip its leading space.
+        let mut stream = StreamDecoder::new(false);
+        let mut text = String::new();
+        let mut emit =
+            |tok: &dyn Tokenizer, id: u32, text: &mut String| -> Result<(), RunnerError> {
+                let piece = stream.push(tok, id, false)?;
+                if !piece.is_empty() {
+                    text.push_str(&piece);
+                    on_token(&piece);
+                }
+                Ok(())
+            };
+        let mut generated = vec![cur];
+        emit(self.tokenizer.as_ref(), cur, &mut text)?;
+        let mut decode_steps = 0i64;
+        let stop_reason = loop {
+            if !config.ignore_eos && self.eos_ids.contains(&cur) {
+                break StopReason::Eos;
+            }
+            if self.stop.is_set() {
+                break StopReason::Stopped;
+            }
+            if generated.len() as i64 >= max_new {
+                break StopReason::MaxTokens;
+            }
+            let logits = self.decoder.step(&[cur], self.pos)?;
+            // The sampler needs `&mut self` while the decoder's logits borrow it; copy the row.
+            let logits = logits.to_vec();
+            self.pos += 1;
+            self.history.push(cur);
+            decode_steps += 1;
+            cur = self.sample(&logits, &params);
+            generated.push(cur);
+            emit(self.tokenizer.as_ref(), cur, &mut text)?;
+        };
+        let tail = stream.finish();
+        if !tail.is_empty() {
+            text.push_str(&tail);
+            on_token(&tail);
+        }
+        self.stop.take();
+
+        self.stats.inference_end_ms = time_in_ms();
+        self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
+        self.stats.num_generated_tokens = decode_steps;
+        self.stats.load = self.decoder.load_report();
+        self.stats.threads = self.decoder.threads();
+        let mem = ProcessMemory::read();
+        self.stats.peak_rss_bytes = lmrun_loader::peak_rss_bytes().or(mem.peak_rss_bytes);
+        self.stats.rss_anon_bytes = mem.rss_anon_bytes;
+        self.stats.rss_file_bytes = mem.rss_file_bytes;
+        on_stats(&self.stats);
+        Ok(Generation {
+            prompt_token_ids: prompt_tokens,
+            generated_token_ids: generated,
+            text,
+            stop_reason,
+            stats: self.stats.clone(),
+        })
+    }
+
+    /// A warm-up run of `max_new_tokens` tokens after `prompt`, then `reset()` whatever happened.
+    pub fn warmup(&mut self, prompt: &str, max_new_tokens: i64) -> Result<(), RunnerError> {
+        let config = GenerationConfig {
+            echo: false,
+            max_new_tokens,
+            warming: true,
+            ..Default::default()
+        };
+        let r = self.generate(prompt, &config, &mut |_| {}, &mut |_| {});
+        self.reset();
+        r.map(|_| ())
+    }
+}
