@@ -1,8 +1,10 @@
 //! A loaded GGUF file. Loading mirrors ExecuTorch's segments: a small first load for the header,
 //! metadata and tensor infos (1 MiB, doubled until the parse no longer runs out of bytes, capped
 //! at the file size), then **one** load of the tensor data section with the chosen load mode.
-//! The header buffer is dropped after parsing; tensor views borrow from (or share) the data
-//! buffer, so in the mmap modes weights are used in place and `mlock` covers exactly them.
+//! The header is copied into a temporary buffer (`DataLoader::load_into`, so it is never mapped
+//! or locked) and dropped after parsing; tensor views borrow from (or share) the data buffer, so
+//! in the mmap modes weights are used in place and `mlock` covers exactly them. The file's
+//! [`LoadReport`] is the sum of the header reads and the data load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -102,8 +104,15 @@ impl GgufFile {
         let size = loader.size();
         let cap = usize::try_from(size).unwrap_or(usize::MAX);
         let mut want = initial_header_load.max(64).min(cap);
+        // The header is copied (`load_into`: a pread, never a mapping, so never locked), and
+        // each retry reads only the bytes it adds.
+        let mut prefix: Vec<u8> = Vec::new();
         let header = loop {
-            let prefix = loader.load(0, want).map_err(|e| wrap(e.into()))?;
+            let old = prefix.len();
+            prefix.resize(want, 0);
+            loader
+                .load_into(old as u64, want - old, &mut prefix[old..])
+                .map_err(|e| wrap(e.into()))?;
             match parse_header_prefix(&prefix, size, limits) {
                 Ok(h) => break h,
                 Err(GgufError::PrefixTooShort { needed_end, .. }) if want < cap => {
@@ -115,6 +124,7 @@ impl GgufFile {
                 Err(e) => return Err(wrap(e)),
             }
         };
+        drop(prefix);
 
         let data = if header.data_len == 0 {
             Buffer::empty()

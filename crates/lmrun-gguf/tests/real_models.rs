@@ -160,6 +160,21 @@ fn check_model(name: &str, mode: LoadMode) -> GgufFile {
     assert_eq!(report.mode, Some(mode));
     assert!(report.loads >= 2, "{report:?}");
     assert_eq!(f.data().len() as u64, f.file_size() - f.data_offset());
+    let data_len = f.file_size() - f.data_offset();
+    if mode.is_mmap() {
+        // Only the data section is mapped (page-rounded), and the header was read, not mapped.
+        assert!(report.bytes_mapped >= data_len, "{report:?}");
+        assert!(report.bytes_mapped < data_len + 8192, "{report:?}");
+        assert!(report.bytes_locked <= report.bytes_mapped, "{report:?}");
+        assert!(report.bytes_read >= f.header().header_len, "{report:?}");
+        assert!(
+            report.bytes_read <= 2 * f.data_offset() + (1 << 20),
+            "{report:?}"
+        );
+    } else {
+        assert_eq!(report.bytes_mapped, 0);
+        assert!(report.bytes_read >= f.file_size());
+    }
     f
 }
 
