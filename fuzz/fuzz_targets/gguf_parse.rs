@@ -15,14 +15,22 @@ fuzz_target!(|data: &[u8]| {
     let parsed = GgufFile::from_loader_with(Box::new(loader), &Limits::default(), 64);
     // The whole-buffer parser must agree on success or failure.
     let direct = lmrun_gguf::parse_header(data);
-    assert_eq!(parsed.is_ok(), direct.is_ok(), "{:?} vs {:?}", parsed.as_ref().err(), direct.as_ref().err());
+    assert_eq!(
+        parsed.is_ok(),
+        direct.is_ok(),
+        "{:?} vs {:?}",
+        parsed.as_ref().err(),
+        direct.as_ref().err()
+    );
     let Ok(file) = parsed else { return };
     let summary = file.summary();
     let _ = render_text(&summary);
     for t in file.tensors() {
         let v = file.tensor(&t.name).expect("listed tensor has a view");
         assert_eq!(v.bytes.len() as u64, t.n_bytes);
-        let _ = file.tensor_owned(&t.name).expect("listed tensor has an owned view");
+        let _ = file
+            .tensor_owned(&t.name)
+            .expect("listed tensor has an owned view");
     }
     for (k, _) in file.metadata().iter() {
         let _ = file.get_u32(k);

@@ -46,7 +46,9 @@ pub struct TensorView<'a> {
 impl TensorView<'_> {
     /// Number of elements.
     pub fn n_elements(&self) -> u64 {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d))
     }
 }
 

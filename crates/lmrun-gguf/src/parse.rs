@@ -205,9 +205,12 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements (the product of the shape; fits in `u64`, checked at parse time).
+    /// Number of elements (the product of the shape; at most 2^63-1 for a parsed tensor,
+    /// saturating for a hand-built one).
     pub fn n_elements(&self) -> u64 {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .fold(1u64, |acc, &d| acc.saturating_mul(d))
     }
 }
 
