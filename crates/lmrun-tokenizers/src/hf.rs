@@ -187,6 +187,22 @@ impl Tokenizer for HfTokenizer {
         Ok(out)
     }
 
+    /// The tokenizer.json's own rule: BOS only when its post-processor adds one (Llama 3's
+    /// does, Qwen's and most byte-level BPE files do not).
+    fn default_options(&self, parse_special: bool) -> EncodeOptions {
+        let adds_bos = self.bos.is_some_and(|bos| {
+            self.with_special
+                .encode("a", true)
+                .map(|e| e.get_ids().first() == Some(&bos))
+                .unwrap_or(false)
+        });
+        EncodeOptions {
+            num_bos: usize::from(adds_bos),
+            num_eos: 0,
+            parse_special,
+        }
+    }
+
     fn vocab_size(&self) -> usize {
         self.vocab_size
     }

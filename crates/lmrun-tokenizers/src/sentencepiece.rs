@@ -276,7 +276,14 @@ impl SentencePieceTokenizer {
                     })
                     .collect();
                 let scores = p.pieces.iter().map(|&(_, s, _)| s).collect();
-                Algo::Bpe(SpmModel::new(&texts, scores, id_of(p.unk_id)))
+                let mut m = SpmModel::new(&texts, scores, id_of(p.unk_id));
+                // Byte pieces are not mergeable text, so give the merger the byte table here.
+                *m.byte_ids = if p.byte_fallback {
+                    byte_ids
+                } else {
+                    [None; 256]
+                };
+                Algo::Bpe(m)
             }
             t => {
                 return Err(TokenizerError::format(
@@ -355,20 +362,10 @@ impl SentencePieceTokenizer {
             Algo::Bpe(spm) => {
                 let mut tmp = Vec::new();
                 spm.encode(s, &mut tmp);
-                // SpmModel falls back to `<0xXX>`/unk itself; honour byte_fallback = false.
-                if self.byte_fallback {
-                    out.extend(tmp);
-                } else {
-                    for id in tmp {
-                        if self.types.get(id as usize) == Some(&TokenType::Byte) {
-                            if let Some(u) = self.unk {
-                                if out.last() != Some(&u) {
-                                    out.push(u);
-                                }
-                            }
-                        } else {
-                            out.push(id);
-                        }
+                // Without byte fallback every unknown byte became unk: merge runs of them.
+                for id in tmp {
+                    if self.byte_fallback || Some(id) != self.unk || out.last() != Some(&id) {
+                        out.push(id);
                     }
                 }
             }
