@@ -8,6 +8,7 @@
 //! `LMRUN_BENCH_QUICK=1` restricts the run to Q4_K, Q5_0, Q6_K and Q8_0.
 //! `LMRUN_BENCH_COMPUTE=1` instead runs every type on an L2-resident weight on one thread
 //! (the kernels' compute-bound speed; `LMRUN_BENCH_TYPE=Q4_K` picks one type).
+//! `LMRUN_BENCH_PREFILL=1` runs only the 32-token matmul group.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -214,6 +215,48 @@ fn compute(c: &mut Criterion) {
     g.finish();
 }
 
+/// Prefill: 32 tokens through one weight (uses the 4-token kernels where they exist).
+/// Throughput is in tokens (elements) per second for this one matrix.
+fn prefill(c: &mut Criterion, pools: &[ThreadPool]) {
+    let n_tokens = 32usize;
+    let cases = [
+        (QType::Q4K, 896usize, 4864usize),
+        (QType::Q6K, 896, 4864),
+        (QType::Q8_0, 896, 4864),
+        (QType::Q5_0, 4864, 896),
+        (QType::Q4_0, 4864, 896),
+        (QType::Q5K, 896, 4864),
+    ];
+    let mut seed = 7u64;
+    let mut g = c.benchmark_group("matmul32");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(n_tokens as u64));
+    for (t, rows, cols) in cases {
+        let data = weight(t, rows, cols, &mut seed);
+        let w = WeightRef::new(t, &data, rows, cols).unwrap();
+        let x: Vec<f32> = (0..cols * n_tokens)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.1)
+            .collect();
+        let mut out = vec![0f32; rows * n_tokens];
+        let mut scratch = Scratch::new();
+        for pool in pools {
+            let id = BenchmarkId::new(
+                format!("{}/{}x{}", t.name(), rows, cols),
+                format!("{}t", pool.n_threads()),
+            );
+            g.bench_function(id, |b| {
+                b.iter(|| {
+                    matmul(pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    black_box(out[0])
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn all(c: &mut Criterion) {
     if std::env::var_os("LMRUN_BENCH_COMPUTE").is_some() {
         compute(c);
@@ -223,8 +266,13 @@ fn all(c: &mut Criterion) {
         .iter()
         .map(|&n| ThreadPool::new(n).unwrap())
         .collect();
+    if std::env::var_os("LMRUN_BENCH_PREFILL").is_some() {
+        prefill(c, &pools);
+        return;
+    }
     bandwidth(c, &pools, "bandwidth_before");
     matvec(c, &pools);
+    prefill(c, &pools);
     bandwidth(c, &pools, "bandwidth_after");
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dispatch::{dot_fn, DotFn, Isa};
+use crate::dispatch::{dot4_fn, dot_fn, Dot4Fn, DotFn, Isa};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
@@ -153,6 +153,11 @@ pub fn matmul_with_isa(
         qtype: w.qtype,
         op: "matmul",
     })?;
+    let f4 = if n_tokens >= 4 {
+        dot4_fn(w.qtype, isa)
+    } else {
+        None
+    };
     if rows == 0 || n_tokens == 0 {
         return Ok(());
     }
@@ -190,7 +195,33 @@ pub fn matmul_with_isa(
         }
         let r0 = c * chunk;
         let r1 = (r0 + chunk).min(rows);
-        for t in 0..n_tokens {
+        // groups of four tokens through the 4-token kernel, the rest one by one
+        let mut t0 = 0;
+        if let Some(f4) = f4 {
+            while t0 + 4 <= n_tokens {
+                for r in r0..r1 {
+                    let wr = &data[r * rb..(r + 1) * rb];
+                    let v = match f4 {
+                        Dot4Fn::Q8x32(f4) => {
+                            let nb = cols / 32;
+                            let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];
+                            f4(wr, [a(0), a(1), a(2), a(3)])
+                        }
+                        Dot4Fn::Q8K(f4) => {
+                            let nb = cols / 256;
+                            let a = |k: usize| &qk[(t0 + k) * nb..(t0 + k + 1) * nb];
+                            f4(wr, [a(0), a(1), a(2), a(3)])
+                        }
+                    };
+                    for (k, &vk) in v.iter().enumerate() {
+                        // SAFETY: as below; rows of this chunk belong to this thread only.
+                        unsafe { dst.write((t0 + k) * rows + r, vk) };
+                    }
+                }
+                t0 += 4;
+            }
+        }
+        for t in t0..n_tokens {
             for r in r0..r1 {
                 let wr = &data[r * rb..(r + 1) * rb];
                 let v = match f {

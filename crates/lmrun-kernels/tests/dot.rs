@@ -144,7 +144,7 @@ fn matmul_independent_of_threads_and_isa() {
             .flat_map(|_| random_row(t, cols, &mut rng))
             .collect();
         let w = WeightRef::new(t, &data, rows, cols).unwrap();
-        for n_tokens in [1usize, 5] {
+        for n_tokens in [1usize, 5, 9] {
             let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.normalish()).collect();
             let mut scratch = Scratch::new();
             let mut reference = vec![0f32; n_tokens * rows];
@@ -221,6 +221,45 @@ fn simd_activation_quantization_is_bit_exact() {
             for k in 0..16 {
                 let s: i32 = blk.qs[16 * k..16 * k + 16].iter().map(|&q| q as i32).sum();
                 assert_eq!(s, blk.bsums[k] as i32);
+            }
+        }
+    }
+}
+
+#[test]
+fn four_token_kernels_match_single_token_kernels() {
+    use lmrun_kernels::{dot4_fn, dot_fn, Dot4Fn, DotFn};
+    let mut rng = Rng::new(17);
+    for t in WEIGHT_TYPES {
+        let Some(f4) = dot4_fn(t, Isa::best()) else {
+            continue;
+        };
+        let f1 = dot_fn(t, Isa::best()).unwrap();
+        let cols = 2048;
+        for _ in 0..10 {
+            let w = random_row(t, cols, &mut rng);
+            let acts: Vec<Act> = (0..4)
+                .map(|_| Act::new((0..cols).map(|_| rng.normalish()).collect()))
+                .collect();
+            let (four, one): ([f32; 4], Vec<f32>) = match (f4, f1) {
+                (Dot4Fn::Q8x32(f4), DotFn::Q8x32(f1)) => (
+                    f4(&w, [&acts[0].q32, &acts[1].q32, &acts[2].q32, &acts[3].q32]),
+                    acts.iter().map(|a| f1(&w, &a.q32)).collect(),
+                ),
+                (Dot4Fn::Q8K(f4), DotFn::Q8K(f1)) => (
+                    f4(&w, [&acts[0].qk, &acts[1].qk, &acts[2].qk, &acts[3].qk]),
+                    acts.iter().map(|a| f1(&w, &a.qk)).collect(),
+                ),
+                _ => panic!("{t}: 4-token and 1-token kernels take different activations"),
+            };
+            for n in 0..4 {
+                let tol = 1e-5 * one[n].abs().max(1.0);
+                assert!(
+                    (four[n] - one[n]).abs() <= tol,
+                    "{t} token {n}: {} vs {}",
+                    four[n],
+                    one[n]
+                );
             }
         }
     }

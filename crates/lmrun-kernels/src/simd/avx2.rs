@@ -14,6 +14,7 @@
 use std::arch::x86_64::*;
 
 use crate::blocks::KVALUES_IQ4NL;
+use crate::dispatch::Dot4Fn;
 use crate::quant::{BlockQ8K, BlockQ8x32};
 use crate::{DotFn, QType};
 
@@ -39,6 +40,35 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
         _ => return None,
     })
 }
+
+/// The 4-token kernel for `t` (one weight row against four activation rows), if there is one.
+/// Same precondition as [`dot_fn`].
+pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
+    Some(match t {
+        QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
+        QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
+        QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
+        QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
+        QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
+        _ => return None,
+    })
+}
+
+macro_rules! wrap4 {
+    ($name:ident, $imp:ident, $act:ty) => {
+        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
+            // SAFETY: reachable only through `dot4_fn`, i.e. after run-time detection of
+            // AVX2+FMA+F16C; the kernel bounds every access by the slice lengths.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
+wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
+wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
+wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
+wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
 
 /// Defines a safe wrapper around an AVX2 kernel. The wrappers are private to this module and
 /// handed out only by `dot_fn`, which is only called once the features were detected.
@@ -707,6 +737,210 @@ unsafe fn dot_iq4xs_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     }
     // SAFETY: register arithmetic.
     unsafe { hsum_ps(acc) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4-token kernels for prefill: each weight block is loaded and unpacked once and multiplied
+// with the same block of four activation rows (4 accumulators).
+
+/// Number of blocks usable by a 4-token kernel.
+#[inline(always)]
+fn nb4<T>(w_len: usize, ts: usize, a: &[&[T]; 4]) -> usize {
+    a.iter().fold(w_len / ts, |m, x| m.min(x.len()))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum4(acc: &[__m256; 4]) -> [f32; 4] {
+    // SAFETY: register arithmetic.
+    unsafe {
+        [
+            hsum_ps(acc[0]),
+            hsum_ps(acc[1]),
+            hsum_ps(acc[2]),
+            hsum_ps(acc[3]),
+        ]
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q8_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 34, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[34 * i..34 * i + 34];
+        let dw = f16_at(b, 0);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let q = load32(b, 2);
+            let aq = _mm256_sign_epi8(q, q);
+            for n in 0..4 {
+                let y = &a[n][i];
+                let sy = _mm256_sign_epi8(load32_i8(&y.qs, 0), q);
+                let p = mul_sum_us8_i32(aq, sy);
+                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q4_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 18, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[18 * i..18 * i + 18];
+        let dw = f16_at(b, 0);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let q = nibbles32(b, 2);
+            for n in 0..4 {
+                let y = &a[n][i];
+                let p = sub_lane0(mul_sum_us8_i32(q, load32_i8(&y.qs, 0)), 8 * y.sum);
+                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q5_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 22, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[22 * i..22 * i + 22];
+        let dw = f16_at(b, 0);
+        let qh = crate::blocks::u32_at(b, 2);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
+            let q = _mm256_or_si256(nibbles32(b, 6), hi);
+            for n in 0..4 {
+                let y = &a[n][i];
+                let p = sub_lane0(mul_sum_us8_i32(q, load32_i8(&y.qs, 0)), 16 * y.sum);
+                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 144, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summ = [0f32; 4];
+    for i in 0..nb {
+        let b = &w[144 * i..144 * i + 144];
+        let sc = kscales16(&b[4..16]);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let q4 = load32(b, 16 + 32 * j);
+                let lo = _mm256_and_si256(q4, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
+                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
+                for n in 0..4 {
+                    let y = &a[n][i];
+                    let pl =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j)), sl);
+                    let ph = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32)),
+                        sh,
+                    );
+                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_add_epi32(pl, ph));
+                }
+            }
+            for n in 0..4 {
+                let y = &a[n][i];
+                summ[n] += y.d * dmin * mins_dot_bsums(&sc, &y.bsums) as f32;
+                acc[n] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    let h = unsafe { hsum4(&acc) };
+    [
+        h[0] - summ[0],
+        h[1] - summ[1],
+        h[2] - summ[2],
+        h[3] - summ[3],
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 210, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[210 * i..210 * i + 210];
+        let mut sc = [0i32; 16];
+        for k in 0..16 {
+            sc[k] = b[192 + k] as i8 as i32;
+        }
+        let d = f16_at(b, 208);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for n in 0..4 {
+                // SAFETY: `bsums` is exactly 32 bytes.
+                let bs = _mm256_loadu_si256(a[n][i].bsums.as_ptr() as *const __m256i);
+                sumi[n] =
+                    _mm256_sub_epi32(sumi[n], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
+            }
+            let m4 = _mm256_set1_epi8(0x0F);
+            let m30 = _mm256_set1_epi8(0x30);
+            for h in 0..2 {
+                let qa = load32(b, 64 * h);
+                let qb = load32(b, 64 * h + 32);
+                let qh = load32(b, 128 + 32 * h);
+                for g in 0..4 {
+                    let q = match g {
+                        0 => _mm256_or_si256(
+                            _mm256_and_si256(qa, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30),
+                        ),
+                        1 => _mm256_or_si256(
+                            _mm256_and_si256(qb, m4),
+                            _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
+                        ),
+                        2 => _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                            _mm256_and_si256(qh, m30),
+                        ),
+                        _ => _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                            _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                        ),
+                    };
+                    let k = 8 * h + 2 * g;
+                    let sv = scales2(sc[k], sc[k + 1]);
+                    for n in 0..4 {
+                        let y = &a[n][i];
+                        let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * h + 32 * g));
+                        sumi[n] = _mm256_add_epi32(sumi[n], _mm256_madd_epi16(p, sv));
+                    }
+                }
+            }
+            for n in 0..4 {
+                let dd = _mm256_set1_ps(a[n][i].d * d);
+                acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
 }
 
 // ---------------------------------------------------------------------------------------------
