@@ -282,8 +282,34 @@ def make_gemma3():
     return b, meta, h
 
 
+def make_broken():
+    """Small broken variants of the qwen2 model, one per error the loader must name."""
+    def variant(fname, arch=None, drop=None, reshape=None, retype=None):
+        b, meta, _ = make_qwen2()
+        if arch:
+            b.arch = arch
+        tensors = []
+        for name, arr, raw in b.tensors:
+            if name == drop:
+                continue
+            if name == reshape:
+                arr = arr[:-1]  # one row short
+            if name == retype:
+                # MXFP4 blocks (17 bytes per 32 values): a type the kernels do not compute
+                arr = np.zeros((arr.shape[0], b.w[name].shape[1] // 32 * 17), dtype=np.uint8)
+                raw = T.MXFP4
+            tensors.append((name, arr, raw))
+        b.tensors = tensors
+        b.write(os.path.join(OUT, fname), meta)
+    variant("broken-arch.gguf", arch="mamba")
+    variant("broken-missing.gguf", drop="blk.1.ffn_up.weight")
+    variant("broken-shape.gguf", reshape="blk.0.attn_k.weight")
+    variant("broken-type.gguf", retype="blk.0.ffn_gate.weight")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    make_broken()
     for make in (make_llama, make_qwen2, make_gemma3):
         b, meta, h = make()
         path = os.path.join(OUT, f"tiny-{b.arch}.gguf")

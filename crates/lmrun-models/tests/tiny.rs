@@ -201,3 +201,39 @@ fn bad_inputs_are_errors() {
     .unwrap_err();
     assert!(matches!(e, ModelError::BadOptions(_)));
 }
+
+fn load_err(file: &str) -> ModelError {
+    let g = GgufFile::open(&data(file), LoadMode::File).unwrap();
+    Model::from_gguf(&g, &ModelOptions::default()).unwrap_err()
+}
+
+#[test]
+fn broken_files_name_the_culprit() {
+    let e = load_err("broken-arch.gguf");
+    assert!(
+        matches!(&e, ModelError::UnknownArchitecture { arch, .. } if arch == "mamba"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("mamba") && e.to_string().contains("qwen2"));
+
+    let e = load_err("broken-missing.gguf");
+    assert!(
+        matches!(&e, ModelError::MissingTensor { name, .. } if name == "blk.1.ffn_up.weight"),
+        "{e}"
+    );
+
+    let e = load_err("broken-shape.gguf");
+    assert!(
+        matches!(&e, ModelError::BadShape { name, expected, found }
+            if name == "blk.0.attn_k.weight" && expected == &[64, 16] && found == &[64, 15]),
+        "{e}"
+    );
+
+    let e = load_err("broken-type.gguf");
+    assert!(
+        matches!(&e, ModelError::UnsupportedType { name, ggml_type, .. }
+            if name == "blk.0.ffn_gate.weight" && ggml_type == "MXFP4"),
+        "{e}"
+    );
+    eprintln!("{e}");
+}
