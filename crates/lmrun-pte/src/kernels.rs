@@ -255,7 +255,7 @@ pub(crate) fn tensor_bytes<'a>(ctx: &'a Ctx, t: &'a RTensor) -> KResult<&'a [u8]
     s.ok_or_else(|| format!("tensor of {n} bytes exceeds its storage"))
 }
 
-fn tensor(ctx: &Ctx, i: usize) -> KResult<&RTensor> {
+pub(crate) fn tensor(ctx: &Ctx, i: usize) -> KResult<&RTensor> {
     match ctx.values.get(i) {
         Some(RValue::Tensor(t)) => Ok(t),
         Some(_) => Err(format!("value {i} is not a tensor")),
@@ -420,7 +420,7 @@ fn split(s: &[usize], dim: usize) -> (usize, usize, usize) {
     )
 }
 
-fn broadcast_shape(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
+pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
     let n = a.len().max(b.len());
     let mut out = vec![0; n];
     for (i, o) in out.iter_mut().enumerate() {
@@ -447,7 +447,7 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
 
 /// For every element of `out` shape, the linear index into a tensor of shape `inp`
 /// broadcast to it.
-fn broadcast_map(inp: &[usize], out: &[usize]) -> KResult<Vec<usize>> {
+pub(crate) fn broadcast_map(inp: &[usize], out: &[usize]) -> KResult<Vec<usize>> {
     if inp.len() > out.len() {
         return Err(format!("cannot broadcast {inp:?} to {out:?}"));
     }
