@@ -348,7 +348,7 @@ fn int_list(ctx: &Ctx, i: usize) -> KResult<Vec<i64>> {
 pub(crate) fn write(ctx: &mut Ctx, i: usize, sizes: Vec<usize>, data: Data) -> KResult<()> {
     let dt = dtype(ctx, i)?;
     let b = encode(dt, data)?;
-    let n = sizes.iter().product::<usize>() * dt.size();
+    let n = prod(&sizes).saturating_mul(dt.size());
     if b.len() != n {
         return Err(format!(
             "internal: {} bytes computed for an output of {n} bytes",
@@ -408,8 +408,18 @@ fn wrap_dim(d: i64, ndim: usize) -> KResult<usize> {
 }
 
 fn numel(s: &[usize]) -> usize {
-    s.iter().product()
+    prod(s)
 }
+
+/// Product of sizes, saturating at `usize::MAX` (sizes can come from a hostile file).
+pub(crate) fn prod(s: &[usize]) -> usize {
+    s.iter()
+        .try_fold(1usize, |a, &b| a.checked_mul(b))
+        .unwrap_or(usize::MAX)
+}
+
+/// Most elements a kernel will materialise (guards allocations driven by hostile sizes).
+const MAX_ELEMENTS: usize = 1 << 32;
 
 /// `outer, n, inner` around `dim`.
 fn split(s: &[usize], dim: usize) -> (usize, usize, usize) {
@@ -463,6 +473,9 @@ pub(crate) fn broadcast_map(inp: &[usize], out: &[usize]) -> KResult<Vec<usize>>
         s *= d;
     }
     let n = numel(out);
+    if n > MAX_ELEMENTS {
+        return Err(format!("shape {out:?} is too large"));
+    }
     let mut map = Vec::with_capacity(n);
     if n == 0 {
         return Ok(map);
@@ -962,7 +975,7 @@ fn arange_start(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
         return Err("arange: bad start/end/step".into());
     }
     let n = ((ef - sf) / stf).ceil().max(0.0);
-    if n > 1e9 {
+    if n > MAX_ELEMENTS as f64 {
         return Err("arange: too many elements".into());
     }
     let n = n as usize;

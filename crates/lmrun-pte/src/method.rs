@@ -39,10 +39,10 @@ pub(crate) struct RTensor {
 
 impl RTensor {
     pub fn numel(&self) -> usize {
-        self.sizes.iter().product()
+        crate::kernels::prod(&self.sizes)
     }
     pub fn nbytes(&self) -> usize {
-        self.numel() * self.dtype.size()
+        self.numel().saturating_mul(self.dtype.size())
     }
 }
 
@@ -100,6 +100,19 @@ fn inv(method: &str, what: impl Into<String>) -> PteError {
 /// Cap on planned arena sizes (guards against absurd allocations from hostile files).
 const MAX_ARENA: i64 = 1 << 40;
 
+/// Physical memory of the machine (planned arenas beyond it are refused rather than aborting
+/// the process on allocation failure).
+fn physical_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        })
+        .unwrap_or(64 << 30)
+}
+
 impl Method {
     /// Load `plan` of `program`: wire storage, resolve kernels, init delegates.
     pub(crate) fn load(
@@ -119,10 +132,21 @@ impl Method {
         };
         // Arenas.
         let mut arenas = Vec::new();
+        let mut total: u64 = 0;
+        let phys = physical_memory();
         for (k, &s) in plan.non_const_buffer_sizes.iter().enumerate().skip(1) {
             if !(0..=MAX_ARENA).contains(&s) {
                 return Err(inv(m, format!("planned buffer {k} has size {s}")));
             }
+            total = total.saturating_add(s as u64);
+            if total > phys {
+                return Err(inv(
+                    m,
+                    format!("planned memory ({total} bytes) exceeds the machine's memory ({phys} bytes)"),
+                ));
+            }
+        }
+        for &s in plan.non_const_buffer_sizes.iter().skip(1) {
             arenas.push(vec![0u8; s as usize]);
         }
         // Values.
@@ -363,6 +387,32 @@ impl Method {
                 Instruction::Free { value } => Step::Free(idx((*value).into(), "free")?),
             });
         }
+        // Kernels are chosen by name and dtypes (ExecuTorch's kernel keys): reject a float
+        // kernel fed quantized constant weights at load, not with garbage at execute.
+        for st in &steps {
+            if let Step::Kernel(_, args, oi) = st {
+                let op = op_names[*oi].as_str();
+                if op == "aten::linear.out" || op == "aten::mm.out" || op == "aten::bmm.out" {
+                    for &a in args.iter().take(2) {
+                        if let RValue::Tensor(t) = &values[a] {
+                            if !t.dtype.is_float() && matches!(t.storage, Storage::Const(_)) {
+                                return Err(PteError::OperatorMissing {
+                                    method: name.clone(),
+                                    operator: format!(
+                                        "{op} with a {:?} ({}) constant operand: the program feeds quantized \
+                                         weights to a float kernel (ExecuTorch fails this program at execute \
+                                         with InvalidArgument; export with the XNNPACK delegate or \
+                                         quantized kernels)",
+                                        t.dtype,
+                                        if t.dtype == ScalarType::Char { "int8" } else { "integer" }
+                                    ),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let inputs = plan
             .inputs
             .iter()
@@ -455,7 +505,7 @@ impl Method {
     /// Run chain 0.
     pub fn execute(&mut self) -> Result<(), PteError> {
         let mut pc = 0usize;
-        let mut budget: u64 = 1 << 32;
+        let mut budget: u64 = 1 << 24;
         while pc < self.steps.len() {
             budget = budget.saturating_sub(1);
             if budget == 0 {

@@ -127,7 +127,7 @@ impl Tensor {
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        self.sizes.iter().product()
+        crate::kernels::prod(&self.sizes)
     }
 
     /// The elements as f32 (converting from any numeric dtype).

@@ -384,7 +384,9 @@ impl XnnDelegate {
                                     "blockwise weights {dims:?} with block size {block}"
                                 ));
                             }
-                            if scales.len() < dims[0] * (dims[1] / block) * 2 {
+                            if scales.len()
+                                < dims[0].saturating_mul(dims[1] / block).saturating_mul(2)
+                            {
                                 return other("blockwise scales too short");
                             }
                             Quant::Blockwise { scales, block }
@@ -394,9 +396,9 @@ impl XnnDelegate {
                 }
             };
             if let Some(d) = &data {
-                let n: usize = dims.iter().product();
+                let n: usize = kernels::prod(&dims);
                 let need = match dtype {
-                    DT_FP32 | DT_INT32 => n * 4,
+                    DT_FP32 | DT_INT32 => n.saturating_mul(4),
                     DT_QCINT4 | DT_QBINT4 => n.div_ceil(2),
                     _ => n,
                 };
@@ -592,7 +594,7 @@ impl XnnDelegate {
             let def = &self.values[&id];
             if def.dims.len() != dims.len() {
                 // A 0-dim tensor is a [1] (or [1, 1, ...]) external value.
-                if d.len() == def.dims.iter().product::<usize>() {
+                if d.len() == kernels::prod(&def.dims) {
                     dims = def.dims.clone();
                 } else {
                     return Err(format!(
@@ -729,7 +731,7 @@ impl XnnDelegate {
                 if db[r - 2] != k {
                     return Err(format!("BatchMatrixMultiply shapes {da:?} x {db:?}"));
                 }
-                let batch: usize = da[..r - 2].iter().product();
+                let batch: usize = kernels::prod(&da[..r - 2]);
                 let mut out = vec![0f32; batch * n * m];
                 for bi in 0..batch {
                     for i in 0..n {
@@ -786,12 +788,15 @@ impl XnnDelegate {
                         "FullyConnected input {in_dims:?} with {cols} input channels"
                     ));
                 }
-                let ntok = in_dims.iter().product::<usize>() / cols.max(1);
+                let ntok = kernels::prod(&in_dims) / cols.max(1);
                 let mut o = vec![0f32; ntok * rows];
                 match (&vals[input], fdef.dtype) {
                     (XVal::F32(_, x), DT_FP32) => {
                         if flags & FLAG_TRANSPOSE_WEIGHTS != 0 {
                             let wf = kernels::bytes_to_f32(ScalarType::Float, w);
+                            if wf.len() < rows.saturating_mul(cols) {
+                                return Err("filter data too short".into());
+                            }
                             for t in 0..ntok {
                                 for r in 0..rows {
                                     let mut s = 0f32;
@@ -802,9 +807,12 @@ impl XnnDelegate {
                                 }
                             }
                         } else {
+                            let wbytes = w
+                                .get(..rows.saturating_mul(cols).saturating_mul(4))
+                                .ok_or("filter data too short")?;
                             let wr = lmrun_kernels::WeightRef::new(
                                 lmrun_kernels::QType::F32,
-                                &w[..rows * cols * 4],
+                                wbytes,
                                 rows,
                                 cols,
                             )
@@ -856,8 +864,9 @@ impl XnnDelegate {
             }
             Node::Reshape(a, o, shape) => {
                 let (d, x) = self.get_f32(vals, *a)?;
-                let n: usize = d.iter().product();
-                let known: usize = shape.iter().filter(|&&s| s != 0).product();
+                let n: usize = kernels::prod(&d);
+                let nz: Vec<usize> = shape.iter().copied().filter(|&s| s != 0).collect();
+                let known = kernels::prod(&nz);
                 let zeros = shape.iter().filter(|&&s| s == 0).count();
                 let new: Vec<usize> = if zeros == 0 {
                     shape.clone()
@@ -869,7 +878,7 @@ impl XnnDelegate {
                 } else {
                     return Err(format!("cannot reshape {d:?} to {shape:?}"));
                 };
-                if new.iter().product::<usize>() != n {
+                if kernels::prod(&new) != n {
                     return Err(format!("cannot reshape {d:?} to {shape:?}"));
                 }
                 vals.insert(*o, XVal::F32(new, x));
@@ -893,9 +902,9 @@ impl XnnDelegate {
                     }
                     nd[*axis] += d[*axis];
                 }
-                let outer: usize = d0[..*axis].iter().product();
-                let inner: usize = d0[axis + 1..].iter().product();
-                let mut out = Vec::with_capacity(nd.iter().product());
+                let outer: usize = kernels::prod(&d0[..*axis]);
+                let inner: usize = kernels::prod(&d0[axis + 1..]);
+                let mut out = Vec::with_capacity(kernels::prod(&nd));
                 for oi in 0..outer {
                     for (d, x) in &parts {
                         let w = d[*axis] * inner;
@@ -951,7 +960,7 @@ impl XnnDelegate {
                 for i in (0..d.len().saturating_sub(1)).rev() {
                     st[i] = st[i + 1] * d[i + 1];
                 }
-                let n: usize = nd.iter().product();
+                let n: usize = kernels::prod(&nd);
                 let mut out = Vec::with_capacity(n);
                 let mut idx = vec![0usize; nd.len()];
                 for _ in 0..n {
@@ -1029,7 +1038,10 @@ fn qd8_fully_connected(
         match &fdef.quant {
             Quant::Blockwise { scales, .. } => {
                 let i = (r * nblocks + b) * 2;
-                Ok(bf16::from_le_bytes([scales[i], scales[i + 1]]).to_f32())
+                match scales.get(i..i + 2) {
+                    Some(x) => Ok(bf16::from_le_bytes([x[0], x[1]]).to_f32()),
+                    None => Err("blockwise scales too short".to_string()),
+                }
             }
             Quant::PerChannel { scales } => scales
                 .get(r)
@@ -1046,7 +1058,7 @@ fn qd8_fully_connected(
         _ => 0,
     };
     let row_bytes = if four_bit { cols.div_ceil(2) } else { cols };
-    if w.len() < rows * row_bytes {
+    if w.len() < rows.saturating_mul(row_bytes) || q.len() < params.len().saturating_mul(cols) {
         return Err("filter data too short".into());
     }
     let mut wrow = vec![0i32; cols];
