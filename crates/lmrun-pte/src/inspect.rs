@@ -26,6 +26,8 @@ pub struct DelegateSummary {
     pub index: u32,
     /// Compile spec keys.
     pub compile_specs: Vec<String>,
+    /// Size of the processed blob in bytes.
+    pub size: u64,
     /// XNNPACK node kinds and counts (XNNPACK delegates only).
     pub node_kinds: BTreeMap<String, usize>,
 }
@@ -179,6 +181,7 @@ impl PteSummary {
                     .into(),
                     index: dl.index,
                     compile_specs: dl.compile_specs.iter().map(|c| c.0.clone()).collect(),
+                    size: p.delegate_data(dl).map_or(0, |b| b.len() as u64),
                     node_kinds: p
                         .delegate_data(dl)
                         .ok()
