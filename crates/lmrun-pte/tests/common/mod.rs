@@ -2,6 +2,8 @@
 //! greedy loop ExecuTorch's reference used (prompt ids, no BOS, 32 tokens).
 #![allow(dead_code)]
 
+pub mod fbb;
+
 use std::path::{Path, PathBuf};
 
 use lmrun_loader::LoadMode;
