@@ -274,6 +274,36 @@ impl Module {
         Some(out)
     }
 
+    /// Every constant method's value, read from the flatbuffer without executing (the LLM
+    /// metadata: `get_max_seq_len`, `get_eos_ids`, `use_kv_cache`, ...). A method with several
+    /// outputs gives a list (`IntList` when all are ints).
+    pub fn metadata(&self) -> std::collections::BTreeMap<String, EValue> {
+        let mut out = std::collections::BTreeMap::new();
+        for p in &self.program.def.plans {
+            let Some(mut v) = self.constant_values(&p.name) else {
+                continue;
+            };
+            let value = if v.len() == 1 {
+                v.remove(0)
+            } else if v.iter().all(|x| matches!(x, EValue::Int(_))) {
+                EValue::IntList(v.iter().filter_map(EValue::as_int).collect())
+            } else if v.iter().all(|x| matches!(x, EValue::Double(_))) {
+                EValue::DoubleList(
+                    v.iter()
+                        .filter_map(|x| match x {
+                            EValue::Double(d) => Some(*d),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            } else {
+                continue;
+            };
+            out.insert(p.name.clone(), value);
+        }
+        out
+    }
+
     /// LLM convenience: `forward(tokens i64[1,T], input_pos i64[1])` → the logits of the last
     /// position as f32 (`[1, V]` or `[1, T, V]` outputs both give the last row).
     pub fn forward_logits(&mut self, tokens: &[i64], start_pos: i64) -> Result<Vec<f32>, PteError> {

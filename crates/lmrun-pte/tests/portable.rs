@@ -61,5 +61,22 @@ fn constant_methods() {
         Some(vec![EValue::Int(128)])
     );
     assert!(m.is_method_loaded("get_max_seq_len"));
+    let md = m.metadata();
+    assert_eq!(md.len(), 9);
+    assert_eq!(md["get_max_context_len"], EValue::Int(128));
+    assert_eq!(md["enable_dynamic_shape"], EValue::Bool(true));
+    assert_eq!(md["use_sdpa_with_kv_cache"], EValue::Bool(true));
+    let meta = m.method_meta("forward").unwrap();
+    assert_eq!(meta.input_kinds, ["Tensor", "Tensor"]);
+    let t0 = meta.input_tensors[0].as_ref().unwrap();
+    assert_eq!(
+        (t0.dtype, t0.sizes.clone()),
+        (lmrun_pte::ScalarType::Long, vec![1, 127])
+    );
+    let o = meta.output_tensors[0].as_ref().unwrap();
+    assert_eq!(
+        (o.dtype, o.sizes.clone()),
+        (lmrun_pte::ScalarType::Float, vec![1, 512])
+    );
     assert!(!m.is_method_loaded("forward"));
 }
