@@ -37,6 +37,7 @@ pub use parse::{
 };
 pub use summary::{
     inspect, render_text, MetaRow, Summary, SummaryValue, TensorRow, TokenizerSummary, TypeBytes,
+    MAX_ARRAY_SHOWN,
 };
 pub use types::GgmlType;
 pub use value::{FromMeta, MetaArray, MetaValue, Mismatch, ValueType};
