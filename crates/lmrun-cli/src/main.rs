@@ -2,6 +2,7 @@
 //! module; this file parses the command line, sets up logging and turns errors into one clear
 //! line on stderr and a non-zero exit code.
 
+mod bench;
 mod chat;
 mod inspect;
 mod load;
@@ -32,6 +33,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Describe a model file: architecture, tensors, tokenizer, load report.
     Inspect(inspect::InspectArgs),
+    /// Measure prefill and decode speed (llama-bench style).
+    Bench(bench::BenchArgs),
     /// Show the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
 }
@@ -43,6 +46,7 @@ fn main() {
         Command::Load(args) => load::run(args).map(|()| 0),
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::run(args),
+        Command::Bench(args) => bench::run(args).map(|()| 0),
         Command::Inspect(args) => inspect::run(args).map(|()| 0),
         Command::Tokenize(args) => tokenize::run(args).map(|()| 0),
     };

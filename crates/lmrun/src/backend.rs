@@ -119,9 +119,15 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
         ));
     }
     let gguf = GgufFile::open(path, opts.load_mode)?;
-    let vocab = gguf_vocab(&gguf)?;
-    let vocab_sample = sample_vocab(&vocab.tokens);
-    let tokenizer = GgufTokenizer::from_vocab(vocab)?;
+    // A GGUF without `tokenizer.ggml.*` keys still runs (bench, or with a tokenizer file).
+    let has_vocab = gguf.get_opt::<&str>("tokenizer.ggml.model")?.is_some();
+    let (tokenizer, vocab_sample) = if has_vocab {
+        let vocab = gguf_vocab(&gguf)?;
+        let sample = sample_vocab(&vocab.tokens);
+        (Some(GgufTokenizer::from_vocab(vocab)?), sample)
+    } else {
+        (None, Vec::new())
+    };
     let train_ctx = gguf
         .get_opt::<u64>(&gguf.arch_key("context_length")?)?
         .unwrap_or(DEFAULT_CONTEXT_CAP as u64) as usize;
@@ -137,7 +143,10 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     let report = gguf.load_report();
     // End-of-generation ids as llama.cpp decides them: EOS, EOT, EOM and well-known end
     // markers (`<end_of_turn>`, `<|im_end|>`, …) found in the vocabulary.
-    let eos = tokenizer.eog_ids().into_iter().map(i64::from).collect();
+    let eos = tokenizer
+        .as_ref()
+        .map(|t| t.eog_ids().into_iter().map(i64::from).collect())
+        .unwrap_or_default();
     Ok(Opened {
         decoder: Box::new(GgufDecoder {
             model,
@@ -145,7 +154,7 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
             eos,
             method_loaded: false,
         }),
-        tokenizer: Some(Box::new(tokenizer)),
+        tokenizer: tokenizer.map(|t| Box::new(t) as Box<dyn Tokenizer>),
         vocab_sample,
     })
 }

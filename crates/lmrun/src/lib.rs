@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod bench;
 pub mod chat;
 mod config;
 pub mod decoder;
@@ -36,4 +37,9 @@ pub fn load_tokenizer(
     path: &std::path::Path,
 ) -> Result<Box<dyn lmrun_tokenizers::Tokenizer>, RunnerError> {
     Ok(lmrun_tokenizers::load_tokenizer(path)?)
+}
+
+/// The default compute thread count: the number of physical cores.
+pub fn default_threads() -> usize {
+    lmrun_kernels::ThreadPool::default_threads()
 }
