@@ -834,7 +834,7 @@ impl XnnDelegate {
                         if flags & FLAG_TRANSPOSE_WEIGHTS != 0 {
                             return Err("transposed quantized weights are not supported".into());
                         }
-                        qd8_fully_connected(fdef, dt, w, q, params, rows, cols, &mut o)?;
+                        qd8_fully_connected(&ctx.pool, fdef, dt, w, q, params, rows, cols, &mut o)?;
                     }
                     (_, dt) => {
                         return Err(format!(
@@ -1018,9 +1018,29 @@ fn qd8_params(row: &[f32]) -> (f32, f32, i32) {
     (deq, 1.0 / deq, zp)
 }
 
-/// int8 activations × int8/int4 weights with per-channel or blockwise scales.
+/// Dot product of zero-point-corrected int8 activations with packed int4 weights (low nibble
+/// first, stored with +8), as XNNPACK's qb4w/qc4w kernels compute it: exact in i32.
+fn dot_q4(x: &[i32], w: &[u8]) -> i32 {
+    let mut acc = 0i32;
+    for (xs, &b) in x.chunks_exact(2).zip(w) {
+        acc += xs[0] * (i32::from(b & 15) - 8) + xs[1] * (i32::from(b >> 4) - 8);
+    }
+    acc
+}
+
+/// Dot product with int8 weights minus a weight zero point.
+fn dot_q8(x: &[i32], w: &[u8], wzp: i32) -> i32 {
+    x.iter()
+        .zip(w)
+        .map(|(&a, &b)| a * (i32::from(b as i8) - wzp))
+        .sum()
+}
+
+/// int8 activations × int8/int4 weights with per-channel or blockwise scales, rows split over
+/// the thread pool.
 #[allow(clippy::too_many_arguments)]
 fn qd8_fully_connected(
+    pool: &lmrun_kernels::ThreadPool,
     fdef: &ValueDef,
     dt: i16,
     w: &[u8],
@@ -1034,61 +1054,97 @@ fn qd8_fully_connected(
         Quant::Blockwise { block, .. } => (*block, cols / *block),
         _ => (cols, 1),
     };
-    let scale_of = |r: usize, b: usize| -> Result<f32, String> {
-        match &fdef.quant {
-            Quant::Blockwise { scales, .. } => {
-                let i = (r * nblocks + b) * 2;
-                match scales.get(i..i + 2) {
-                    Some(x) => Ok(bf16::from_le_bytes([x[0], x[1]]).to_f32()),
-                    None => Err("blockwise scales too short".to_string()),
-                }
-            }
-            Quant::PerChannel { scales } => scales
-                .get(r)
-                .copied()
-                .ok_or_else(|| "per-channel scales too short".into()),
-            Quant::PerTensor { scale, .. } => Ok(*scale),
-            _ => Err("quantized filter without scales".into()),
-        }
-    };
     let four_bit = matches!(dt, DT_QCINT4 | DT_QBINT4);
     let wzp: i32 = match (&fdef.quant, four_bit) {
-        (_, true) => 8,
         (Quant::PerTensor { zero_point, .. }, false) => *zero_point,
         _ => 0,
     };
-    let row_bytes = if four_bit { cols.div_ceil(2) } else { cols };
-    if w.len() < rows.saturating_mul(row_bytes) || q.len() < params.len().saturating_mul(cols) {
-        return Err("filter data too short".into());
+    if four_bit && block % 2 != 0 {
+        return Err("odd int4 block size".into());
     }
-    let mut wrow = vec![0i32; cols];
-    for r in 0..rows {
-        let wb = &w[r * row_bytes..(r + 1) * row_bytes];
-        if four_bit {
-            for (c, v) in wrow.iter_mut().enumerate() {
-                let byte = wb[c / 2];
-                let nib = if c % 2 == 0 { byte & 0x0f } else { byte >> 4 };
-                *v = i32::from(nib) - wzp;
-            }
-        } else {
-            for (c, v) in wrow.iter_mut().enumerate() {
-                *v = i32::from(wb[c] as i8) - wzp;
+    let row_bytes = if four_bit { cols.div_ceil(2) } else { cols };
+    let ntok = params.len();
+    if w.len() < rows.saturating_mul(row_bytes)
+        || q.len() < ntok.saturating_mul(cols)
+        || out.len() < ntok.saturating_mul(rows)
+    {
+        return Err("filter, activation or output too short".into());
+    }
+    match &fdef.quant {
+        Quant::Blockwise { scales, .. } => {
+            if scales.len() < rows.saturating_mul(nblocks).saturating_mul(2) {
+                return Err("blockwise scales too short".into());
             }
         }
-        let scales: Vec<f32> = (0..nblocks)
-            .map(|b| scale_of(r, b))
-            .collect::<Result<_, _>>()?;
-        for (t, &(xs, xzp)) in params.iter().enumerate() {
-            let x = &q[t * cols..(t + 1) * cols];
-            let mut acc_f = 0f32;
-            for (b, &ws) in scales.iter().enumerate() {
-                let mut acc = 0i32;
-                for c in b * block..(b + 1) * block {
-                    acc += (i32::from(x[c]) - xzp) * wrow[c];
-                }
-                acc_f += acc as f32 * ws;
+        Quant::PerChannel { scales } if scales.len() < rows => {
+            return Err("per-channel scales too short".into())
+        }
+        Quant::PerChannel { .. } | Quant::PerTensor { .. } => {}
+        _ => return Err("quantized filter without scales".into()),
+    }
+    // Zero-point-corrected activations.
+    let mut xq = Vec::with_capacity(ntok * cols);
+    for (t, &(_, zp)) in params.iter().enumerate() {
+        xq.extend(
+            q[t * cols..(t + 1) * cols]
+                .iter()
+                .map(|&v| i32::from(v) - zp),
+        );
+    }
+    let scale_of = |r: usize, b: usize| -> f32 {
+        match &fdef.quant {
+            Quant::Blockwise { scales, .. } => {
+                let i = (r * nblocks + b) * 2;
+                bf16::from_le_bytes([scales[i], scales[i + 1]]).to_f32()
             }
-            out[t * rows + r] = acc_f * xs;
+            Quant::PerChannel { scales } => scales[r],
+            Quant::PerTensor { scale, .. } => *scale,
+            _ => 0.0,
+        }
+    };
+    let row_out = |r: usize, dst: &mut [f32]| {
+        let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+        for (t, d) in dst.iter_mut().enumerate() {
+            let x = &xq[t * cols..(t + 1) * cols];
+            let mut acc_f = 0f32;
+            for b in 0..nblocks {
+                let xb = &x[b * block..(b + 1) * block];
+                let acc = if four_bit {
+                    dot_q4(xb, &wr[b * block / 2..(b + 1) * block / 2])
+                } else {
+                    dot_q8(xb, &wr[b * block..(b + 1) * block], wzp)
+                };
+                acc_f += acc as f32 * scale_of(r, b);
+            }
+            *d = acc_f * params[t].0;
+        }
+    };
+    // Rows in chunks over the pool; each chunk's results [row][token] come back through a mutex.
+    let chunk = rows.div_ceil(pool.n_threads() * 4).max(1);
+    let n_chunks = rows.div_ceil(chunk);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::with_capacity(n_chunks));
+    pool.run_dynamic(|_, _| loop {
+        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if c >= n_chunks {
+            break;
+        }
+        let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
+        let mut v = vec![0f32; (r1 - r0) * ntok];
+        for r in r0..r1 {
+            row_out(r, &mut v[(r - r0) * ntok..(r - r0 + 1) * ntok]);
+        }
+        results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((r0, v));
+    });
+    for (r0, v) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let n = v.len() / ntok.max(1);
+        for i in 0..n {
+            for t in 0..ntok {
+                out[t * rows + r0 + i] = v[i * ntok + t];
+            }
         }
     }
     Ok(())
