@@ -424,6 +424,47 @@ impl PtdSummary {
     }
 }
 
+/// The summary of either kind of ExecuTorch file.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Summary {
+    /// A `.pte` program.
+    Pte(Box<PteSummary>),
+    /// A `.ptd` data file.
+    Ptd(PtdSummary),
+}
+
+impl Summary {
+    /// A human-readable rendering.
+    pub fn to_text(&self) -> String {
+        match self {
+            Summary::Pte(s) => s.to_text(),
+            Summary::Ptd(s) => s.to_text(),
+        }
+    }
+}
+
+/// Whether `head` (the first 8+ bytes of a file) looks like a `.pte` (`ET12` identifier) or a
+/// `.ptd` (`FT01`): the CLI's format sniffing.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
+    match head.get(4..8) {
+        Some(b"ET12") => Some("pte"),
+        Some(b"FT01") => Some("ptd"),
+        _ => None,
+    }
+}
+
+/// Summarise a `.pte` or `.ptd`, chosen by the file's identifier.
+pub fn inspect_file(path: &Path) -> Result<Summary, PteError> {
+    let l = open_loader(path, LoadMode::Mmap)?;
+    let head = l.load(0, l.size().min(8) as usize)?;
+    if sniff(&head) == Some("ptd") {
+        Ok(Summary::Ptd(inspect_ptd(path)?))
+    } else {
+        Ok(Summary::Pte(Box::new(inspect_pte(path)?)))
+    }
+}
+
 /// Summarise a `.pte` file (mapped, not locked).
 pub fn inspect_pte(path: &Path) -> Result<PteSummary, PteError> {
     let p = Program::load(path, open_loader(path, LoadMode::Mmap)?)?;

@@ -18,7 +18,7 @@ mod xnnpack;
 
 pub use error::PteError;
 pub use fb::FbError;
-pub use inspect::{inspect_ptd, inspect_pte, PteSummary};
+pub use inspect::{inspect_file, inspect_ptd, inspect_pte, sniff, PtdSummary, PteSummary, Summary};
 pub(crate) use module::ExternalData;
 pub use module::{MethodMeta, Module, TensorMeta};
 pub use value::{EValue, ScalarType, Tensor};

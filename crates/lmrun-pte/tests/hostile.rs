@@ -249,3 +249,22 @@ fn bad_inputs_are_errors() {
     // still usable afterwards
     assert!(m.forward_logits(&[3], 0).is_ok());
 }
+
+#[test]
+fn duplicate_keys_across_data_files_are_an_error() {
+    let ptd = data("tiny_xnnpack_fp32_ptd.ptd");
+    let e = Module::from_path(
+        &data("tiny_xnnpack_fp32_ptd.pte"),
+        &[ptd.clone(), ptd],
+        LoadMode::Mmap,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("more than one data file"), "{e}");
+}
+
+#[test]
+fn module_is_send() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Module>();
+}

@@ -153,3 +153,18 @@ fn ptd_summaries_match_executorch_dump() {
     }
     assert_eq!(checked, 2);
 }
+
+#[test]
+fn inspect_file_sniffs_the_kind() {
+    match lmrun_pte::inspect_file(&data("tiny_xnnpack_fp32_ptd.ptd")).unwrap() {
+        lmrun_pte::Summary::Ptd(s) => assert_eq!(s.entries.len(), 38.min(s.entries.len())),
+        _ => panic!("a .ptd summarised as a .pte"),
+    }
+    let s = lmrun_pte::inspect_file(&data("tiny_portable_sdpa.pte")).unwrap();
+    assert!(matches!(s, lmrun_pte::Summary::Pte(_)));
+    let j = serde_json::to_value(&s).unwrap();
+    assert_eq!(j["kind"], "pte");
+    assert!(s.to_text().contains("llama::custom_sdpa.out"));
+    assert_eq!(lmrun_pte::sniff(b"\0\0\0\0ET12"), Some("pte"));
+    assert_eq!(lmrun_pte::sniff(b"GGUF\0\0\0\0"), None);
+}
