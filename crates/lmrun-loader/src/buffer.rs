@@ -9,6 +9,8 @@ use std::ops::{Deref, Range};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::{Prefetch, PrefetchReport};
+
 /// Alignment of heap buffers made by the `file` mode: a cache line, enough for any SIMD load.
 pub const HEAP_ALIGN: usize = 64;
 
@@ -155,6 +157,28 @@ impl Buffer {
             return matches!(**s, Storage::Map(_));
         }
         false
+    }
+
+    /// Ask the OS to bring this buffer's pages in ahead of use (see [`Prefetch`]). Only a mapped
+    /// buffer has anything to prefetch; a heap buffer reports
+    /// [`PrefetchOutcome::NotMapped`](crate::PrefetchOutcome::NotMapped). Never fails: a
+    /// refused advice is reported and the buffer works as before.
+    pub fn prefetch(&self, how: Prefetch) -> PrefetchReport {
+        if how == Prefetch::None || self.len == 0 {
+            return PrefetchReport::not_requested();
+        }
+        #[cfg(unix)]
+        if let Some(s) = &self.storage {
+            if let Storage::Map(m) = &**s {
+                return m.prefetch(self.start, self.len, how);
+            }
+        }
+        PrefetchReport {
+            requested: how,
+            applied: Prefetch::None,
+            outcome: crate::PrefetchOutcome::NotMapped,
+            ..Default::default()
+        }
     }
 
     /// Number of clones (including this one) sharing the underlying storage.

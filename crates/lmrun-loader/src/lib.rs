@@ -1,7 +1,8 @@
 //! Loading model bytes, the way ExecuTorch's data loaders do, with the four load modes of
 //! `Module::LoadMode`: `file` (pread into aligned heap memory), `mmap`, `mmap-mlock` and
 //! `mmap-mlock-ignore-errors`. Every loader keeps a [`LoadReport`] of what it really did, so the
-//! mode that took effect is always observable.
+//! mode that took effect is always observable. An opt-in [`Prefetch`] (`Buffer::prefetch`),
+//! separate from the load mode, asks the OS to read a mapping's pages ahead of use.
 //!
 //! Mapped files are assumed not to be truncated or rewritten while a model is loaded (as with
 //! every mmap-based runner); a truncated mapping would fault on access.
@@ -13,6 +14,7 @@ mod memstat;
 #[cfg(unix)]
 mod mmap;
 mod mode;
+mod prefetch;
 mod report;
 
 pub use buffer::{Buffer, HEAP_ALIGN};
@@ -24,6 +26,7 @@ pub use mmap::{memlock_limits, MemoryLocker, SystemLocker};
 #[cfg(unix)]
 pub use mmap_loader::MmapLoader;
 pub use mode::{LoadMode, MlockPolicy, ParseLoadModeError, Strategy};
+pub use prefetch::{ParsePrefetchError, Prefetch, PrefetchOutcome, PrefetchReport};
 pub use report::{LoadReport, MlockOutcome};
 
 #[cfg(unix)]

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-use crate::LoadError;
+use crate::{LoadError, Prefetch, PrefetchOutcome, PrefetchReport};
 
 /// One `mmap` of part of a file, unmapped on drop.
 pub(crate) struct Mapping {
@@ -69,6 +69,49 @@ impl Mapping {
         self.len
     }
 
+    /// Apply `how` to the page-aligned range covering `[start, start + len)` of this mapping
+    /// (a [`crate::Buffer`]'s view), and say what happened. Never fails: a refused advice is
+    /// reported, and the mapping keeps working with plain page faults.
+    pub(crate) fn prefetch(&self, start: usize, len: usize, how: Prefetch) -> PrefetchReport {
+        let mut report = PrefetchReport {
+            requested: how,
+            applied: how,
+            ..Default::default()
+        };
+        if how == Prefetch::None || len == 0 {
+            return report;
+        }
+        let page = page_size();
+        let begin = start & !(page - 1);
+        let end = start.saturating_add(len).min(self.len);
+        if begin >= end {
+            return report;
+        }
+        let range_len = end - begin;
+        report.bytes = range_len.div_ceil(page).saturating_mul(page) as u64;
+        // SAFETY: `begin < self.len`, so the pointer stays inside the mapping.
+        let addr = unsafe { (self.base as *mut u8).add(begin) };
+        report.resident_before_bytes = resident_bytes(addr, range_len, page);
+        let t0 = std::time::Instant::now();
+        let (applied, result) = advise(addr, range_len, how);
+        report.elapsed = t0.elapsed();
+        report.applied = applied;
+        report.outcome = match result {
+            Ok(o) => o,
+            Err(errno) => {
+                log::warn!(
+                    "madvise({}, {range_len} bytes) failed: {} (errno {errno}); pages will fault \
+                     in on use",
+                    applied,
+                    crate::strerror(errno)
+                );
+                PrefetchOutcome::Failed { errno }
+            }
+        };
+        report.resident_after_bytes = resident_bytes(addr, range_len, page);
+        report
+    }
+
     pub(crate) fn as_slice(&self) -> &[u8] {
         // SAFETY: `base` maps `len` readable bytes for as long as `self` lives. The file is
         // assumed not to be truncated or rewritten while mapped (documented on the loader).
@@ -89,6 +132,68 @@ impl Drop for Mapping {
             );
         }
     }
+}
+
+/// Issue the advice for `how` on `[addr, addr + len)` (page-aligned `addr`, inside one of our
+/// mappings); returns what was actually issued and its result.
+fn advise(addr: *mut u8, len: usize, how: Prefetch) -> (Prefetch, Result<PrefetchOutcome, i32>) {
+    let call = |advice: libc::c_int| -> Result<(), i32> {
+        // A populate interrupted by a signal is simply asked again (pages already read stay).
+        for _ in 0..8 {
+            // SAFETY: madvise with WILLNEED / POPULATE_READ only changes residency of pages of
+            // our own read-only mapping; a bad range fails with an errno, never touches memory.
+            let rc = unsafe { libc::madvise(addr as *mut libc::c_void, len, advice) };
+            if rc == 0 {
+                return Ok(());
+            }
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if errno != libc::EINTR && errno != libc::EAGAIN {
+                return Err(errno);
+            }
+        }
+        Err(libc::EINTR)
+    };
+    let willneed = || {
+        (
+            Prefetch::WillNeed,
+            call(libc::MADV_WILLNEED).map(|()| PrefetchOutcome::Advised),
+        )
+    };
+    match how {
+        Prefetch::None => (Prefetch::None, Ok(PrefetchOutcome::NotRequested)),
+        Prefetch::WillNeed => willneed(),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Prefetch::Populate => match call(libc::MADV_POPULATE_READ) {
+            Ok(()) => (Prefetch::Populate, Ok(PrefetchOutcome::Populated)),
+            // Kernels before 5.14 do not know the advice.
+            Err(libc::EINVAL) => {
+                log::debug!(
+                    "MADV_POPULATE_READ is not supported by this kernel; using MADV_WILLNEED"
+                );
+                willneed()
+            }
+            Err(e) => (Prefetch::Populate, Err(e)),
+        },
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        Prefetch::Populate => willneed(),
+    }
+}
+
+/// Bytes of `[addr, addr + len)` whose pages are in memory (`mincore`), or `None` if the OS
+/// will not say.
+fn resident_bytes(addr: *mut u8, len: usize, page: usize) -> Option<u64> {
+    let pages = len.div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `addr` is page-aligned and `[addr, addr + len)` lies in our mapping; `vec` has
+    // one byte per page of the range, as mincore requires.
+    let rc = unsafe { libc::mincore(addr as *mut libc::c_void, len, vec.as_mut_ptr() as *mut _) };
+    if rc != 0 {
+        return None;
+    }
+    let resident = vec.iter().filter(|&&b| b & 1 != 0).count();
+    Some((resident * page).min(len) as u64)
 }
 
 /// Pins pages in RAM. The system implementation calls `mlock`; tests substitute failures.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::LoadMode;
+use crate::{LoadMode, PrefetchReport};
 
 /// The result of trying to `mlock` a load's pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,6 +67,9 @@ pub struct LoadReport {
     pub mlock: MlockOutcome,
     /// Wall time spent in the loads.
     pub elapsed: Duration,
+    /// What the opt-in prefetch of the loaded bytes did (filled by whoever prefetches, e.g. the
+    /// runner with `Buffer::prefetch`; `not-requested` by default).
+    pub prefetch: PrefetchReport,
 }
 
 impl LoadReport {
@@ -94,6 +97,7 @@ impl LoadReport {
             self.mlock.merge(other.mlock)
         };
         self.elapsed += other.elapsed;
+        self.prefetch.merge(&other.prefetch);
     }
 
     /// Elapsed time in milliseconds, as a float.
@@ -105,7 +109,7 @@ impl LoadReport {
 impl serde::Serialize for LoadReport {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("LoadReport", 8)?;
+        let mut st = s.serialize_struct("LoadReport", 9)?;
         st.serialize_field("mode", &self.mode.map(|m| m.cli_name()))?;
         st.serialize_field("loads", &self.loads)?;
         st.serialize_field("bytes_mapped", &self.bytes_mapped)?;
@@ -114,6 +118,7 @@ impl serde::Serialize for LoadReport {
         st.serialize_field("mlock", self.mlock.name())?;
         st.serialize_field("mlock_errno", &self.mlock.errno())?;
         st.serialize_field("elapsed_ms", &self.elapsed_ms())?;
+        st.serialize_field("prefetch", &self.prefetch)?;
         st.end()
     }
 }
