@@ -305,12 +305,27 @@ impl Module {
     }
 
     /// LLM convenience: `forward(tokens i64[1,T], input_pos i64[1])` → the logits of the last
-    /// position as f32 (`[1, V]` or `[1, T, V]` outputs both give the last row).
+    /// position as f32 (`[1, V]` or `[1, T, V]` outputs both give the last row). A program
+    /// exported with static shapes (tokens `[1, 1]`) is fed several tokens one at a time.
     pub fn forward_logits(&mut self, tokens: &[i64], start_pos: i64) -> Result<Vec<f32>, PteError> {
         if tokens.is_empty() {
             return Err(PteError::InvalidArgument("no tokens".into()));
         }
         let meta = self.method_meta("forward")?;
+        let bound = meta
+            .input_tensors
+            .first()
+            .and_then(|t| t.as_ref())
+            .and_then(|t| t.sizes.get(1).copied());
+        if bound == Some(1) && tokens.len() > 1 {
+            // A static-shape export takes one token per call: prefill sequentially, as
+            // ExecuTorch's TextPrefiller does without parallel prefill.
+            let mut last = Vec::new();
+            for (i, &t) in tokens.iter().enumerate() {
+                last = self.forward_logits(&[t], start_pos + i as i64)?;
+            }
+            return Ok(last);
+        }
         let mut inputs = vec![EValue::Tensor(Tensor::from_i64(&[1, tokens.len()], tokens))];
         if meta.input_kinds.len() >= 2 {
             let pos_len = meta

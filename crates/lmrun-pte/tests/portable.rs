@@ -80,3 +80,21 @@ fn constant_methods() {
     );
     assert!(!m.is_method_loaded("forward"));
 }
+
+#[test]
+fn static_program_prefills_several_tokens_one_by_one() {
+    let mut a = Module::from_path(
+        &data("tiny_portable_nosdpa_static.pte"),
+        &[],
+        lmrun_loader::LoadMode::Mmap,
+    )
+    .unwrap();
+    let all = a.forward_logits(&PROMPT, 0).unwrap();
+    let (_, r) = read_npy(&data("logits_portable_nosdpa_static.npy"));
+    let d = all
+        .iter()
+        .zip(&r[..512])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(d < TOL, "{d}");
+}
