@@ -30,10 +30,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
                 print!("{}", lmrun_gguf::render_text(&summary));
             }
         }
-        Format::Pte => anyhow::bail!(
-            "{}: an ExecuTorch program; inspecting .pte files is not built yet",
-            args.model.display()
-        ),
+        Format::Pte => {
+            let summary = lmrun_pte::inspect_pte(&args.model)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{}", summary.to_text());
+            }
+        }
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use lmrun_loader::{open_loader, touch_pages, LoadMode, ProcessMemory};
+use lmrun_loader::{open_loader, touch_pages, LoadMode, Prefetch, ProcessMemory};
 
 /// Arguments of `lmrun load`.
 #[derive(clap::Args, Debug)]
@@ -16,6 +16,10 @@ pub struct LoadArgs {
     /// How to load it: file, mmap, mmap-mlock or mmap-mlock-ignore-errors.
     #[arg(long, default_value_t = lmrun::DEFAULT_LOAD_MODE)]
     load_mode: LoadMode,
+
+    /// Prefetch the mapping before touching it: none, willneed or populate (see `lmrun run`).
+    #[arg(long, default_value_t = Prefetch::None)]
+    prefetch: Prefetch,
 
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -30,6 +34,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let buffer = loader
         .load(0, size)
         .with_context(|| format!("load with --load-mode {} failed", args.load_mode))?;
+    let prefetch = buffer.prefetch(args.prefetch);
     let t_touch = std::time::Instant::now();
     let checksum = touch_pages(&buffer);
     let touch_ms = t_touch.elapsed().as_secs_f64() * 1e3;
@@ -48,6 +53,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             "mlock": report.mlock.name(),
             "mlock_errno": report.mlock.errno(),
             "elapsed_ms": report.elapsed_ms(),
+            "prefetch": prefetch,
             "touch_ms": touch_ms,
             "peak_rss_bytes": peak,
             "rss_anon_bytes": mem.rss_anon_bytes,
@@ -76,6 +82,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             None => println!("mlock         {}", report.mlock.name()),
         }
         println!("load time     {:.2} ms", report.elapsed_ms());
+        println!("prefetch      {}", prefetch.summary());
         println!("touch time    {touch_ms:.2} ms (reading one byte of every page)");
         println!("peak RSS      {}", mib(peak));
         println!("RssAnon       {}", mib(mem.rss_anon_bytes));

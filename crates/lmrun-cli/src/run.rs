@@ -39,6 +39,12 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = lmrun::DEFAULT_LOAD_MODE)]
     pub load_mode: LoadMode,
 
+    /// Prefetch the mapped weights: none, willneed (MADV_WILLNEED: start read-ahead) or
+    /// populate (MADV_POPULATE_READ: read every page before the first token). Helps a cold
+    /// start; no effect in the file mode.
+    #[arg(long, default_value_t = lmrun_loader::Prefetch::None)]
+    pub prefetch: lmrun_loader::Prefetch,
+
     /// Compute threads [default: the number of physical cores].
     #[arg(long)]
     pub threads: Option<usize>,
@@ -69,6 +75,7 @@ impl ModelArgs {
             load_mode: self.load_mode,
             threads: self.threads.unwrap_or(0),
             context_len: self.ctx_size,
+            prefetch: self.prefetch,
         };
         Ok(lmrun::create_text_llm_runner_with(&self.model, &opts)?)
     }
@@ -201,6 +208,7 @@ pub fn load_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
         "peak_rss_bytes": stats.peak_rss_bytes,
         "rss_anon_bytes": stats.rss_anon_bytes,
         "rss_file_bytes": stats.rss_file_bytes,
+        "prefetch": r.prefetch,
     })
 }
 

@@ -105,10 +105,101 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
 pub fn open(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     match detect_format(path)? {
         Format::Gguf => open_gguf(path, opts),
-        Format::Pte => Err(RunnerError::UnknownFormat {
-            path: path.to_path_buf(),
-            what: "an ExecuTorch program; the .pte backend is not built yet".to_string(),
+        Format::Pte => open_pte(path, opts),
+    }
+}
+
+fn open_pte(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
+    let data: Vec<std::path::PathBuf> = opts.data_path.iter().cloned().collect();
+    let mut module = lmrun_pte::Module::from_path(path, &data, opts.load_mode)?;
+    if opts.threads > 0 {
+        module.set_threads(opts.threads)?;
+    }
+    let threads = if opts.threads > 0 {
+        opts.threads
+    } else {
+        crate::default_threads()
+    };
+    Ok(Opened {
+        decoder: Box::new(PteDecoder {
+            module,
+            logits: Vec::new(),
+            threads,
         }),
+        tokenizer: None,
+        vocab_sample: Vec::new(),
+    })
+}
+
+/// An ExecuTorch program behind the [`TextDecoder`] seam: metadata methods are the program's
+/// constant methods, `forward(tokens, input_pos)` gives the logits.
+struct PteDecoder {
+    module: lmrun_pte::Module,
+    logits: Vec<f32>,
+    threads: usize,
+}
+
+fn evalue_ints(v: &lmrun_pte::EValue) -> Option<Vec<i64>> {
+    use lmrun_pte::EValue as E;
+    Some(match v {
+        E::Int(i) => vec![*i],
+        E::Bool(b) => vec![i64::from(*b)],
+        E::Double(d) => vec![*d as i64],
+        E::IntList(l) => l.clone(),
+        E::BoolList(l) => l.iter().map(|&b| i64::from(b)).collect(),
+        _ => return None,
+    })
+}
+
+impl TextDecoder for PteDecoder {
+    fn method_names(&self) -> Vec<String> {
+        self.module
+            .program()
+            .def
+            .plans
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    fn get_metadata(&mut self, name: &str) -> Result<Vec<i64>, RunnerError> {
+        let outs = self.module.execute(name, &[])?;
+        let mut v = Vec::new();
+        for o in &outs {
+            v.extend(evalue_ints(o).ok_or_else(|| {
+                RunnerError::InvalidArgument(format!(
+                    "metadata method {name} returned a non-numeric value"
+                ))
+            })?);
+        }
+        Ok(v)
+    }
+
+    fn load_method(&mut self, method: &str) -> Result<(), RunnerError> {
+        if method != "forward" {
+            return Err(RunnerError::InvalidArgument(format!(
+                "lmrun runs .pte programs through their 'forward' method, not '{method}'"
+            )));
+        }
+        Ok(self.module.load_method(method)?)
+    }
+
+    fn is_method_loaded(&self, method: &str) -> bool {
+        self.module.is_method_loaded(method)
+    }
+
+    fn step(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32], RunnerError> {
+        let toks: Vec<i64> = tokens.iter().map(|&t| i64::from(t)).collect();
+        self.logits = self.module.forward_logits(&toks, start_pos as i64)?;
+        Ok(&self.logits)
+    }
+
+    fn load_report(&self) -> LoadReport {
+        self.module.load_report()
+    }
+
+    fn threads(&self) -> usize {
+        self.threads
     }
 }
 
@@ -119,6 +210,8 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
         ));
     }
     let gguf = GgufFile::open(path, opts.load_mode)?;
+    // Before anything reads the weights, so read-ahead overlaps with building the model.
+    let prefetch = gguf.data().prefetch(opts.prefetch);
     // A GGUF without `tokenizer.ggml.*` keys still runs (bench, or with a tokenizer file).
     let has_vocab = gguf.get_opt::<&str>("tokenizer.ggml.model")?.is_some();
     let (tokenizer, vocab_sample) = if has_vocab {
@@ -140,7 +233,8 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
         n_threads: opts.threads,
     };
     let model = Model::from_gguf(&gguf, &model_opts)?;
-    let report = gguf.load_report();
+    let mut report = gguf.load_report();
+    report.prefetch = prefetch;
     // End-of-generation ids as llama.cpp decides them: EOS, EOT, EOM and well-known end
     // markers (`<end_of_turn>`, `<|im_end|>`, …) found in the vocabulary.
     let eos = tokenizer

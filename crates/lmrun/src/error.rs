@@ -16,6 +16,9 @@ pub enum RunnerError {
     /// The model could not be built or run.
     #[error(transparent)]
     Model(#[from] lmrun_models::ModelError),
+    /// The ExecuTorch program could not be loaded or run.
+    #[error(transparent)]
+    Pte(#[from] lmrun_pte::PteError),
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] lmrun_tokenizers::TokenizerError),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lmrun_loader::{LoadMode, ProcessMemory};
+use lmrun_loader::{LoadMode, Prefetch, ProcessMemory};
 use lmrun_tokenizers::{EncodeOptions, StreamDecoder, Tokenizer};
 
 use crate::decoder::keys;
@@ -41,6 +41,8 @@ pub struct RunnerOptions {
     pub threads: usize,
     /// KV-cache capacity in tokens (`None` = the model's training context, capped at 4096).
     pub context_len: Option<usize>,
+    /// Opt-in prefetch of the mapped weights, separate from the load mode (default: none).
+    pub prefetch: Prefetch,
 }
 
 impl Default for RunnerOptions {
@@ -53,6 +55,7 @@ impl Default for RunnerOptions {
             load_mode: DEFAULT_LOAD_MODE,
             threads: 0,
             context_len: None,
+            prefetch: Prefetch::None,
         }
     }
 }
@@ -97,6 +100,8 @@ fn build(
     let load_start = time_in_ms();
     let opened = backend::open(model_path, opts)?;
     let load_end = time_in_ms();
+    // Memory once the model is built (weights loaded, KV cache and scratch allocated).
+    let mem_after_load = ProcessMemory::read();
     let mut decoder = opened.decoder;
     let tokenizer = match (tokenizer, opened.tokenizer) {
         (Some(t), _) => {
@@ -118,6 +123,8 @@ fn build(
         model_load_end_ms: load_end,
         load: decoder.load_report(),
         threads: decoder.threads(),
+        rss_after_load_anon_bytes: mem_after_load.rss_anon_bytes,
+        rss_after_load_file_bytes: mem_after_load.rss_file_bytes,
         ..Default::default()
     };
     stats.reset();
@@ -346,7 +353,16 @@ impl TextLLMRunner {
     /// Run the prompt through the model in chunks of at most `max_seq_len`; returns the logits
     /// after the last prompt token.
     fn prefill_tokens(&mut self, tokens: &[u32]) -> Result<Vec<f32>, RunnerError> {
-        let chunk = self.max_seq_len();
+        // A static-shape program (no dynamic shapes, with a KV cache) takes one token per step,
+        // as ExecuTorch's sequential prefill feeds it.
+        let parallel = self
+            .metadata
+            .get(keys::ENABLE_DYNAMIC_SHAPE)
+            .copied()
+            .unwrap_or(0)
+            != 0
+            || self.metadata.get(keys::USE_KV_CACHE).copied().unwrap_or(1) == 0;
+        let chunk = if parallel { self.max_seq_len() } else { 1 };
         let mut logits = Vec::new();
         for part in tokens.chunks(chunk) {
             let l = self.decoder.step(part, self.pos)?;

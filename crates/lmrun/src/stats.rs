@@ -43,6 +43,10 @@ pub struct Stats {
     pub rss_anon_bytes: Option<u64>,
     /// Resident file-backed memory after generation.
     pub rss_file_bytes: Option<u64>,
+    /// Resident anonymous memory right after the model was built (before any token).
+    pub rss_after_load_anon_bytes: Option<u64>,
+    /// Resident file-backed memory right after the model was built (before any token).
+    pub rss_after_load_file_bytes: Option<u64>,
     /// Threads the model computes with.
     pub threads: usize,
     pub(crate) sampling_start: Option<std::time::Instant>,
@@ -57,6 +61,8 @@ impl Stats {
             self.model_load_end_ms,
             self.load.clone(),
             self.threads,
+            self.rss_after_load_anon_bytes,
+            self.rss_after_load_file_bytes,
         );
         *self = Stats::default();
         (
@@ -64,6 +70,8 @@ impl Stats {
             self.model_load_end_ms,
             self.load,
             self.threads,
+            self.rss_after_load_anon_bytes,
+            self.rss_after_load_file_bytes,
         ) = keep;
     }
 
@@ -145,6 +153,14 @@ impl Stats {
             o.insert("peak_rss_bytes".into(), self.peak_rss_bytes.into());
             o.insert("rss_anon_bytes".into(), self.rss_anon_bytes.into());
             o.insert("rss_file_bytes".into(), self.rss_file_bytes.into());
+            o.insert(
+                "rss_after_load_anon_bytes".into(),
+                self.rss_after_load_anon_bytes.into(),
+            );
+            o.insert(
+                "rss_after_load_file_bytes".into(),
+                self.rss_after_load_file_bytes.into(),
+            );
             o.insert("threads".into(), self.threads.into());
             o.insert(
                 "load".into(),
@@ -170,7 +186,8 @@ impl Stats {
             "prompt tokens: {}  generated tokens: {}\n\
              load: {:.3} s, mode {}, mapped {} B, read {} B, locked {} B, mlock {}\n\
              prompt eval: {:.1} tokens/s   decode: {:.1} tokens/s   time to first token: {} ms\n\
-             threads: {}   peak RSS: {}   RssAnon: {}   RssFile: {}",
+             threads: {}   peak RSS: {}   RssAnon: {}   RssFile: {}\n\
+             after load: RssAnon {}   RssFile {}   prefetch: {}",
             self.num_prompt_tokens,
             self.num_generated_tokens,
             load_s,
@@ -186,6 +203,9 @@ impl Stats {
             mib(self.peak_rss_bytes),
             mib(self.rss_anon_bytes),
             mib(self.rss_file_bytes),
+            mib(self.rss_after_load_anon_bytes),
+            mib(self.rss_after_load_file_bytes),
+            self.load.prefetch.summary(),
         )
     }
 }
