@@ -418,8 +418,18 @@ pub(crate) fn prod(s: &[usize]) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Most elements a kernel will materialise (guards allocations driven by hostile sizes).
-const MAX_ELEMENTS: usize = 1 << 32;
+/// Most elements a kernel will materialise (guards allocations driven by hostile sizes:
+/// 2^28 f32 = 1 GiB, far above any single activation of the models lmrun runs).
+pub(crate) const MAX_ELEMENTS: usize = 1 << 28;
+
+/// Refuse to materialise more than [`MAX_ELEMENTS`] elements.
+pub(crate) fn check_numel(what: &str, dims: &[usize]) -> KResult<usize> {
+    let n = prod(dims);
+    if n > MAX_ELEMENTS {
+        return Err(format!("{what}: output of shape {dims:?} is too large"));
+    }
+    Ok(n)
+}
 
 /// `outer, n, inner` around `dim`.
 fn split(s: &[usize], dim: usize) -> (usize, usize, usize) {
@@ -944,7 +954,7 @@ fn full_like(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     need(a, 3)?;
     let s = sizes(ctx, a[0])?;
     let v = scalar(ctx, a[1])?;
-    let n = numel(&s);
+    let n = check_numel("full_like", &s)?;
     let o = out_idx(a)?;
     let data = match v {
         Scalar::Double(d) => Data::F32(vec![d as f32; n]),
@@ -1276,6 +1286,7 @@ fn bmm(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
         return Err(format!("bmm: shapes {sa:?} and {sb:?}"));
     }
     let (b, n, k, m) = (sa[0], sa[1], sa[2], sb[2]);
+    check_numel("bmm", &[b, n, m])?;
     let (x, y) = (f32s(ctx, a[0])?, f32s(ctx, a[1])?);
     let mut out = vec![0f32; b * n * m];
     for bi in 0..b {
@@ -1311,6 +1322,7 @@ fn linear(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     }
     let (rows, cols) = (sw[0], sw[1]);
     let ntok = numel(&si).checked_div(cols).unwrap_or(0);
+    check_numel("linear", &[ntok, rows])?;
     let x = f32s(ctx, a[0])?;
     let mut out = vec![0f32; ntok * rows];
     let mut scratch = std::mem::take(&mut ctx.scratch);
@@ -1449,6 +1461,7 @@ fn index_tensor(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     let s = sizes(ctx, a[0])?;
     let (first, k, bshape, idx) = resolve_indices(ctx, a[1], &s)?;
     let (outer, base, inner) = gather_offsets(&s, first, k, &idx);
+    check_numel("index", &[outer, base.len(), inner])?;
     let mid = numel(&s[first..first + k]);
     let es = dtype(ctx, a[0])?.size();
     let src = bytes(ctx, a[0])?;
@@ -1471,6 +1484,7 @@ fn index_put(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     let (first, k, bshape, idx) = resolve_indices(ctx, a[1], &s)?;
     let accumulate = boolean(ctx, a[3])?;
     let (outer, base, inner) = gather_offsets(&s, first, k, &idx);
+    check_numel("index_put", &[outer, base.len(), inner])?;
     let mid = numel(&s[first..first + k]);
     let mut rshape = s[..first].to_vec();
     rshape.extend_from_slice(&bshape);

@@ -732,6 +732,7 @@ impl XnnDelegate {
                     return Err(format!("BatchMatrixMultiply shapes {da:?} x {db:?}"));
                 }
                 let batch: usize = kernels::prod(&da[..r - 2]);
+                kernels::check_numel("BatchMatrixMultiply", &[batch, n, m])?;
                 let mut out = vec![0f32; batch * n * m];
                 for bi in 0..batch {
                     for i in 0..n {
@@ -789,6 +790,7 @@ impl XnnDelegate {
                     ));
                 }
                 let ntok = kernels::prod(&in_dims) / cols.max(1);
+                kernels::check_numel("FullyConnected", &[ntok, rows])?;
                 let mut o = vec![0f32; ntok * rows];
                 match (&vals[input], fdef.dtype) {
                     (XVal::F32(_, x), DT_FP32) => {
@@ -915,7 +917,12 @@ impl XnnDelegate {
             }
             Node::Transpose(a, o, perm) => {
                 let (d, x) = self.get_f32(vals, *a)?;
-                if perm.len() != d.len() || perm.iter().any(|&p| p >= d.len()) {
+                let mut seen = vec![false; d.len()];
+                if perm.len() != d.len()
+                    || perm
+                        .iter()
+                        .any(|&p| p >= d.len() || std::mem::replace(&mut seen[p], true))
+                {
                     return Err(format!("transpose {d:?} by {perm:?}"));
                 }
                 let nd: Vec<usize> = perm.iter().map(|&p| d[p]).collect();

@@ -268,3 +268,59 @@ fn module_is_send() {
     fn assert_send<T: Send>() {}
     assert_send::<Module>();
 }
+
+/// A longer corruption campaign (`LMRUN_PTE_FUZZ_ITERS=5000 cargo test --release -- --ignored`).
+#[test]
+#[ignore]
+fn corruption_campaign() {
+    let iters: usize = std::env::var("LMRUN_PTE_FUZZ_ITERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let names = [
+        "tiny_portable_nosdpa.pte",
+        "tiny_portable_nosdpa_static.pte",
+        "tiny_portable_sdpa.pte",
+        "tiny_xnnpack_8da4w.pte",
+        "tiny_xnnpack_fp32.pte",
+        "tiny_portable_8da4w.pte",
+    ];
+    let files: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(data(n)).unwrap())
+        .collect();
+    let (mut ok, mut err) = (0, 0);
+    for i in 0..iters {
+        let f = rng.below(files.len());
+        let mut bytes = files[f].clone();
+        let ps = program_size(&bytes);
+        let region = if rng.below(5) == 0 { bytes.len() } else { ps };
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(region);
+            match rng.below(3) {
+                0 => bytes[at] ^= 1 << rng.below(8),
+                1 => bytes[at] = rng.next() as u8,
+                _ => bytes[at] = [0, 0xff, 0x7f, 0x80][rng.below(4)],
+            }
+        }
+        let p = dir.path().join(format!("c{}.pte", i % 8));
+        std::fs::write(&p, &bytes).unwrap();
+        let r = std::panic::catch_unwind(|| exercise(&p, &[], LoadMode::File));
+        match r {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(_)) => err += 1,
+            Err(_) => {
+                let keep = std::env::temp_dir().join(format!("pte_panic_{i}_{}", names[f]));
+                std::fs::write(&keep, &bytes).unwrap();
+                panic!(
+                    "panic on corrupted {} (kept at {})",
+                    names[f],
+                    keep.display()
+                );
+            }
+        }
+    }
+    eprintln!("{iters} corrupted files: {ok} ran, {err} errors, 0 panics");
+}
