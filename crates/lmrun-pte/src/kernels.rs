@@ -79,6 +79,26 @@ pub(crate) fn lookup(op: &str) -> Option<KernelFn> {
         "executorch_prim::sym_max.Scalar" => |c, a| prim(c, a, PrimOp::Max),
         "executorch_prim::sym_min.Scalar" => |c, a| prim(c, a, PrimOp::Min),
         "executorch_prim::neg.Scalar" => prim_neg,
+        "aten::mm.out" => mm,
+        "aten::addmm.out" => addmm,
+        "aten::pow.Tensor_Scalar_out" => pow_scalar,
+        "aten::transpose_copy.int_out" => transpose_copy,
+        "aten::t_copy.out" => t_copy,
+        "aten::stack.out" => stack,
+        "aten::exp.out" => |c, a| unary_f32(c, a, f32::exp),
+        "aten::cos.out" => |c, a| unary_f32(c, a, f32::cos),
+        "aten::sin.out" => |c, a| unary_f32(c, a, f32::sin),
+        "aten::tanh.out" => |c, a| unary_f32(c, a, f32::tanh),
+        "aten::sqrt.out" => |c, a| unary_f32(c, a, f32::sqrt),
+        "aten::relu.out" => |c, a| unary_f32(c, a, |x| x.max(0.0)),
+        "aten::alias_copy.out" => to_copy,
+        "aten::index_copy.out" => index_copy,
+        "aten::unbind_copy.int_out" => unbind_copy,
+        "aten::split_with_sizes_copy.out" => split_with_sizes_copy,
+        "aten::full.out" => full,
+        "aten::masked_fill.Scalar_out" => masked_fill,
+        "aten::tril.out" => |c, a| tri(c, a, true),
+        "aten::triu.out" => |c, a| tri(c, a, false),
         _ => return None,
     };
     Some(f)
@@ -1376,6 +1396,336 @@ fn embedding(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     write_same(ctx, a[0], out_idx(a)?, os, out)
 }
 
+/// `[n, k] x [k, m]` in f32, summing over k in order (like the portable kernels).
+fn matmul_2d(x: &[f32], y: &[f32], n: usize, k: usize, m: usize) -> Vec<f32> {
+    let mut out = vec![0f32; n * m];
+    for i in 0..n {
+        for j in 0..m {
+            let mut s = 0f32;
+            for kk in 0..k {
+                s += x[i * k + kk] * y[kk * m + j];
+            }
+            out[i * m + j] = s;
+        }
+    }
+    out
+}
+
+fn mm_shapes(ctx: &Ctx, a: usize, b: usize) -> KResult<(usize, usize, usize)> {
+    let (sa, sb) = (sizes(ctx, a)?, sizes(ctx, b)?);
+    if sa.len() != 2 || sb.len() != 2 || sa[1] != sb[0] {
+        return Err(format!("mm: shapes {sa:?} and {sb:?}"));
+    }
+    check_numel("mm", &[sa[0], sb[1]])?;
+    Ok((sa[0], sa[1], sb[1]))
+}
+
+fn mm(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 3)?;
+    let (n, k, m) = mm_shapes(ctx, a[0], a[1])?;
+    let out = matmul_2d(&f32s(ctx, a[0])?, &f32s(ctx, a[1])?, n, k, m);
+    write(ctx, out_idx(a)?, vec![n, m], Data::F32(out))
+}
+
+fn addmm(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 6)?;
+    let (n, k, m) = mm_shapes(ctx, a[1], a[2])?;
+    let (beta, alpha) = (
+        scalar(ctx, a[3])?.f64() as f32,
+        scalar(ctx, a[4])?.f64() as f32,
+    );
+    let prod = matmul_2d(&f32s(ctx, a[1])?, &f32s(ctx, a[2])?, n, k, m);
+    let bias = f32s(ctx, a[0])?;
+    let map = broadcast_map(&sizes(ctx, a[0])?, &[n, m])?;
+    let out = prod
+        .iter()
+        .zip(&map)
+        .map(|(&p, &bi)| beta * bias[bi] + alpha * p)
+        .collect();
+    write(ctx, out_idx(a)?, vec![n, m], Data::F32(out))
+}
+
+fn pow_scalar(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 3)?;
+    let s = sizes(ctx, a[0])?;
+    let e = scalar(ctx, a[1])?.f64() as f32;
+    let v = f32s(ctx, a[0])?.into_iter().map(|x| x.powf(e)).collect();
+    write(ctx, out_idx(a)?, s, Data::F32(v))
+}
+
+/// Permute `src` into `dst` by `perm` (already validated).
+fn permute_into(ctx: &mut Ctx, src: usize, dst: usize, perm: &[usize]) -> KResult<()> {
+    let s = sizes(ctx, src)?;
+    let es = dtype(ctx, src)?.size();
+    let ns: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
+    let mut st = vec![1usize; s.len()];
+    for i in (0..s.len().saturating_sub(1)).rev() {
+        st[i] = st[i + 1] * s[i + 1];
+    }
+    let b = bytes(ctx, src)?;
+    let n = numel(&ns);
+    let mut out = Vec::with_capacity(n * es);
+    let mut idx = vec![0usize; ns.len()];
+    for _ in 0..n {
+        let lin: usize = idx.iter().zip(perm).map(|(&i, &p)| i * st[p]).sum();
+        out.extend_from_slice(&b[lin * es..(lin + 1) * es]);
+        for d in (0..ns.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < ns[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    write_same(ctx, src, dst, ns, out)
+}
+
+fn transpose_copy(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 4)?;
+    let nd = sizes(ctx, a[0])?.len();
+    if nd == 0 {
+        return to_copy(ctx, &[a[0], out_idx(a)?]);
+    }
+    let (d0, d1) = (
+        wrap_dim(int(ctx, a[1])?, nd)?,
+        wrap_dim(int(ctx, a[2])?, nd)?,
+    );
+    let mut perm: Vec<usize> = (0..nd).collect();
+    perm.swap(d0, d1);
+    permute_into(ctx, a[0], out_idx(a)?, &perm)
+}
+
+fn t_copy(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 2)?;
+    let nd = sizes(ctx, a[0])?.len();
+    match nd {
+        0 | 1 => to_copy(ctx, &[a[0], out_idx(a)?]),
+        2 => permute_into(ctx, a[0], out_idx(a)?, &[1, 0]),
+        _ => Err(format!("t() of a {nd}-D tensor")),
+    }
+}
+
+fn stack(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 3)?;
+    let list = match ctx.values.get(a[0]) {
+        Some(RValue::TensorList(l)) => l.clone(),
+        _ => return Err("stack: first argument is not a tensor list".into()),
+    };
+    let Some(&first) = list.first() else {
+        return Err("stack of no tensors".into());
+    };
+    let s = sizes(ctx, first)?;
+    let d = wrap_dim(int(ctx, a[1])?, s.len() + 1)?;
+    let (outer, inner) = (numel(&s[..d]), numel(&s[d..]));
+    let o = out_idx(a)?;
+    let odt = dtype(ctx, o)?;
+    let es = odt.size();
+    let mut parts = Vec::new();
+    for &t in &list {
+        if sizes(ctx, t)? != s {
+            return Err("stack: tensors of different shapes".into());
+        }
+        parts.push(if dtype(ctx, t)? == odt {
+            bytes(ctx, t)?.to_vec()
+        } else if odt.is_float() {
+            encode(odt, Data::F32(f32s(ctx, t)?))?
+        } else {
+            encode(odt, Data::I64(i64s(ctx, t)?))?
+        });
+    }
+    let w = inner * es;
+    let mut out = Vec::with_capacity(parts.len() * numel(&s) * es);
+    for oi in 0..outer {
+        for p in &parts {
+            out.extend_from_slice(&p[oi * w..(oi + 1) * w]);
+        }
+    }
+    let mut ns = s.clone();
+    ns.insert(d, list.len());
+    write(ctx, o, ns, Data::Raw(out))
+}
+
+fn index_copy(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 5)?;
+    let s = sizes(ctx, a[0])?;
+    let d = wrap_dim(int(ctx, a[1])?, s.len())?;
+    let idx = i64s(ctx, a[2])?;
+    let (outer, n, inner) = split(&s, d);
+    let ss = sizes(ctx, a[3])?;
+    let mut want = s.clone();
+    if let Some(x) = want.get_mut(d) {
+        *x = idx.len();
+    }
+    if ss != want {
+        return Err(format!(
+            "index_copy: source {ss:?} for self {s:?} and {} indices",
+            idx.len()
+        ));
+    }
+    let es = dtype(ctx, a[0])?.size();
+    let mut out = bytes(ctx, a[0])?.to_vec();
+    let src = if dtype(ctx, a[3])? == dtype(ctx, a[0])? {
+        bytes(ctx, a[3])?.to_vec()
+    } else {
+        return Err("index_copy: source dtype differs".into());
+    };
+    for o in 0..outer {
+        for (j, &i) in idx.iter().enumerate() {
+            let i = if i < 0 { i + n as i64 } else { i };
+            if i < 0 || i as usize >= n {
+                return Err(format!("index_copy: index {i} out of range for size {n}"));
+            }
+            let dst = ((o * n + i as usize) * inner) * es;
+            let from = ((o * idx.len() + j) * inner) * es;
+            out[dst..dst + inner * es].copy_from_slice(&src[from..from + inner * es]);
+        }
+    }
+    write_same(ctx, a[0], out_idx(a)?, s, out)
+}
+
+/// Split `src` along `dim` into pieces of `lens`, written into the tensors of list value `lv`.
+fn split_into(ctx: &mut Ctx, src: usize, dim: usize, lens: &[usize], lv: usize) -> KResult<()> {
+    let list = match ctx.values.get(lv) {
+        Some(RValue::TensorList(l)) => l.clone(),
+        _ => return Err("split: output is not a tensor list".into()),
+    };
+    let s = sizes(ctx, src)?;
+    let total = lens.iter().try_fold(0usize, |a, &b| a.checked_add(b));
+    if list.len() != lens.len() || total != s.get(dim).copied() {
+        return Err(format!("split of {s:?} along {dim} into {lens:?}"));
+    }
+    let (outer, n, inner) = split(&s, dim);
+    let es = dtype(ctx, src)?.size();
+    let b = bytes(ctx, src)?.to_vec();
+    let mut start = 0;
+    for (&t, &len) in list.iter().zip(lens) {
+        let mut out = Vec::with_capacity(outer * len * inner * es);
+        for o in 0..outer {
+            let st = ((o * n + start) * inner) * es;
+            out.extend_from_slice(&b[st..st + len * inner * es]);
+        }
+        let mut ns = s.clone();
+        ns[dim] = len;
+        write_same(ctx, src, t, ns, out)?;
+        start += len;
+    }
+    Ok(())
+}
+
+fn unbind_copy(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 3)?;
+    let s = sizes(ctx, a[0])?;
+    let d = wrap_dim(int(ctx, a[1])?, s.len())?;
+    let n_out = match ctx.values.get(a[2]) {
+        Some(RValue::TensorList(l)) => l.len(),
+        _ => return Err("unbind: output is not a tensor list".into()),
+    };
+    if s.get(d) != Some(&n_out) {
+        return Err(format!("unbind of {s:?} along {d} into {n_out} tensors"));
+    }
+    split_into(ctx, a[0], d, &vec![1; n_out], a[2])?;
+    // unbind removes the dimension
+    if let Some(RValue::TensorList(l)) = ctx.values.get(a[2]).cloned() {
+        for t in l {
+            if let Some(RValue::Tensor(x)) = ctx.values.get_mut(t) {
+                if x.sizes.len() > d {
+                    x.sizes.remove(d);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn split_with_sizes_copy(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 4)?;
+    let s = sizes(ctx, a[0])?;
+    let d = wrap_dim(int(ctx, a[2])?, s.len())?;
+    let lens = int_list(ctx, a[1])?
+        .into_iter()
+        .map(|x| usize::try_from(x).map_err(|_| format!("negative split size {x}")))
+        .collect::<KResult<Vec<_>>>()?;
+    split_into(ctx, a[0], d, &lens, a[3])
+}
+
+fn full(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 3)?;
+    let s = int_list(ctx, a[0])?
+        .into_iter()
+        .map(|x| usize::try_from(x).map_err(|_| format!("negative size {x}")))
+        .collect::<KResult<Vec<_>>>()?;
+    let n = check_numel("full", &s)?;
+    let data = match scalar(ctx, a[1])? {
+        Scalar::Double(d) => Data::F32(vec![d as f32; n]),
+        Scalar::Int(i) => Data::I64(vec![i; n]),
+        Scalar::Bool(b) => Data::Bool(vec![b; n]),
+    };
+    write(ctx, out_idx(a)?, s, data)
+}
+
+fn masked_fill(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
+    need(a, 4)?;
+    let s = sizes(ctx, a[0])?;
+    let map = broadcast_map(&sizes(ctx, a[1])?, &s)?;
+    let mask = i64s(ctx, a[1])?;
+    let v = scalar(ctx, a[2])?.f64();
+    let data = if dtype(ctx, a[0])?.is_float() {
+        let mut x = f32s(ctx, a[0])?;
+        for (xi, &m) in x.iter_mut().zip(&map) {
+            if mask[m] != 0 {
+                *xi = v as f32;
+            }
+        }
+        Data::F32(x)
+    } else {
+        let mut x = i64s(ctx, a[0])?;
+        for (xi, &m) in x.iter_mut().zip(&map) {
+            if mask[m] != 0 {
+                *xi = v as i64;
+            }
+        }
+        Data::I64(x)
+    };
+    write(ctx, out_idx(a)?, s, data)
+}
+
+/// `tril`/`triu` over the last two dimensions.
+fn tri(ctx: &mut Ctx, a: &[usize], lower: bool) -> KResult<()> {
+    need(a, 3)?;
+    let s = sizes(ctx, a[0])?;
+    if s.len() < 2 {
+        return Err("tril/triu need at least 2 dimensions".into());
+    }
+    let diag = int(ctx, a[1])?;
+    let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+    let keep = |i: usize, j: usize| {
+        let d = j as i64 - i as i64;
+        if lower {
+            d <= diag
+        } else {
+            d >= diag
+        }
+    };
+    let data = if dtype(ctx, a[0])?.is_float() {
+        let mut x = f32s(ctx, a[0])?;
+        for (k, v) in x.iter_mut().enumerate() {
+            if !keep((k / c.max(1)) % r.max(1), k % c.max(1)) {
+                *v = 0.0;
+            }
+        }
+        Data::F32(x)
+    } else {
+        let mut x = i64s(ctx, a[0])?;
+        for (k, v) in x.iter_mut().enumerate() {
+            if !keep((k / c.max(1)) % r.max(1), k % c.max(1)) {
+                *v = 0;
+            }
+        }
+        Data::I64(x)
+    };
+    write(ctx, out_idx(a)?, s, data)
+}
+
 // ---------------------------------------------------------------------------------------------
 // indexing
 
@@ -1864,6 +2214,74 @@ mod tests {
         c.values[1] = ft(&[2], &[2.7, -1.5]);
         to_copy(&mut c, &[1, 2, 2, 7, 7]).unwrap();
         assert_eq!(i64s(&c, 7).unwrap(), [2, -1]);
+    }
+
+    #[test]
+    fn matmuls_transposes_and_stack() {
+        let mut c = ctx(vec![
+            ft(&[2, 3], &[1., 2., 3., 4., 5., 6.]),
+            ft(&[3, 2], &[1., 0., 0., 1., 1., 1.]),
+            out(ScalarType::Float),
+            ft(&[2], &[10., 20.]),
+            RValue::Int(1),
+            RValue::Int(2),
+            RValue::Int(0),
+            RValue::TensorList(vec![0, 0]),
+        ]);
+        mm(&mut c, &[0, 1, 2, 2]).unwrap();
+        assert_eq!(get(&c, 2), (vec![2, 2], vec![4., 5., 10., 11.]));
+        // beta=1, alpha=2
+        addmm(&mut c, &[3, 0, 1, 4, 5, 2, 2]).unwrap();
+        assert_eq!(get(&c, 2).1, [18., 30., 30., 42.]);
+        transpose_copy(&mut c, &[0, 6, 4, 2, 2]).unwrap();
+        assert_eq!(get(&c, 2), (vec![3, 2], vec![1., 4., 2., 5., 3., 6.]));
+        t_copy(&mut c, &[1, 2, 2]).unwrap();
+        assert_eq!(get(&c, 2), (vec![2, 3], vec![1., 0., 1., 0., 1., 1.]));
+        stack(&mut c, &[7, 4, 2, 2]).unwrap();
+        assert_eq!(
+            get(&c, 2),
+            (
+                vec![2, 2, 3],
+                vec![1., 2., 3., 1., 2., 3., 4., 5., 6., 4., 5., 6.]
+            )
+        );
+        stack(&mut c, &[7, 6, 2, 2]).unwrap();
+        assert_eq!(get(&c, 2).0, [2, 2, 3]);
+        assert_eq!(get(&c, 2).1[6..], [1., 2., 3., 4., 5., 6.]);
+    }
+
+    #[test]
+    fn index_copy_split_unbind_fill_tri() {
+        let mut c = ctx(vec![
+            ft(&[3, 2], &[0.; 6]),
+            RValue::Int(0),
+            lt(&[1], &[2]),
+            ft(&[1, 2], &[7., 8.]),
+            out(ScalarType::Float),
+            out(ScalarType::Float),
+            RValue::TensorList(vec![4, 5]),
+            RValue::IntList(vec![8, 9]),
+            RValue::Int(1),
+            RValue::Int(2),
+        ]);
+        index_copy(&mut c, &[0, 1, 2, 3, 4, 4]).unwrap();
+        assert_eq!(get(&c, 4), (vec![3, 2], vec![0., 0., 0., 0., 7., 8.]));
+        c.values[0] = c.values[4].clone();
+        split_with_sizes_copy(&mut c, &[0, 7, 1, 6]).unwrap();
+        assert_eq!(get(&c, 4), (vec![1, 2], vec![0., 0.]));
+        assert_eq!(get(&c, 5), (vec![2, 2], vec![0., 0., 7., 8.]));
+        c.values[0] = ft(&[2, 2], &[1., 2., 3., 4.]);
+        unbind_copy(&mut c, &[0, 8, 6]).unwrap();
+        assert_eq!(get(&c, 4), (vec![2], vec![1., 3.]));
+        assert_eq!(get(&c, 5), (vec![2], vec![2., 4.]));
+        tri(&mut c, &[0, 1, 4, 4], true).unwrap();
+        assert_eq!(get(&c, 4), (vec![2, 2], vec![1., 0., 3., 4.]));
+        tri(&mut c, &[0, 8, 4, 4], false).unwrap();
+        assert_eq!(get(&c, 4).1, [0., 2., 0., 0.]);
+        c.values[7] = RValue::IntList(vec![9, 9]);
+        c.values[8] = RValue::Double(0.5);
+        full(&mut c, &[7, 8, 4, 4]).unwrap();
+        assert_eq!(get(&c, 4), (vec![2, 2], vec![0.5; 4]));
     }
 
     #[test]

@@ -279,7 +279,7 @@ pub struct ExecutionPlan {
     pub operators: Vec<Operator>,
     /// Delegates.
     pub delegates: Vec<BackendDelegate>,
-    /// Planned buffer sizes; [0] reserved.
+    /// Planned buffer sizes; index 0 is reserved.
     pub non_const_buffer_sizes: Vec<i64>,
 }
 
