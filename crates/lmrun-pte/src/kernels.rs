@@ -1328,14 +1328,20 @@ fn linear(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     let si = sizes(ctx, a[0])?;
     let sw = sizes(ctx, a[1])?;
     let wdt = dtype(ctx, a[1])?;
-    if wdt != ScalarType::Float || dtype(ctx, a[0])? != ScalarType::Float {
-        return Err(format!(
-            "linear.out needs float32 input and weight, got input {:?} and weight {:?} \
-             (ExecuTorch's portable linear.out rejects this program too: a quantized weight \
-             needs a quantized-linear kernel or the XNNPACK delegate)",
-            dtype(ctx, a[0])?,
-            wdt
-        ));
+    let qtype = match wdt {
+        ScalarType::Float => lmrun_kernels::QType::F32,
+        ScalarType::Half => lmrun_kernels::QType::F16,
+        ScalarType::BFloat16 => lmrun_kernels::QType::BF16,
+        _ => {
+            return Err(format!(
+                "linear.out needs a floating-point weight, got {wdt:?} (ExecuTorch's portable \
+                 linear.out rejects this program too: a quantized weight needs a \
+                 quantized-linear kernel or the XNNPACK delegate)"
+            ))
+        }
+    };
+    if !dtype(ctx, a[0])?.is_float() {
+        return Err(format!("linear.out: input dtype {:?}", dtype(ctx, a[0])?));
     }
     if sw.len() != 2 || si.last() != Some(&sw[1]) {
         return Err(format!("linear: input {si:?} and weight {sw:?}"));
@@ -1348,8 +1354,7 @@ fn linear(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
     let mut scratch = std::mem::take(&mut ctx.scratch);
     let r = (|| -> KResult<()> {
         let wb = bytes(ctx, a[1])?;
-        let w = lmrun_kernels::WeightRef::new(lmrun_kernels::QType::F32, wb, rows, cols)
-            .map_err(|e| e.to_string())?;
+        let w = lmrun_kernels::WeightRef::new(qtype, wb, rows, cols).map_err(|e| e.to_string())?;
         lmrun_kernels::matmul(&ctx.pool, &w, &x, ntok, &mut out, &mut scratch)
             .map_err(|e| e.to_string())
     })();

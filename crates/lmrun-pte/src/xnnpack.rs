@@ -1156,3 +1156,57 @@ fn qd8_fully_connected(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qd8_params_follow_xnnpack() {
+        // all-zero row: scale 1; the formula lands on qmax (values are 0 either way)
+        assert_eq!(qd8_params(&[0.0, 0.0]), (1.0, 1.0, 127));
+        // symmetric-ish row: [-1, 1] -> multiplier 127.5, zero point rounds to 0 (ties to even)
+        let (deq, mult, zp) = qd8_params(&[-1.0, 1.0]);
+        assert_eq!(mult, 255.0 / 2.0);
+        assert_eq!(deq, 1.0 / mult);
+        assert_eq!(zp, 0);
+        // only positive values: min is clamped to 0, zero point at qmin
+        let (_, _, zp) = qd8_params(&[0.5, 2.0]);
+        assert_eq!(zp, -128);
+        // only negative values: zero point at qmax
+        let (_, _, zp) = qd8_params(&[-3.0, -0.5]);
+        assert_eq!(zp, 127);
+    }
+
+    #[test]
+    fn int4_dot_matches_naive() {
+        let x: Vec<i32> = (0..32).map(|i| (i * 37 % 255) - 127).collect();
+        let w: Vec<u8> = (0..16).map(|i| (i * 53 % 256) as u8).collect();
+        let mut naive = 0i32;
+        for (c, &xv) in x.iter().enumerate() {
+            let b = w[c / 2];
+            let nib = if c % 2 == 0 { b & 15 } else { b >> 4 };
+            naive += xv * (i32::from(nib) - 8);
+        }
+        assert_eq!(dot_q4(&x, &w), naive);
+        let w8: Vec<u8> = (0..32).map(|i| (i * 91 % 256) as u8).collect();
+        let naive8: i32 = x
+            .iter()
+            .zip(&w8)
+            .map(|(&a, &b)| a * (i32::from(b as i8) - 3))
+            .sum();
+        assert_eq!(dot_q8(&x, &w8, 3), naive8);
+    }
+
+    #[test]
+    fn node_names_cover_the_union() {
+        assert_eq!(node_name(1), "Add");
+        assert_eq!(node_name(2), "FullyConnected");
+        assert_eq!(node_name(18), "Convert");
+        assert_eq!(node_name(20), "StaticReshape");
+        assert_eq!(node_name(32), "Concatenate2");
+        assert_eq!(node_name(40), "ReciprocalSquareRoot");
+        assert_eq!(node_name(200), "<node kind 200>");
+        assert!(node_kinds(&Buffer::from_vec(vec![0; 16])).is_none());
+    }
+}

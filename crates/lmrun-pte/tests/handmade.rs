@@ -21,8 +21,11 @@ fn boolean(b: bool) -> T {
     ev(3, T(vec![(0, F::Bool(b))]))
 }
 fn tensor(sizes: Vec<i32>, buffer: u32, alloc: Option<(u32, u32)>) -> T {
+    typed_tensor(FLOAT, sizes, buffer, alloc)
+}
+fn typed_tensor(dtype: i8, sizes: Vec<i32>, buffer: u32, alloc: Option<(u32, u32)>) -> T {
     let mut f = vec![
-        (0, F::I8(FLOAT)),
+        (0, F::I8(dtype)),
         (2, F::I32s(sizes.clone())),
         (3, F::Bytes((0..sizes.len() as u8).collect())),
         (5, F::U32(buffer)),
@@ -259,4 +262,55 @@ fn endless_jump_loop_is_an_error() {
     let mut m = Module::from_path(&p, &[], LoadMode::File).unwrap();
     let e = m.execute("forward", &[]).unwrap_err();
     assert!(e.to_string().contains("budget"), "{e}");
+}
+
+/// forward(x bf16[1,4]) = linear(x, W bf16[2,4]) -> bf16[1,2], weights in the constant buffer.
+#[test]
+fn bf16_linear_program() {
+    const BF16: i8 = 15;
+    let bf = |v: &[f32]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| ((x.to_bits() >> 16) as u16).to_le_bytes())
+            .collect()
+    };
+    let forward = plan(
+        "forward",
+        vec![
+            typed_tensor(BF16, vec![1, 4], 0, None),
+            typed_tensor(BF16, vec![2, 4], 1, None),
+            ev(1, T(vec![])),
+            typed_tensor(BF16, vec![1, 2], 0, Some((1, 0))),
+        ],
+        vec![0],
+        vec![3],
+        vec![kernel(0, vec![0, 1, 2, 3, 3])],
+        vec![op("aten::linear", "out")],
+        vec![0, 4],
+    );
+    let root = T(vec![
+        (1, F::Ts(vec![forward])),
+        (
+            2,
+            F::Ts(vec![
+                T(vec![(0, F::Bytes(vec![]))]),
+                T(vec![(
+                    0,
+                    F::Bytes(bf(&[1.0, 2.0, 0.5, -1.0, 0.25, 0.25, 4.0, 8.0])),
+                )]),
+            ]),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bf16.pte");
+    std::fs::write(&p, finish(&root, b"ET12", 0)).unwrap();
+    let mut m = Module::from_path(&p, &[], LoadMode::Mmap).unwrap();
+    let x = Tensor {
+        dtype: lmrun_pte::ScalarType::BFloat16,
+        sizes: vec![1, 4],
+        data: bf(&[1.0, 1.0, 2.0, 0.5]),
+    };
+    let out = m.execute("forward", &[EValue::Tensor(x)]).unwrap();
+    let t = out[0].as_tensor().unwrap();
+    assert_eq!(t.dtype, lmrun_pte::ScalarType::BFloat16);
+    assert_eq!(t.to_f32(), [1.0 + 2.0 + 1.0 - 0.5, 0.25 + 0.25 + 8.0 + 4.0]);
 }
