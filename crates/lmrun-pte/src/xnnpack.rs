@@ -1167,8 +1167,9 @@ mod tests {
         assert_eq!(qd8_params(&[0.0, 0.0]), (1.0, 1.0, 127));
         // symmetric-ish row: [-1, 1] -> multiplier 127.5, zero point rounds to 0 (ties to even)
         let (deq, mult, zp) = qd8_params(&[-1.0, 1.0]);
-        assert_eq!(mult, 255.0 / 2.0);
-        assert_eq!(deq, 1.0 / mult);
+        // XNNPACK keeps 1/multiplier for the GEMM and re-inverts it for the conversion
+        assert_eq!(deq, 1.0 / (255.0f32 / 2.0));
+        assert_eq!(mult, 1.0 / deq);
         assert_eq!(zp, 0);
         // only positive values: min is clamped to 0, zero point at qmin
         let (_, _, zp) = qd8_params(&[0.5, 2.0]);
