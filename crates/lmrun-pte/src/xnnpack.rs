@@ -1025,21 +1025,22 @@ fn qd8_params(row: &[f32]) -> (f32, f32, i32) {
     (deq, 1.0 / deq, zp)
 }
 
-/// Dot product of zero-point-corrected int8 activations with packed int4 weights (low nibble
-/// first, stored with +8), as XNNPACK's qb4w/qc4w kernels compute it: exact in i32.
-fn dot_q4(x: &[i32], w: &[u8]) -> i32 {
+/// Dot product of zero-point-corrected int8 activations (split into even and odd columns, as
+/// i16) with packed int4 weights (low nibble = even column, stored with +8), as XNNPACK's
+/// qb4w/qc4w kernels compute it: exact in i32. The even/odd split lets the loop vectorize.
+fn dot_q4(xe: &[i16], xo: &[i16], w: &[u8]) -> i32 {
     let mut acc = 0i32;
-    for (xs, &b) in x.chunks_exact(2).zip(w) {
-        acc += xs[0] * (i32::from(b & 15) - 8) + xs[1] * (i32::from(b >> 4) - 8);
+    for ((&e, &o), &b) in xe.iter().zip(xo).zip(w) {
+        acc += i32::from(e) * (i32::from(b & 15) - 8) + i32::from(o) * (i32::from(b >> 4) - 8);
     }
     acc
 }
 
 /// Dot product with int8 weights minus a weight zero point.
-fn dot_q8(x: &[i32], w: &[u8], wzp: i32) -> i32 {
+fn dot_q8(x: &[i16], w: &[u8], wzp: i32) -> i32 {
     x.iter()
         .zip(w)
-        .map(|(&a, &b)| a * (i32::from(b as i8) - wzp))
+        .map(|(&a, &b)| i32::from(a) * (i32::from(b as i8) - wzp))
         .sum()
 }
 
@@ -1089,15 +1090,28 @@ fn qd8_fully_connected(
         Quant::PerChannel { .. } | Quant::PerTensor { .. } => {}
         _ => return Err("quantized filter without scales".into()),
     }
-    // Zero-point-corrected activations.
-    let mut xq = Vec::with_capacity(ntok * cols);
+    // Zero-point-corrected activations as i16 (|q - zp| <= 255); for int4 weights split into
+    // even and odd columns, each token's row being cols/2 long.
+    let mut xq: Vec<i16> = Vec::with_capacity(ntok * cols);
+    let mut xe: Vec<i16> = Vec::new();
+    let mut xo: Vec<i16> = Vec::new();
     for (t, &(_, zp)) in params.iter().enumerate() {
-        xq.extend(
-            q[t * cols..(t + 1) * cols]
-                .iter()
-                .map(|&v| i32::from(v) - zp),
-        );
+        let row = q[t * cols..(t + 1) * cols]
+            .iter()
+            .map(|&v| (i32::from(v) - zp) as i16);
+        if four_bit {
+            for (c, v) in row.enumerate() {
+                if c % 2 == 0 {
+                    xe.push(v);
+                } else {
+                    xo.push(v);
+                }
+            }
+        } else {
+            xq.extend(row);
+        }
     }
+    let half = cols / 2;
     let scale_of = |r: usize, b: usize| -> f32 {
         match &fdef.quant {
             Quant::Blockwise { scales, .. } => {
@@ -1112,14 +1126,22 @@ fn qd8_fully_connected(
     let row_out = |r: usize, dst: &mut [f32]| {
         let wr = &w[r * row_bytes..(r + 1) * row_bytes];
         for (t, d) in dst.iter_mut().enumerate() {
-            let x = &xq[t * cols..(t + 1) * cols];
             let mut acc_f = 0f32;
             for b in 0..nblocks {
-                let xb = &x[b * block..(b + 1) * block];
                 let acc = if four_bit {
-                    dot_q4(xb, &wr[b * block / 2..(b + 1) * block / 2])
+                    let (h0, h1) = (t * half + b * block / 2, t * half + (b + 1) * block / 2);
+                    dot_q4(
+                        &xe[h0..h1],
+                        &xo[h0..h1],
+                        &wr[b * block / 2..(b + 1) * block / 2],
+                    )
                 } else {
-                    dot_q8(xb, &wr[b * block..(b + 1) * block], wzp)
+                    let x = &xq[t * cols..(t + 1) * cols];
+                    dot_q8(
+                        &x[b * block..(b + 1) * block],
+                        &wr[b * block..(b + 1) * block],
+                        wzp,
+                    )
                 };
                 acc_f += acc as f32 * scale_of(r, b);
             }
@@ -1181,20 +1203,22 @@ mod tests {
 
     #[test]
     fn int4_dot_matches_naive() {
-        let x: Vec<i32> = (0..32).map(|i| (i * 37 % 255) - 127).collect();
+        let x: Vec<i16> = (0..32).map(|i| (i * 37 % 255) - 127).collect();
         let w: Vec<u8> = (0..16).map(|i| (i * 53 % 256) as u8).collect();
         let mut naive = 0i32;
         for (c, &xv) in x.iter().enumerate() {
             let b = w[c / 2];
             let nib = if c % 2 == 0 { b & 15 } else { b >> 4 };
-            naive += xv * (i32::from(nib) - 8);
+            naive += i32::from(xv) * (i32::from(nib) - 8);
         }
-        assert_eq!(dot_q4(&x, &w), naive);
+        let xe: Vec<i16> = x.iter().step_by(2).copied().collect();
+        let xo: Vec<i16> = x.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(dot_q4(&xe, &xo, &w), naive);
         let w8: Vec<u8> = (0..32).map(|i| (i * 91 % 256) as u8).collect();
         let naive8: i32 = x
             .iter()
             .zip(&w8)
-            .map(|(&a, &b)| a * (i32::from(b as i8) - 3))
+            .map(|(&a, &b)| i32::from(a) * (i32::from(b as i8) - 3))
             .sum();
         assert_eq!(dot_q8(&x, &w8, 3), naive8);
     }
