@@ -8,6 +8,7 @@
 //! activations (`Convert` fp32 → qdint8, per-row asymmetric like XNNPACK's qd8 params) and
 //! int8 × int4/int8 weight FullyConnected with per-channel or blockwise (bf16) scales.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use half::bf16;
@@ -623,14 +624,15 @@ impl XnnDelegate {
         Ok(())
     }
 
-    fn get_f32(
-        &self,
-        vals: &BTreeMap<u32, XVal>,
+    /// A value as f32: borrowed when computed by an earlier node, decoded when constant.
+    fn get_f32<'a>(
+        &'a self,
+        vals: &'a BTreeMap<u32, XVal>,
         id: u32,
-    ) -> Result<(Vec<usize>, Vec<f32>), String> {
+    ) -> Result<(Vec<usize>, Cow<'a, [f32]>), String> {
         if let Some(v) = vals.get(&id) {
             return match v {
-                XVal::F32(d, x) => Ok((d.clone(), x.clone())),
+                XVal::F32(d, x) => Ok((d.clone(), Cow::Borrowed(x.as_slice()))),
                 XVal::Qd8(..) => Err(format!("value {id} is quantized where f32 is needed")),
             };
         }
@@ -641,11 +643,12 @@ impl XnnDelegate {
         match (&def.data, def.dtype) {
             (Some(b), DT_FP32) => Ok((
                 def.dims.clone(),
-                kernels::bytes_to_f32(ScalarType::Float, b),
+                Cow::Owned(kernels::bytes_to_f32(ScalarType::Float, b)),
             )),
-            (Some(b), DT_INT32) => {
-                Ok((def.dims.clone(), kernels::bytes_to_f32(ScalarType::Int, b)))
-            }
+            (Some(b), DT_INT32) => Ok((
+                def.dims.clone(),
+                Cow::Owned(kernels::bytes_to_f32(ScalarType::Int, b)),
+            )),
             (Some(_), dt) => Err(format!("constant value {id} of datatype {dt} used as f32")),
             (None, _) => Err(format!("value {id} used before it was computed")),
         }
@@ -674,7 +677,7 @@ impl XnnDelegate {
                     clamp(r, *mm)
                 };
                 let out = if da == shape && db == shape {
-                    xa.iter().zip(&xb).map(|(&p, &q)| f(p, q)).collect()
+                    xa.iter().zip(xb.iter()).map(|(&p, &q)| f(p, q)).collect()
                 } else {
                     let (ma, mb) = (
                         kernels::broadcast_map(&da, &shape)?,
@@ -685,7 +688,8 @@ impl XnnDelegate {
                 vals.insert(*o, XVal::F32(shape, out));
             }
             Node::Unary(k, a, o, mm) => {
-                let (d, mut x) = self.get_f32(vals, *a)?;
+                let (d, x) = self.get_f32(vals, *a)?;
+                let mut x = x.into_owned();
                 for v in &mut x {
                     let r = match k {
                         UnKind::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
@@ -704,7 +708,8 @@ impl XnnDelegate {
                 vals.insert(*o, XVal::F32(d, x));
             }
             Node::Softmax(a, o) => {
-                let (d, mut x) = self.get_f32(vals, *a)?;
+                let (d, x) = self.get_f32(vals, *a)?;
+                let mut x = x.into_owned();
                 let n = d.last().copied().unwrap_or(1).max(1);
                 for row in x.chunks_mut(n) {
                     let mx = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -850,7 +855,7 @@ impl XnnDelegate {
                         return Err("bias length".into());
                     }
                     for row in o.chunks_mut(rows.max(1)) {
-                        for (x, y) in row.iter_mut().zip(&bv) {
+                        for (x, y) in row.iter_mut().zip(bv.iter()) {
                             *x += y;
                         }
                     }
@@ -883,6 +888,7 @@ impl XnnDelegate {
                 if kernels::prod(&new) != n {
                     return Err(format!("cannot reshape {d:?} to {shape:?}"));
                 }
+                let x = x.into_owned();
                 vals.insert(*o, XVal::F32(new, x));
             }
             Node::Concat(axis, ins, o) => {
