@@ -2,7 +2,7 @@
 //! threads, reported as bytes of weight read per second; beside it the machine's read
 //! bandwidth (sum over a buffer far larger than the caches) measured in the same run.
 //!
-//! Small weights are replicated into enough copies (≥ 96 MiB in total) that each iteration
+//! Small weights are replicated into enough copies (≥ 256 MiB in total) that each iteration
 //! reads a copy that is not in cache, as in a real decode step. Filter like any criterion
 //! bench: `cargo bench -p lmrun-kernels -- 'matvec/Q4_K'`.
 //! `LMRUN_BENCH_QUICK=1` restricts the run to Q4_K, Q5_0, Q6_K and Q8_0.
@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use lmrun_kernels::{matmul, QType, Scratch, ThreadPool, WeightRef};
 
-const COPIES_BYTES: usize = 96 << 20;
+const COPIES_BYTES: usize = 256 << 20;
 
 fn rand_bytes(n: usize, seed: &mut u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(n);
