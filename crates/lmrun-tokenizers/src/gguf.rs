@@ -117,22 +117,48 @@ pub struct GgufTokenizer {
     special_by_text: FxHashMap<String, TokenId>,
 }
 
+/// Token texts llama.cpp treats as end-of-generation (and forces to control type).
 const EOG_NAMES: &[&str] = &[
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
     "<|return|>",
     "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
     "_<EOT>",
+    "[EOT]",
+    "[EOS]",
     "<|end_of_text|>",
     "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
+    "<｜end▁of▁sentence｜>",
+    "[e~[",
 ];
 
-/// Token texts llama.cpp forces to control type when it finds them (EOT, EOG, FIM markers).
+/// FIM pad/repo/separator markers: forced to control type and also end generation.
+const FIM_EOG_NAMES: &[&str] = &[
+    "<|fim_pad|>",
+    "<fim-pad>",
+    "<fim_pad>",
+    "<PAD>",
+    "[PAD]",
+    "<|fim_repo|>",
+    "<|repo_name|>",
+    "<fim-repo>",
+    "<REPO>",
+    "<reponame>",
+    "<|file_sep|>",
+];
+
+/// Other token texts llama.cpp forces to control type when it finds them (EOT, EOM, FIM).
 const FORCED_CONTROL: &[&str] = &[
     "<|fim_prefix|>",
     "<fim-prefix>",
@@ -141,6 +167,7 @@ const FORCED_CONTROL: &[&str] = &[
     "<PRE>",
     "▁<PRE>",
     "<|code_prefix|>",
+    "<|prefix|>",
     "<|fim_suffix|>",
     "<fim-suffix>",
     "<fim_suffix>",
@@ -148,6 +175,7 @@ const FORCED_CONTROL: &[&str] = &[
     "<SUF>",
     "▁<SUF>",
     "<|code_suffix|>",
+    "<|suffix|>",
     "<|fim_middle|>",
     "<fim-middle>",
     "<fim_middle>",
@@ -155,18 +183,11 @@ const FORCED_CONTROL: &[&str] = &[
     "<MID>",
     "▁<MID>",
     "<|code_middle|>",
-    "<|fim_pad|>",
-    "<fim-pad>",
-    "<fim_pad>",
-    "<|fim_repo|>",
-    "<|repo_name|>",
-    "<fim-repo>",
-    "<REPO>",
-    "<reponame>",
-    "<|file_sep|>",
-    "<|file_separator|>",
-    "<｜end▁of▁sentence｜>",
+    "<|middle|>",
 ];
+
+/// Token texts llama.cpp makes user-defined whatever the file says (gpt-oss harmony format).
+const FORCED_USER_DEFINED: &[&str] = &["<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"];
 
 impl GgufTokenizer {
     /// Build the tokenizer; fails on an unknown model or pre-tokenizer or inconsistent arrays.
@@ -204,14 +225,37 @@ impl GgufTokenizer {
         for (i, t) in v.tokens.iter().enumerate() {
             token_to_id.insert(t.as_str().into(), i as TokenId);
         }
-        // llama.cpp forces well-known end/FIM markers to control type.
+        // llama.cpp forces well-known end/FIM markers to control type (as of llama.cpp
+        // b6xxx, vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
         let mut eog: Vec<TokenId> = Vec::new();
-        for name in EOG_NAMES.iter().chain(FORCED_CONTROL) {
+        for name in EOG_NAMES.iter().chain(FIM_EOG_NAMES).chain(FORCED_CONTROL) {
             if let Some(&id) = token_to_id.get(*name) {
-                types[id as usize] = TokenType::Control;
-                if EOG_NAMES.contains(name) {
+                if types[id as usize] != TokenType::Control {
+                    types[id as usize] = TokenType::Control;
+                }
+                if EOG_NAMES.contains(name) || FIM_EOG_NAMES.contains(name) {
                     eog.push(id);
                 }
+            }
+        }
+        for name in FORCED_USER_DEFINED {
+            if let Some(&id) = token_to_id.get(*name) {
+                types[id as usize] = TokenType::UserDefined;
+            }
+        }
+        let has = |eog: &[TokenId], t: &str| token_to_id.get(t).is_some_and(|id| eog.contains(id));
+        if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
+            || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
+        {
+            if let Some(&id) = token_to_id.get("<|end|>") {
+                eog.retain(|&e| e != id);
+                types[id as usize] = TokenType::UserDefined;
+            }
+        }
+        if (has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>")) && has(&eog, "</s>") {
+            if let Some(&id) = token_to_id.get("</s>") {
+                eog.retain(|&e| e != id);
+                types[id as usize] = TokenType::Normal;
             }
         }
 

@@ -10,7 +10,34 @@
 
 use std::collections::BinaryHeap;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rustc_hash::FxHashMap;
+
+/// A hasher for the `u64` character-pair keys: splitmix64's finalizer, so both halves of the
+/// key reach the low bits the table indexes by.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct PairHasher(u64);
+
+impl Hasher for PairHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type PairSet = HashSet<u64, BuildHasherDefault<PairHasher>>;
 
 use crate::TokenId;
 
@@ -24,13 +51,15 @@ pub(crate) struct SpmModel {
     pub(crate) byte_ids: Box<[Option<TokenId>; 256]>,
     pub(crate) unk_id: Option<TokenId>,
     /// Adjacent character pairs that occur inside some token.
-    pairs: FxHashSet<u64>,
+    pairs: PairSet,
 }
 
 #[derive(Clone, Copy)]
 struct Sym {
     start: usize,
     len: usize,
+    /// The token this symbol is, if it is one.
+    id: Option<TokenId>,
     prev: usize,
     next: usize,
 }
@@ -39,6 +68,7 @@ const NONE: usize = usize::MAX;
 
 struct Bigram {
     score: f32,
+    id: TokenId,
     left: usize,
     right: usize,
     size: usize,
@@ -73,7 +103,7 @@ impl SpmModel {
     pub(crate) fn new(tokens: &[String], scores: Vec<f32>, unk_id: Option<TokenId>) -> Self {
         let mut token_to_id: FxHashMap<Box<str>, TokenId> = FxHashMap::default();
         token_to_id.reserve(tokens.len());
-        let mut pairs = FxHashSet::default();
+        let mut pairs = PairSet::default();
         for (i, t) in tokens.iter().enumerate() {
             token_to_id.insert(t.as_str().into(), i as TokenId);
             let mut it = t.chars();
@@ -111,18 +141,39 @@ impl SpmModel {
     pub(crate) fn encode(&self, text: &str, out: &mut Vec<TokenId>) {
         let mut syms: Vec<Sym> = Vec::new();
         let mut heap: BinaryHeap<Bigram> = BinaryHeap::new();
+        // Segments repeat (words): remember where their ids already are in `out`.
+        let mut cache: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
         let mut seg_start = 0usize;
         let mut prev: Option<char> = None;
         for (i, c) in text.char_indices() {
             if let Some(p) = prev {
                 if !self.pairs.contains(&pair_key(p, c)) {
-                    self.encode_segment(&text[seg_start..i], &mut syms, &mut heap, out);
+                    self.encode_cached(&text[seg_start..i], &mut cache, &mut syms, &mut heap, out);
                     seg_start = i;
                 }
             }
             prev = Some(c);
         }
-        self.encode_segment(&text[seg_start..], &mut syms, &mut heap, out);
+        self.encode_cached(&text[seg_start..], &mut cache, &mut syms, &mut heap, out);
+    }
+
+    fn encode_cached<'t>(
+        &self,
+        seg: &'t str,
+        cache: &mut FxHashMap<&'t str, (usize, usize)>,
+        syms: &mut Vec<Sym>,
+        heap: &mut BinaryHeap<Bigram>,
+        out: &mut Vec<TokenId>,
+    ) {
+        if let Some(&(a, b)) = cache.get(seg) {
+            out.extend_from_within(a..b);
+            return;
+        }
+        let start = out.len();
+        self.encode_segment(seg, syms, heap, out);
+        if seg.len() <= 64 {
+            cache.insert(seg, (start, out.len()));
+        }
     }
 
     fn encode_segment(
@@ -139,9 +190,11 @@ impl SpmModel {
         heap.clear();
         for (i, c) in text.char_indices() {
             let idx = syms.len();
+            let len = c.len_utf8();
             syms.push(Sym {
                 start: i,
-                len: c.len_utf8(),
+                len,
+                id: self.token_to_id.get(&text[i..i + len]).copied(),
                 prev: if idx == 0 { NONE } else { idx - 1 },
                 next: idx + 1,
             });
@@ -159,6 +212,7 @@ impl SpmModel {
                 if let Some(&id) = self.token_to_id.get(piece) {
                     heap.push(Bigram {
                         score: self.score(id),
+                        id,
                         left: l,
                         right: r,
                         size,
@@ -175,6 +229,7 @@ impl SpmModel {
                 continue;
             }
             syms[l].len += syms[r].len;
+            syms[l].id = Some(bg.id);
             syms[r].len = 0;
             let rn = syms[r].next;
             syms[l].next = rn;
@@ -189,8 +244,8 @@ impl SpmModel {
         while i != NONE {
             let s = syms[i];
             let piece = &text[s.start..s.start + s.len];
-            match self.token_to_id.get(piece) {
-                Some(&id) => out.push(id),
+            match s.id {
+                Some(id) => out.push(id),
                 None => {
                     for &b in piece.as_bytes() {
                         if let Some(id) = self.byte_ids[b as usize].or(self.unk_id) {

@@ -1,0 +1,176 @@
+//! Real-model tests: the GGUF tokenizers of Gemma 3 (SPM) and Qwen2.5-Coder (byte-level BPE,
+//! pre `qwen2`) against llama.cpp's tokenization (committed references made by
+//! `scripts/tokenizers_make_refs.py`), plus round trips and streaming decode. The models are
+//! read from `$LMRUN_MODELS_DIR` or `~/.cache/lmrun/models`; a missing model fails the test.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{gguf_tokenizer, GEMMA, QWEN};
+use lmrun_tokenizers::{EncodeOptions, GgufTokenizer, StreamDecoder, Tokenizer};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Refs {
+    generator: String,
+    models: std::collections::BTreeMap<String, Vec<Case>>,
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    add_special: bool,
+    parse_special: bool,
+    ids: Vec<u32>,
+}
+
+fn refs() -> Refs {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/llamacpp_refs.json");
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&s).expect("parse refs")
+}
+
+fn check_against_llamacpp(model: &str) {
+    let refs = refs();
+    let cases = refs
+        .models
+        .get(model)
+        .unwrap_or_else(|| panic!("no references for {model}"));
+    assert!(cases.len() >= 40, "need at least 40 reference cases");
+    let tok = gguf_tokenizer(model);
+    let mut failures = Vec::new();
+    for c in cases {
+        let got = tok.encode_llama(&c.text, c.add_special, c.parse_special);
+        if got != c.ids {
+            failures.push(format!(
+                "text {:?} (add_special {}, parse_special {}):\n  llama.cpp {:?}\n  lmrun     {:?}",
+                c.text, c.add_special, c.parse_special, c.ids, got
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{model}: {} of {} cases differ from {}:\n{}",
+        failures.len(),
+        cases.len(),
+        refs.generator,
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn gemma3_matches_llamacpp() {
+    check_against_llamacpp(GEMMA);
+}
+
+#[test]
+fn qwen25_matches_llamacpp() {
+    check_against_llamacpp(QWEN);
+}
+
+fn all_texts() -> Vec<String> {
+    let mut v: Vec<String> = refs()
+        .models
+        .values()
+        .flatten()
+        .map(|c| c.text.clone())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn check_round_trip_and_streaming(tok: &GgufTokenizer) {
+    for text in all_texts() {
+        let ids = tok
+            .encode_with(
+                &text,
+                &EncodeOptions {
+                    num_bos: 1,
+                    num_eos: 0,
+                    parse_special: false,
+                },
+            )
+            .unwrap();
+        let back = tok.decode(&ids).unwrap();
+        assert_eq!(
+            back,
+            text,
+            "{}: round trip of {text:?} via {ids:?}",
+            tok.kind()
+        );
+        // Streaming: every chunk is whole UTF-8 and the text so far is always a prefix.
+        let mut dec = StreamDecoder::for_tokenizer(tok);
+        let mut so_far = String::new();
+        for &id in &ids {
+            let chunk = dec.push(tok, id, false).unwrap();
+            so_far.push_str(&chunk);
+            assert!(
+                text.starts_with(&so_far),
+                "{}: streamed {so_far:?} is not a prefix of {text:?}",
+                tok.kind()
+            );
+        }
+        so_far.push_str(&dec.finish());
+        assert_eq!(so_far, text);
+    }
+}
+
+#[test]
+fn gemma3_round_trip_and_streaming() {
+    check_round_trip_and_streaming(&gguf_tokenizer(GEMMA));
+}
+
+#[test]
+fn qwen25_round_trip_and_streaming() {
+    check_round_trip_and_streaming(&gguf_tokenizer(QWEN));
+}
+
+#[test]
+fn metadata_and_special_tokens() {
+    let g = gguf_tokenizer(GEMMA);
+    assert_eq!(g.vocab_size(), 262144);
+    assert_eq!(g.bos_id(), Some(2));
+    assert_eq!(g.eos_id(), Some(1));
+    assert!(g.add_bos());
+    let sot = g
+        .special_token_id("<start_of_turn>")
+        .expect("<start_of_turn>");
+    let eot = g.special_token_id("<end_of_turn>").expect("<end_of_turn>");
+    assert!(g.eog_ids().contains(&eot));
+    let on = g.encode_llama("<start_of_turn>user", false, true);
+    assert_eq!(on[0], sot);
+    let off = g.encode_llama("<start_of_turn>user", false, false);
+    assert!(!off.contains(&sot));
+
+    let q = gguf_tokenizer(QWEN);
+    assert_eq!(q.vocab_size(), 151936);
+    assert!(!q.add_bos());
+    let ims = q.special_token_id("<|im_start|>").expect("<|im_start|>");
+    let ime = q.special_token_id("<|im_end|>").expect("<|im_end|>");
+    assert!(q.eog_ids().contains(&ime));
+    assert_eq!(q.encode_llama("<|im_start|>", false, true), [ims]);
+    assert!(!q.encode_llama("<|im_start|>", false, false).contains(&ims));
+    assert_eq!(q.piece(ims).as_deref(), Some("<|im_start|>"));
+}
+
+/// The Qwen2.5 `tokenizer.json` (a shared fixture, not committed) is a second, independent
+/// oracle for the byte-level BPE path.
+#[test]
+fn qwen25_gguf_agrees_with_hf_tokenizer_json() {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/pte/qwen-tokenizer/tokenizer.json");
+    let p = match std::env::var_os("LMRUN_QWEN_TOKENIZER_JSON") {
+        Some(x) => PathBuf::from(x),
+        None => p,
+    };
+    assert!(p.is_file(), "{} is missing (shared fixture)", p.display());
+    let hf = lmrun_tokenizers::HfTokenizer::from_path(&p).unwrap();
+    let q = gguf_tokenizer(QWEN);
+    for text in all_texts() {
+        let a = q.encode_with(&text, &EncodeOptions::default()).unwrap();
+        let b = hf.encode_with(&text, &EncodeOptions::default()).unwrap();
+        assert_eq!(a, b, "GGUF vs tokenizer.json on {text:?}");
+    }
+}
