@@ -80,6 +80,12 @@ pub(crate) fn lookup(op: &str) -> Option<KernelFn> {
         "executorch_prim::sym_min.Scalar" => |c, a| prim(c, a, PrimOp::Min),
         "executorch_prim::neg.Scalar" => prim_neg,
         "aten::mm.out" => mm,
+        "quantized_decomposed::embedding_byte.out"
+        | "quantized_decomposed::embedding_byte.dtype_out" => |c, a| embedding_xbit(c, a, 8),
+        "quantized_decomposed::embedding_4bit.out"
+        | "quantized_decomposed::embedding_4bit.dtype_out" => |c, a| embedding_xbit(c, a, 4),
+        "quantized_decomposed::embedding_2bit.out"
+        | "quantized_decomposed::embedding_2bit.dtype_out" => |c, a| embedding_xbit(c, a, 2),
         "aten::addmm.out" => addmm,
         "aten::pow.Tensor_Scalar_out" => pow_scalar,
         "aten::transpose_copy.int_out" => transpose_copy,
@@ -1731,6 +1737,83 @@ fn tri(ctx: &mut Ctx, a: &[usize], lower: bool) -> KResult<()> {
     write(ctx, out_idx(a)?, s, data)
 }
 
+/// `quantized_decomposed::embedding_{byte,4bit,2bit}`: look up rows of a quantized table and
+/// dequantize them, `(q - zero_point) * scale` per row or per group (ExecuTorch's
+/// `quantized_embedding_xbit_out`). Packed values are offset by 2^(bits-1); 4-bit keeps the
+/// even element in the high nibble, 2-bit the first element in the lowest bits.
+fn embedding_xbit(ctx: &mut Ctx, a: &[usize], bits: usize) -> KResult<()> {
+    need(a, 7)?;
+    let sw = sizes(ctx, a[0])?;
+    if sw.len() != 2 {
+        return Err(format!("quantized embedding weight of rank {}", sw.len()));
+    }
+    let per_byte = 8 / bits;
+    let (rows, dim) = (sw[0], sw[1].saturating_mul(per_byte));
+    let ss = sizes(ctx, a[1])?;
+    let groups = match ss.as_slice() {
+        [r] if *r == rows => 1,
+        [r, g] if *r == rows && *g > 0 && dim % *g == 0 => *g,
+        _ => {
+            return Err(format!(
+                "embedding scales {ss:?} for a weight of {rows} rows"
+            ))
+        }
+    };
+    let group = dim / groups;
+    let scales = f32s(ctx, a[1])?;
+    let zps = match ctx.values.get(a[2]) {
+        Some(RValue::Tensor(_)) => {
+            let z = f32s(ctx, a[2])?;
+            if z.len() != scales.len() {
+                return Err("embedding zero points and scales differ in size".into());
+            }
+            Some(z)
+        }
+        _ => None,
+    };
+    let ids = i64s(ctx, a[5])?;
+    let mut os = sizes(ctx, a[5])?;
+    os.push(dim);
+    check_numel("quantized embedding", &os)?;
+    let wdt = dtype(ctx, a[0])?;
+    let w = bytes(ctx, a[0])?;
+    let row_bytes = sw[1];
+    let mut out = Vec::with_capacity(ids.len() * dim);
+    for &id in &ids {
+        if id < 0 || id as usize >= rows {
+            return Err(format!("token id {id} out of range (vocabulary {rows})"));
+        }
+        let r = id as usize;
+        let wr = &w[r * row_bytes..(r + 1) * row_bytes];
+        for j in 0..dim {
+            let q: i32 = match bits {
+                8 => {
+                    if matches!(wdt, ScalarType::Byte | ScalarType::QUInt8) {
+                        i32::from(wr[j])
+                    } else {
+                        i32::from(wr[j] as i8)
+                    }
+                }
+                4 => {
+                    // even element in the high nibble
+                    let byte = wr[j / 2];
+                    let nib = if j % 2 == 0 { byte >> 4 } else { byte & 0x0f };
+                    i32::from(nib) - 8
+                }
+                _ => {
+                    // 2-bit: element 0 in the lowest bits
+                    let byte = wr[j / 4];
+                    i32::from((byte >> (2 * (j % 4))) & 3) - 2
+                }
+            };
+            let g = r * groups + j / group;
+            let zp = zps.as_ref().map_or(0.0, |z| z[g]);
+            out.push((q as f32 - zp) * scales[g]);
+        }
+    }
+    write(ctx, out_idx(a)?, os, Data::F32(out))
+}
+
 // ---------------------------------------------------------------------------------------------
 // indexing
 
@@ -2287,6 +2370,57 @@ mod tests {
         c.values[8] = RValue::Double(0.5);
         full(&mut c, &[7, 8, 4, 4]).unwrap();
         assert_eq!(get(&c, 4), (vec![2, 2], vec![0.5; 4]));
+    }
+
+    /// ExecuTorch's own `OpQuantizedEmbedding4bTest` / `2bTest` cases.
+    #[test]
+    fn quantized_embeddings_match_executorch_tests() {
+        let byte = |sizes: &[usize], v: &[u8]| {
+            RValue::Tensor(RTensor {
+                dtype: ScalarType::Byte,
+                sizes: sizes.to_vec(),
+                cap: usize::MAX,
+                storage: Storage::Owned(v.to_vec()),
+            })
+        };
+        let mut c = ctx(vec![
+            byte(&[3, 2], &[89, 239, 163, 72, 11, 126]),
+            ft(&[3], &[0.5, 1.0, 1.5]),
+            ft(&[3], &[1., -5., 0.]),
+            RValue::Int(-8),
+            RValue::Int(7),
+            lt(&[3], &[0, 2, 1]),
+            out(ScalarType::Float),
+        ]);
+        embedding_xbit(&mut c, &[0, 1, 2, 3, 4, 5, 6, 6], 4).unwrap();
+        assert_eq!(
+            get(&c, 6),
+            (
+                vec![3, 4],
+                vec![-2.0, 0.0, 2.5, 3.0, -12.0, 4.5, -1.5, 9.0, 7.0, 0.0, 1.0, 5.0]
+            )
+        );
+        // 2-bit (ExecuTorch's current test: first element in the lowest bits), per row and
+        // then in groups of 2 (expected values computed by hand)
+        c.values[0] = byte(&[3, 1], &[236, 134, 228]);
+        c.values[2] = ft(&[3], &[1., -2., 0.]);
+        c.values[3] = RValue::Int(-2);
+        c.values[4] = RValue::Int(1);
+        embedding_xbit(&mut c, &[0, 1, 2, 3, 4, 5, 6, 6], 2).unwrap();
+        assert_eq!(
+            get(&c, 6).1,
+            [-1.5, 0.0, -0.5, 0.0, -3.0, -1.5, 0.0, 1.5, 2.0, 1.0, 0.0, 2.0]
+        );
+        c.values[1] = ft(&[3, 2], &[0.5, 1.0, 1.5, 2.0, 2.5, 3.0]);
+        c.values[2] = ft(&[3, 2], &[1., -2., 0., 1., -2., -1.]);
+        embedding_xbit(&mut c, &[0, 1, 2, 3, 4, 5, 6, 6], 2).unwrap();
+        assert_eq!(
+            get(&c, 6).1,
+            [-1.5, 0.0, 2.0, 3.0, 0.0, 2.5, 3.0, 6.0, 0.0, -1.5, -6.0, -2.0]
+        );
+        // out-of-range id
+        c.values[5] = lt(&[1], &[3]);
+        assert!(embedding_xbit(&mut c, &[0, 1, 2, 3, 4, 5, 6, 6], 2).is_err());
     }
 
     #[test]
