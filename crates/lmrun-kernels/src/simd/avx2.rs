@@ -249,14 +249,6 @@ unsafe fn mins_dot_bsums(ms: &[u8; 16], bsums: &[i16; 16]) -> i32 {
     }
 }
 
-/// Scale vector: i16 `lo` in the low 128 bits, `hi` in the high 128 bits.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scales2(lo: i32, hi: i32) -> __m256i {
-    // SAFETY: register arithmetic.
-    unsafe { _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16)) }
-}
-
 // ---------------------------------------------------------------------------------------------
 // float weights
 
@@ -569,10 +561,6 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[210 * i..210 * i + 210];
         let y = &a[i];
-        let mut sc = [0i32; 16];
-        for k in 0..16 {
-            sc[k] = b[192 + k] as i8 as i32;
-        }
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             // Σ sc_k * bsum_k, vectorized: values are stored +32, so this times 32 is removed
@@ -580,6 +568,7 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
             // SAFETY: `bsums` is exactly 32 bytes.
             let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
             let bias = _mm256_madd_epi16(sc16, bs);
+            let (slo, shi) = split_scales(sc16);
             let m4 = _mm256_set1_epi8(0x0F);
             let m30 = _mm256_set1_epi8(0x30);
             let mut sumi = _mm256_setzero_si256();
@@ -603,15 +592,15 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                     _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
                     _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
                 );
-                let s = 8 * n;
+                let s = 4 * n;
                 let p1 = _mm256_maddubs_epi16(q1, load32_i8(&y.qs, 128 * n));
                 let p2 = _mm256_maddubs_epi16(q2, load32_i8(&y.qs, 128 * n + 32));
                 let p3 = _mm256_maddubs_epi16(q3, load32_i8(&y.qs, 128 * n + 64));
                 let p4 = _mm256_maddubs_epi16(q4, load32_i8(&y.qs, 128 * n + 96));
-                let p1 = _mm256_madd_epi16(p1, scales2(sc[s], sc[s + 1]));
-                let p2 = _mm256_madd_epi16(p2, scales2(sc[s + 2], sc[s + 3]));
-                let p3 = _mm256_madd_epi16(p3, scales2(sc[s + 4], sc[s + 5]));
-                let p4 = _mm256_madd_epi16(p4, scales2(sc[s + 6], sc[s + 7]));
+                let p1 = _mm256_madd_epi16(p1, pair_scales(slo, shi, s));
+                let p2 = _mm256_madd_epi16(p2, pair_scales(slo, shi, s + 1));
+                let p3 = _mm256_madd_epi16(p3, pair_scales(slo, shi, s + 2));
+                let p4 = _mm256_madd_epi16(p4, pair_scales(slo, shi, s + 3));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
                 sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p3, p4));
             }
@@ -624,6 +613,35 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { hsum_ps(acc) }
 }
 
+/// Broadcast helpers for 16 i16 sub-block scales `sc16`: returns (scales 0..8 in both 128-bit
+/// halves, scales 8..16 in both halves), the inputs of [`pair_scales`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn split_scales(sc16: __m256i) -> (__m256i, __m256i) {
+    // SAFETY: register arithmetic.
+    unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sc16)),
+            _mm256_broadcastsi128_si256(_mm256_extracti128_si256(sc16, 1)),
+        )
+    }
+}
+
+/// For sub-block pair `p` (scales `2p`, `2p + 1` of 16): scale `2p` in every i16 of the low
+/// 128 bits, scale `2p + 1` in the high 128 bits. `lo`/`hi` come from [`split_scales`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn pair_scales(lo: __m256i, hi: __m256i, p: usize) -> __m256i {
+    let q = (p % 4) as i16;
+    let m_lo = ((4 * q + 1) << 8) | (4 * q);
+    let m_hi = ((4 * q + 3) << 8) | (4 * q + 2);
+    // SAFETY: register arithmetic.
+    unsafe {
+        let mask = _mm256_set_m128i(_mm_set1_epi16(m_hi), _mm_set1_epi16(m_lo));
+        _mm256_shuffle_epi8(if p < 4 { lo } else { hi }, mask)
+    }
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q2k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let nb = a.len().min(w.len() / 84);
@@ -632,13 +650,17 @@ unsafe fn dot_q2k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[84 * i..84 * i + 84];
         let y = &a[i];
-        let mut msum = 0i32;
-        for k in 0..16 {
-            msum += (b[k] >> 4) as i32 * y.bsums[k] as i32;
-        }
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
+            let m4 = _mm_set1_epi8(0x0F);
+            let raw = load16(b, 0);
+            let sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, m4));
+            let mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), m4));
+            // SAFETY: `bsums` is exactly 32 bytes.
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+            let msum = hsum_epi32(_mm256_madd_epi16(mn16, bs));
             summ += y.d * f16_at(b, 82) * msum as f32;
+            let (slo, shi) = split_scales(sc16);
             let m3 = _mm256_set1_epi8(3);
             let mut sumi = _mm256_setzero_si256();
             for n in 0..2 {
@@ -647,8 +669,7 @@ unsafe fn dot_q2k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                     let q =
                         _mm256_and_si256(_mm256_srl_epi16(qv, _mm_cvtsi32_si128(2 * s as i32)), m3);
                     let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * n + 32 * s));
-                    let k = 8 * n + 2 * s;
-                    let sv = scales2((b[k] & 0x0F) as i32, (b[k + 1] & 0x0F) as i32);
+                    let sv = pair_scales(slo, shi, 4 * n + s);
                     sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
                 }
             }
@@ -660,6 +681,27 @@ unsafe fn dot_q2k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { hsum_ps(acc) - summ }
 }
 
+/// The 16 Q3_K scales (6-bit, not yet minus 32) as bytes, branch-free.
+#[inline(always)]
+fn q3k_scales(s: &[u8]) -> [u8; 16] {
+    const K1: u32 = 0x0303_0303;
+    const K2: u32 = 0x0f0f_0f0f;
+    let a0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+    let a1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
+    let t = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+    let r = [
+        (a0 & K2) | ((t & K1) << 4),
+        (a1 & K2) | (((t >> 2) & K1) << 4),
+        ((a0 >> 4) & K2) | (((t >> 4) & K1) << 4),
+        ((a1 >> 4) & K2) | (((t >> 6) & K1) << 4),
+    ];
+    let mut out = [0u8; 16];
+    for (k, v) in r.iter().enumerate() {
+        out[4 * k..4 * k + 4].copy_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q3k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     let nb = a.len().min(w.len() / 110);
@@ -667,21 +709,23 @@ unsafe fn dot_q3k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[110 * i..110 * i + 110];
         let y = &a[i];
-        let s = &b[96..108];
-        let mut sc = [0i32; 16];
-        let mut bias = 0i32;
-        for j in 0..16 {
-            let low = if j < 8 { s[j] & 0x0F } else { s[j - 8] >> 4 };
-            let high = (s[8 + (j % 4)] >> (2 * (j / 4))) & 3;
-            sc[j] = (low | (high << 4)) as i32 - 32;
-            bias += sc[j] * y.bsums[j] as i32;
-        }
+        let sc = q3k_scales(&b[96..108]);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
+            // SAFETY: `sc` is 16 bytes.
+            let raw = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
+            let sc16 = _mm256_sub_epi16(_mm256_cvtepu8_epi16(raw), _mm256_set1_epi16(32));
+            // SAFETY: `bsums` is exactly 32 bytes.
+            let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+            // stored values are +4 (0..=7): remove 4 * Σ sc_k * bsum_k
+            let mut sumi = _mm256_sub_epi32(
+                _mm256_setzero_si256(),
+                _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 2),
+            );
+            let (slo, shi) = split_scales(sc16);
             let m3 = _mm256_set1_epi8(3);
             let four = _mm256_set1_epi8(4);
             let hm = load32(b, 0);
-            let mut sumi = _mm256_setzero_si256();
             for n in 0..2 {
                 let qv = load32(b, 32 + 32 * n);
                 for sh in 0..4 {
@@ -691,14 +735,12 @@ unsafe fn dot_q3k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                     );
                     let m = _mm256_set1_epi8((1u8 << (4 * n + sh)) as i8);
                     let hb = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, m), m), four);
-                    // stored value + 4 (0..=7); the -4 is applied through the block sums
                     let q = _mm256_or_si256(low, hb);
                     let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * n + 32 * sh));
-                    let k = 8 * n + 2 * sh;
-                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scales2(sc[k], sc[k + 1])));
+                    let sv = pair_scales(slo, shi, 4 * n + sh);
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sv));
                 }
             }
-            sumi = _mm256_sub_epi32(sumi, _mm256_set_epi32(0, 0, 0, 0, 0, 0, 0, 4 * bias));
             let d = _mm256_set1_ps(y.d * f16_at(b, 108));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
@@ -884,14 +926,11 @@ unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
         let b = &w[210 * i..210 * i + 210];
-        let mut sc = [0i32; 16];
-        for k in 0..16 {
-            sc[k] = b[192 + k] as i8 as i32;
-        }
         let d = f16_at(b, 208);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            let (slo, shi) = split_scales(sc16);
             let mut sumi = [_mm256_setzero_si256(); 4];
             for n in 0..4 {
                 // SAFETY: `bsums` is exactly 32 bytes.
@@ -924,8 +963,7 @@ unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
                             _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
                         ),
                     };
-                    let k = 8 * h + 2 * g;
-                    let sv = scales2(sc[k], sc[k + 1]);
+                    let sv = pair_scales(slo, shi, 4 * h + g);
                     for n in 0..4 {
                         let y = &a[n][i];
                         let p = _mm256_maddubs_epi16(q, load32_i8(&y.qs, 128 * h + 32 * g));
