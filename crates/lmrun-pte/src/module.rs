@@ -80,10 +80,25 @@ impl Module {
         mode: LoadMode,
     ) -> Result<Module, PteError> {
         let loader = open_loader(pte, mode)?;
-        let program = Program::load(pte, loader)?;
-        let mut ptds = Vec::new();
+        let mut data = Vec::with_capacity(data_files.len());
         for d in data_files {
-            let l = open_loader(d, mode)?;
+            data.push((d.clone(), open_loader(d, mode)?));
+        }
+        Module::from_loaders(pte, loader, data)
+    }
+
+    /// Build a module from loaders the caller made (ExecuTorch's `Module(unique_ptr<DataLoader>,
+    /// ...)`), e.g. a [`lmrun_loader::BufferLoader`] over bytes in memory. `pte` and the data
+    /// paths only name the sources in messages.
+    pub fn from_loaders(
+        pte: &Path,
+        program_loader: Box<dyn lmrun_loader::DataLoader>,
+        data_loaders: Vec<(PathBuf, Box<dyn lmrun_loader::DataLoader>)>,
+    ) -> Result<Module, PteError> {
+        let program = Program::load(pte, program_loader)?;
+        let mut ptds = Vec::new();
+        for (d, l) in data_loaders {
+            let d = &d;
             let p = FlatTensorData::load(d, l)?;
             for e in &p.entries {
                 if ptds

@@ -314,3 +314,20 @@ fn bf16_linear_program() {
     assert_eq!(t.dtype, lmrun_pte::ScalarType::BFloat16);
     assert_eq!(t.to_f32(), [1.0 + 2.0 + 1.0 - 0.5, 0.25 + 0.25 + 8.0 + 4.0]);
 }
+
+#[test]
+fn module_from_in_memory_loaders() {
+    let bytes = std::fs::read(common::data("tiny_xnnpack_fp32_ptd.pte")).unwrap();
+    let data = std::fs::read(common::data("tiny_xnnpack_fp32_ptd.ptd")).unwrap();
+    let mut m = Module::from_loaders(
+        std::path::Path::new("<memory>.pte"),
+        Box::new(lmrun_loader::BufferLoader::new(bytes)),
+        vec![(
+            "<memory>.ptd".into(),
+            Box::new(lmrun_loader::BufferLoader::new(data)) as Box<dyn lmrun_loader::DataLoader>,
+        )],
+    )
+    .unwrap();
+    let (ids, _) = common::greedy(&mut m, 8);
+    assert_eq!(ids, common::reference_ids("xnnpack_fp32_ptd")[..8]);
+}
