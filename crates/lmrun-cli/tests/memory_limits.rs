@@ -2,7 +2,9 @@
 //! 0.5B (491 MB) runs in a memory cgroup limited to about 60 % of the file plus the KV cache and
 //! the runtime. In `mmap` mode the weights are page cache that the kernel may drop and re-read,
 //! so the generation completes (slower); in `file` mode the weights are anonymous memory that
-//! has nowhere to go (no swap), so the process is OOM-killed or fails to allocate.
+//! has nowhere to go (no swap), so the process is OOM-killed or fails to allocate. The default
+//! mode, which would try to `mlock` the whole file as root and be OOM-killed for it, skips the
+//! lock that cannot fit and runs as `mmap`; `mmap-mlock` fails with a clear error.
 //!
 //! Needs a writable memory cgroup (cgroup v1 `/sys/fs/cgroup/memory`, or cgroup v2 with the
 //! memory controller), i.e. root; CI runs as root. Where cgroups are not writable the test says
@@ -245,7 +247,45 @@ fn mmap_runs_under_a_limit_smaller_than_the_model_and_file_does_not() {
     );
     if let Some(u) = max_usage.and_then(|u| u.parse::<u64>().ok()) {
         assert!(u <= limit, "the group used {u} B past its {limit} B limit");
+        if u < limit / 2 {
+            eprintln!(
+                "note: the group never neared its limit: the model's pages are charged to \
+                 another group (another process has the file mapped, so it could not be \
+                 evicted); this run did not exercise re-reads"
+            );
+        }
     }
+
+    // The default mode (mmap-mlock-ignore-errors): as root, mlock is not bounded by
+    // RLIMIT_MEMLOCK and locking past the cgroup limit would get the process OOM-killed; the
+    // loader sees that the lock cannot fit, skips it, reports the failure and runs as mmap.
+    evict(&model);
+    let a = args("mmap-mlock-ignore-errors");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = cg.run(&a, Duration::from_secs(600)).unwrap();
+    assert!(
+        out.status.success(),
+        "the default mode under a {} MiB limit failed ({:?}, signal {:?}): {}",
+        limit >> 20,
+        out.status,
+        signal_of(&out.status),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["stats"]["load"]["mlock"], "failed", "{v}");
+    assert_eq!(v["stats"]["load"]["bytes_locked"], 0, "{v}");
+    eprintln!(
+        "mmap-mlock-ignore-errors: completed, mlock {} (errno {}), ran unlocked",
+        v["stats"]["load"]["mlock"], v["stats"]["load"]["mlock_errno"]
+    );
+
+    // mmap-mlock: a clear error instead of an OOM kill.
+    let a = args("mmap-mlock");
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let out = cg.run(&a, Duration::from_secs(600)).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert!(err.contains("will not mlock") && err.contains(m), "{err}");
 
     // file: the weights are anonymous memory larger than the limit; no way to finish.
     let a = args("file");

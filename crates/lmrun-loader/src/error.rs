@@ -76,6 +76,23 @@ pub enum LoadError {
         /// RLIMIT_MEMLOCK hard limit in bytes (`None` = unlimited or unknown).
         rlimit_hard: Option<u64>,
     },
+    /// The `mmap-mlock` mode was asked to lock more than the memory limit leaves: locking would
+    /// not fail but get the process OOM-killed, so the load fails first (mapping released).
+    #[error(
+        "{}: will not mlock {bytes} bytes: only {headroom} bytes of memory are left under this \
+         process's memory limit (cgroup or MemAvailable), and locking past it gets the process \
+         OOM-killed. Load with --load-mode mmap-mlock-ignore-errors (the default) or \
+         --load-mode mmap, which let the kernel page the weights in and out",
+        path.display()
+    )]
+    MlockExceedsMemory {
+        /// The file.
+        path: PathBuf,
+        /// Bytes that would have been locked.
+        bytes: usize,
+        /// Bytes of memory left under the tightest limit.
+        headroom: u64,
+    },
     /// `mmap` itself failed.
     #[error("{}: mmap of {len} bytes at offset {offset} failed: {source}", path.display())]
     MapFailed {
@@ -137,7 +154,9 @@ impl LoadError {
     /// for bad ranges, `MemoryAllocationFailed` = 0x21).
     pub fn executorch_code(&self) -> u32 {
         match self {
-            LoadError::MlockFailed { .. } | LoadError::Unsupported { .. } => 0x10,
+            LoadError::MlockFailed { .. }
+            | LoadError::MlockExceedsMemory { .. }
+            | LoadError::Unsupported { .. } => 0x10,
             LoadError::OutOfRange { .. } | LoadError::DestinationTooSmall { .. } => 0x12,
             LoadError::OutOfMemory { .. } => 0x21,
             LoadError::NotFound { .. }

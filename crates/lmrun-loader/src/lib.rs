@@ -10,6 +10,7 @@
 mod buffer;
 mod error;
 mod file;
+mod headroom;
 mod memstat;
 #[cfg(unix)]
 mod mmap;
@@ -20,11 +21,12 @@ mod report;
 pub use buffer::{Buffer, HEAP_ALIGN};
 pub use error::LoadError;
 pub use file::{FileLoader, ProgressFn};
+pub use headroom::{headroom_from, memory_headroom, LOCK_MARGIN_BYTES};
 pub use memstat::{peak_rss_bytes, ProcessMemory};
 #[cfg(unix)]
 pub use mmap::{memlock_limits, MemoryLocker, SystemLocker};
 #[cfg(unix)]
-pub use mmap_loader::MmapLoader;
+pub use mmap_loader::{HeadroomFn, MmapLoader};
 pub use mode::{LoadMode, MlockPolicy, ParseLoadModeError, Strategy};
 pub use prefetch::{ParsePrefetchError, Prefetch, PrefetchOutcome, PrefetchReport};
 pub use report::{LoadReport, MlockOutcome};

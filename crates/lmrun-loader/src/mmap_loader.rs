@@ -22,8 +22,12 @@ pub struct MmapLoader {
     page: usize,
     policy: MlockPolicy,
     locker: Arc<dyn MemoryLocker>,
+    headroom: HeadroomFn,
     report: Mutex<LoadReport>,
 }
+
+/// Where the loader asks how much memory is left before locking (see [`crate::memory_headroom`]).
+pub type HeadroomFn = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 impl MmapLoader {
     /// Open `path` for mapping under `policy`.
@@ -41,6 +45,7 @@ impl MmapLoader {
             page: page_size(),
             policy,
             locker: Arc::new(SystemLocker),
+            headroom: Arc::new(crate::memory_headroom),
             report: Mutex::new(LoadReport::new(Some(mode))),
         })
     }
@@ -48,6 +53,12 @@ impl MmapLoader {
     /// Replace the page locker (tests use this to inject `mlock` failures).
     pub fn with_locker(mut self, locker: Arc<dyn MemoryLocker>) -> Self {
         self.locker = locker;
+        self
+    }
+
+    /// Replace the memory-headroom probe (tests use this to simulate a memory limit).
+    pub fn with_headroom(mut self, headroom: HeadroomFn) -> Self {
+        self.headroom = headroom;
         self
     }
 
@@ -86,7 +97,34 @@ impl DataLoader for MmapLoader {
         let (outcome, locked) = match self.policy {
             MlockPolicy::None => (MlockOutcome::NotAttempted, 0),
             MlockPolicy::Required | MlockPolicy::BestEffort => {
-                match self.locker.lock(mapping.addr(), mapping.len()) {
+                // Locking more than the memory limit leaves does not fail: the OOM killer ends
+                // the process (root, in a memory cgroup). Do not lock what cannot fit.
+                let headroom = (self.headroom)();
+                let fits = headroom.is_none_or(|h| {
+                    (mapping.len() as u64).saturating_add(crate::headroom::LOCK_MARGIN_BYTES) <= h
+                });
+                let locked = if fits {
+                    self.locker.lock(mapping.addr(), mapping.len())
+                } else if self.policy == MlockPolicy::Required {
+                    let err = LoadError::MlockExceedsMemory {
+                        path: self.path.clone(),
+                        bytes: mapping.len(),
+                        headroom: headroom.unwrap_or(0),
+                    };
+                    log::error!("{err}");
+                    drop(mapping);
+                    return Err(err);
+                } else {
+                    log::debug!(
+                        "{}: not locking {} bytes: only {} bytes of memory are left under this \
+                         process's memory limit; continuing with the plain mapping",
+                        self.path.display(),
+                        mapping.len(),
+                        headroom.unwrap_or(0)
+                    );
+                    Err(libc::ENOMEM)
+                };
+                match locked {
                     Ok(()) => (MlockOutcome::Locked, mapping.len() as u64),
                     Err(errno) if self.policy == MlockPolicy::Required => {
                         let (soft, hard) = memlock_limits();
