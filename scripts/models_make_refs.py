@@ -10,15 +10,20 @@ window matters), records:
 
 Output: crates/lmrun-models/tests/data/ref-<model>.json (small: top-K only).
 
-Usage: python3 scripts/models_make_refs.py [MODELS_DIR]   (default $LMRUN_MODELS_DIR or
-~/.cache/lmrun/models). Needs `pip install llama-cpp-python numpy`.
+Usage: python3 scripts/models_make_refs.py [--numpy] [MODELS_DIR]   (default $LMRUN_MODELS_DIR
+or ~/.cache/lmrun/models). Needs `pip install llama-cpp-python numpy`.
+
+--numpy: when llama-cpp-python is not available, the same records from an independent NumPy
+float32 implementation of llama.cpp's graphs (weights dequantized with gguf-py, activations not
+quantized, f32 KV cache), with prompts tokenized by `lmrun tokenize` (target/release/lmrun).
+The JSON's "generator" field says which reference made it.
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
-import llama_cpp
 
 MODELS = ["qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", "gemma-3-270m-q4_k_m.gguf"]
 TOP_K = 10
@@ -91,36 +96,207 @@ def topk(row, k):
     return [int(i) for i in idx], [round(float(row[i]), 4) for i in idx]
 
 
+class LlamaCppRef:
+    """llama.cpp through llama-cpp-python."""
+
+    def __init__(self, path):
+        import llama_cpp
+        self.generator = f"llama-cpp-python {llama_cpp.__version__}"
+        self.kv_type = "f16"
+        self.llm = llama_cpp.Llama(model_path=path, logits_all=True, n_ctx=1024, n_batch=512,
+                                   n_threads=2, verbose=False)
+        self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+
+    def tokenize(self, text):
+        return self.llm.tokenize(text.encode(), add_bos=self.add_bos, special=False)
+
+    def greedy(self, tokens, n):
+        llm = self.llm
+        llm.reset()
+        llm.eval(tokens)
+        gen, gaps = [], []
+        for _ in range(n):
+            row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+            ids, vals = topk(row, 2)
+            gen.append(ids[0])
+            gaps.append(round(vals[0] - vals[1], 4))
+            llm.eval([ids[0]])
+        return gen, gaps
+
+    def teacher_forced_topk(self, seq, k):
+        llm = self.llm
+        llm.reset()
+        llm.eval(seq)
+        return [topk(np.array(row, dtype=np.float32), k) for row in llm.scores[:len(seq)]]
+
+
+class NumpyRef:
+    """llama.cpp's qwen2/gemma3/llama graphs in NumPy float32, with a KV cache."""
+
+    def __init__(self, path):
+        import gguf
+        from gguf.quants import dequantize
+        self.generator = "numpy-f32 (llama.cpp graph semantics; gguf-py dequantization)"
+        self.kv_type = "f32"
+        self.path = path
+        r = gguf.GGUFReader(path)
+        arch = r.fields["general.architecture"].contents()
+        self.arch = arch
+        get = lambda k, d=None: (r.fields[f"{arch}.{k}"].contents()
+                                 if f"{arch}.{k}" in r.fields else d)
+        self.w = {}
+        for t in r.tensors:
+            shape = [int(x) for x in t.shape][::-1]
+            self.w[t.name] = dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float32)
+        self.E = get("embedding_length")
+        self.nh = get("attention.head_count")
+        self.nkv = get("attention.head_count_kv", self.nh)
+        self.hd = get("attention.key_length", self.E // self.nh)
+        self.L = get("block_count")
+        self.eps = get("attention.layer_norm_rms_epsilon", 1e-5)
+        self.base = get("rope.freq_base", 10000.0)
+        self.neox = arch in ("qwen2", "gemma3")
+        self.gemma = arch == "gemma3"
+        self.window = get("attention.sliding_window") if self.gemma else None
+        self.softcap = get("final_logit_softcapping") if self.gemma else None
+        self.out_w = self.w.get("output.weight", self.w["token_embd.weight"])
+        self.add_bos = bool(r.fields["tokenizer.ggml.add_bos_token"].contents()) \
+            if "tokenizer.ggml.add_bos_token" in r.fields else False
+        self.reset()
+
+    def reset(self):
+        self.K = [np.zeros((1024, self.nkv, self.hd), np.float32) for _ in range(self.L)]
+        self.V = [np.zeros((1024, self.nkv, self.hd), np.float32) for _ in range(self.L)]
+
+    def tokenize(self, text):
+        lmrun = os.path.join(os.path.dirname(__file__), "..", "target", "release", "lmrun")
+        args = [lmrun, "tokenize", "-m", self.path, "--output", "json", text]
+        if not self.add_bos:
+            args.insert(2, "--no-bos")
+        return json.loads(subprocess.check_output(args))["ids"]
+
+    @staticmethod
+    def norm(x, w, eps):
+        return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
+
+    def rope(self, x, pos, base):
+        """x: [n, heads, hd]; pos: [n]."""
+        half = self.hd // 2
+        inv = base ** (-2.0 * np.arange(half) / self.hd)
+        th = pos[:, None].astype(np.float64) * inv[None, :]
+        c = np.cos(th)[:, None, :].astype(np.float32)
+        s = np.sin(th)[:, None, :].astype(np.float32)
+        x = x.copy()
+        if self.neox:
+            a, b = x[..., :half].copy(), x[..., half:].copy()
+            x[..., :half], x[..., half:] = a * c - b * s, a * s + b * c
+        else:
+            a, b = x[..., 0::2].copy(), x[..., 1::2].copy()
+            x[..., 0::2], x[..., 1::2] = a * c - b * s, a * s + b * c
+        return x
+
+    def forward(self, tokens, p0):
+        """Hidden states (after the final norm) of `tokens` at positions p0.."""
+        w, E, nh, nkv, hd, eps = self.w, self.E, self.nh, self.nkv, self.hd, self.eps
+        n = len(tokens)
+        pos = np.arange(p0, p0 + n)
+        x = w["token_embd.weight"][tokens].astype(np.float32)
+        if self.gemma:
+            x = x * np.float32(np.sqrt(E))
+        g = nh // nkv
+        for il in range(self.L):
+            p = f"blk.{il}."
+            swa = self.gemma and il % 6 < 5
+            base = 10000.0 if swa else self.base
+            xn = self.norm(x, w[p + "attn_norm.weight"], eps)
+            q = xn @ w[p + "attn_q.weight"].T
+            k = xn @ w[p + "attn_k.weight"].T
+            v = xn @ w[p + "attn_v.weight"].T
+            if p + "attn_q.bias" in w:
+                q += w[p + "attn_q.bias"]
+                k += w[p + "attn_k.bias"]
+                v += w[p + "attn_v.bias"]
+            q, k, v = q.reshape(n, nh, hd), k.reshape(n, nkv, hd), v.reshape(n, nkv, hd)
+            if self.gemma:
+                q = self.norm(q, w[p + "attn_q_norm.weight"], eps)
+                k = self.norm(k, w[p + "attn_k_norm.weight"], eps)
+            q, k = self.rope(q, pos, base), self.rope(k, pos, base)
+            self.K[il][p0:p0 + n] = k
+            self.V[il][p0:p0 + n] = v
+            T = p0 + n
+            kpos = np.arange(T)
+            mask = kpos[None, :] > pos[:, None]
+            if swa:
+                mask |= (pos[:, None] - kpos[None, :]) >= self.window
+            out = np.empty((n, nh, hd), np.float32)
+            for h in range(nh):
+                s = q[:, h] @ self.K[il][:T, h // g].T / np.float32(np.sqrt(hd))
+                s[mask] = -np.inf
+                s = np.exp(s - s.max(axis=1, keepdims=True))
+                s /= s.sum(axis=1, keepdims=True)
+                out[:, h] = s @ self.V[il][:T, h // g]
+            o = out.reshape(n, nh * hd) @ w[p + "attn_output.weight"].T
+            if self.gemma:
+                o = self.norm(o, w[p + "post_attention_norm.weight"], eps)
+            x = x + o
+            xn = self.norm(x, w[p + "ffn_norm.weight"], eps)
+            gt = xn @ w[p + "ffn_gate.weight"].T
+            up = xn @ w[p + "ffn_up.weight"].T
+            if self.gemma:
+                act = 0.5 * gt * (1 + np.tanh(np.float32(np.sqrt(2 / np.pi)) * (gt + 0.044715 * gt ** 3)))
+            else:
+                act = gt / (1 + np.exp(-gt))
+            o = (act * up) @ w[p + "ffn_down.weight"].T
+            if self.gemma:
+                o = self.norm(o, w[p + "post_ffw_norm.weight"], eps)
+            x = x + o
+        return self.norm(x, w["output_norm.weight"], eps)
+
+    def logits(self, h):
+        l = h @ self.out_w.T
+        if self.softcap:
+            l = self.softcap * np.tanh(l / self.softcap)
+        return l
+
+    def greedy(self, tokens, n):
+        self.reset()
+        h = self.forward(tokens, 0)[-1:]
+        gen, gaps = [], []
+        for i in range(n):
+            ids, vals = topk(self.logits(h)[0], 2)
+            gen.append(ids[0])
+            gaps.append(round(vals[0] - vals[1], 4))
+            h = self.forward([ids[0]], len(tokens) + i)
+        return gen, gaps
+
+    def teacher_forced_topk(self, seq, k):
+        self.reset()
+        out = []
+        for s in range(0, len(seq), 256):
+            h = self.forward(seq[s:s + 256], s)
+            out += [topk(row, k) for row in self.logits(h)]
+        return out
+
+
 def main():
-    models_dir = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    use_numpy = "--numpy" in sys.argv
+    models_dir = args[0] if args else os.environ.get(
         "LMRUN_MODELS_DIR", os.path.expanduser("~/.cache/lmrun/models"))
     for name in MODELS:
         path = os.path.join(models_dir, name)
-        llm = llama_cpp.Llama(model_path=path, logits_all=True, n_ctx=1024, n_batch=512,
-                              n_threads=2, verbose=False)
-        add_bos = llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
-        out = {"model": name, "generator": f"llama-cpp-python {llama_cpp.__version__}",
-               "top_k": TOP_K, "kv_type": "f16", "prompts": []}
+        ref = NumpyRef(path) if use_numpy else LlamaCppRef(path)
+        out = {"model": name, "generator": ref.generator,
+               "top_k": TOP_K, "kv_type": ref.kv_type, "prompts": []}
+        add_bos = ref.add_bos
         for pname, text in PROMPTS:
-            tokens = llm.tokenize(text.encode(), add_bos=add_bos, special=False)
+            tokens = ref.tokenize(text)
             # free-running greedy continuation
-            llm.reset()
-            llm.eval(tokens)
-            gen, gen_gaps = [], []
-            for _ in range(N_GEN):
-                row = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
-                ids, vals = topk(row, 2)
-                gen.append(ids[0])
-                gen_gaps.append(round(vals[0] - vals[1], 4))
-                llm.eval([ids[0]])
+            gen, gen_gaps = ref.greedy(tokens, N_GEN)
             # teacher-forced: prompt + continuation in one pass
             seq = tokens + gen
-            llm.reset()
-            llm.eval(seq)
-            scores = np.array(llm.scores[:len(seq)], dtype=np.float32)
             top_ids, top_logits, gaps = [], [], []
-            for row in scores:
-                ids, vals = topk(row, TOP_K)
+            for ids, vals in ref.teacher_forced_topk(seq, TOP_K):
                 top_ids.append(ids)
                 top_logits.append(vals)
                 gaps.append(round(vals[0] - vals[1], 4))
@@ -134,7 +310,7 @@ def main():
         stem = name.split("-q4")[0]
         with open(os.path.join(OUT, f"ref-{stem}.json"), "w") as f:
             json.dump(out, f, separators=(",", ":"))
-        del llm
+        del ref
 
 
 if __name__ == "__main__":

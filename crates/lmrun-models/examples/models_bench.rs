@@ -119,6 +119,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let n_prompt = prompt.len();
 
+    if let Some(dump) = opt("--dump-logits") {
+        // All logits of the prompt (teacher-forced), raw little-endian f32, for comparisons.
+        let all = model.step(&prompt, 0, true)?;
+        let bytes: Vec<u8> = all.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&dump, bytes)?;
+        println!("wrote {} x {} logits to {dump}", prompt.len(), n_vocab);
+        return Ok(());
+    }
     let t = Instant::now();
     let logits = model.step(&prompt, 0, false)?;
     let mut tok = argmax(logits);

@@ -237,3 +237,24 @@ fn broken_files_name_the_culprit() {
     );
     eprintln!("{e}");
 }
+
+#[test]
+fn thread_count_does_not_change_results_and_model_is_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Model>();
+    let r = reference("gemma3");
+    let g = open("gemma3", LoadMode::Mmap);
+    let run = |n_threads| {
+        let mut m = Model::from_gguf(
+            &g,
+            &ModelOptions {
+                context_len: 32,
+                kv_dtype: KvDtype::F16,
+                n_threads,
+            },
+        )
+        .unwrap();
+        m.step(&r.tokens, 0, true).unwrap().to_vec()
+    };
+    assert_eq!(run(1), run(3));
+}
