@@ -12,6 +12,9 @@ import json
 import os
 import sys
 
+import tempfile
+
+import gguf
 import llama_cpp
 
 MODELS = ["gemma-3-270m-q4_k_m.gguf", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"]
@@ -87,6 +90,38 @@ SPECIAL_TEXTS = [
 ]
 
 
+# Pre-tokenizers checked by running llama.cpp on a copy of the Qwen GGUF's metadata with
+# tokenizer.ggml.pre replaced (same vocabulary and merges, another split).
+OTHER_PRES = ["default", "gpt-2", "llama-bpe", "smollm", "deepseek-llm", "deepseek-v3"]
+
+
+def copy_metadata_with_pre(src, dst, pre):
+    """Write a tensor-less GGUF holding src's metadata, with tokenizer.ggml.pre = pre."""
+    r = gguf.GGUFReader(src)
+    arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
+    w = gguf.GGUFWriter(dst, arch)
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        t = f.types[0]
+        if k == "tokenizer.ggml.pre":
+            w.add_string(k, pre)
+        elif t == gguf.GGUFValueType.ARRAY:
+            st = f.types[1]
+            if st == gguf.GGUFValueType.STRING:
+                w.add_array(k, [bytes(f.parts[i]) for i in f.data])
+            else:
+                w.add_key_value(k, [f.parts[i].tolist()[0] for i in f.data], t, sub_type=st)
+        elif t == gguf.GGUFValueType.STRING:
+            w.add_string(k, bytes(f.parts[-1]).decode())
+        else:
+            w.add_key_value(k, f.parts[-1].tolist()[0], t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def main():
     models_dir = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
         "LMRUN_MODELS_DIR", os.path.expanduser("~/.cache/lmrun/models"))
@@ -112,6 +147,19 @@ def main():
             add(t, True, False)
         out["models"][name] = cases
         print(f"{name}: {len(cases)} cases", file=sys.stderr)
+
+    qwen = os.path.join(models_dir, MODELS[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        for pre in OTHER_PRES:
+            path = os.path.join(tmp, f"pre-{pre}.gguf")
+            copy_metadata_with_pre(qwen, path, pre)
+            llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+            cases = []
+            for t in TEXTS:
+                ids = llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)
+                cases.append({"text": t, "add_special": True, "parse_special": False, "ids": [int(i) for i in ids]})
+            out["models"][f"{MODELS[1]}#pre={pre}"] = cases
+            print(f"{MODELS[1]} with pre {pre}: {len(cases)} cases", file=sys.stderr)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "lmrun-tokenizers",
                         "tests", "data", "llamacpp_refs.json")
     with open(path, "w", encoding="utf-8") as f:

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{gguf_tokenizer, GEMMA, QWEN};
+use common::{gguf_tokenizer, gguf_vocab, GEMMA, QWEN};
 use lmrun_tokenizers::{EncodeOptions, GgufTokenizer, StreamDecoder, Tokenizer};
 use serde::Deserialize;
 
@@ -32,13 +32,18 @@ fn refs() -> Refs {
 }
 
 fn check_against_llamacpp(model: &str) {
+    check_cases(model, &gguf_tokenizer(model));
+}
+
+/// Compare with the references stored under `model` (a model file name, or
+/// `"<model>#pre=<name>"` for the Qwen vocabulary run through another pre-tokenizer).
+fn check_cases(model: &str, tok: &GgufTokenizer) {
     let refs = refs();
     let cases = refs
         .models
         .get(model)
         .unwrap_or_else(|| panic!("no references for {model}"));
     assert!(cases.len() >= 40, "need at least 40 reference cases");
-    let tok = gguf_tokenizer(model);
     let mut failures = Vec::new();
     for c in cases {
         let got = tok.encode_llama(&c.text, c.add_special, c.parse_special);
@@ -67,6 +72,39 @@ fn gemma3_matches_llamacpp() {
 #[test]
 fn qwen25_matches_llamacpp() {
     check_against_llamacpp(QWEN);
+}
+
+/// The other pre-tokenizers, checked on the Qwen vocabulary with `tokenizer.ggml.pre` replaced
+/// (llama.cpp ran on a metadata copy of the GGUF with the same replacement).
+#[test]
+fn other_pre_tokenizers_match_llamacpp() {
+    let keys: Vec<String> = refs()
+        .models
+        .keys()
+        .filter(|k| k.contains("#pre="))
+        .cloned()
+        .collect();
+    assert!(
+        keys.len() >= 6,
+        "references for the other pre-tokenizers are missing"
+    );
+    let base = gguf_vocab(QWEN);
+    let mut failed = Vec::new();
+    for key in keys {
+        let pre = key.split("#pre=").nth(1).unwrap().to_string();
+        let mut v = base.clone();
+        v.pre = Some(pre.clone());
+        let tok = GgufTokenizer::from_vocab(v).unwrap();
+        if let Err(e) =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_cases(&key, &tok)))
+        {
+            failed.push(format!(
+                "{pre}: {}",
+                e.downcast_ref::<String>().cloned().unwrap_or_default()
+            ));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 
 fn all_texts() -> Vec<String> {
