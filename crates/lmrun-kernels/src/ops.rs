@@ -45,8 +45,8 @@ pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), K
     Ok(())
 }
 
-/// Numerically stable softmax in place (max subtracted). An empty slice is left alone;
-/// `-inf` entries become 0.
+/// Numerically stable softmax in place (max subtracted). `-inf` entries become 0; an empty
+/// slice, or one where every entry is `-inf`, is left unchanged.
 pub fn softmax_inplace(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     if x.is_empty() || max == f32::NEG_INFINITY {

@@ -122,6 +122,8 @@ impl ThreadPool {
 
     /// Runs `f(ith, nth)` for every `ith` in `0..nth` (thread 0 is the caller) and returns
     /// when all have finished. A panic in any call is re-raised here after all threads finish.
+    /// Calls from several threads are serialized; a call from inside a job of this pool runs
+    /// all indices on the calling thread.
     pub fn run<F: Fn(usize, usize) + Sync>(&self, f: F) {
         self.run_mode(&f, false)
     }
@@ -139,6 +141,14 @@ impl ThreadPool {
         let nth = self.n_threads;
         if nth == 1 {
             f(0, 1);
+            return;
+        }
+        if IN_JOB.with(|c| c.get()) {
+            // called from inside a job (e.g. a matmul inside `run`): the other threads are busy
+            // with the outer job, so run every index here instead of deadlocking.
+            for ith in 0..nth {
+                f(ith, nth);
+            }
             return;
         }
         let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +172,7 @@ impl ThreadPool {
             let _l = sh.lock.lock().unwrap_or_else(|e| e.into_inner());
             sh.cv.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| f(0, nth)));
+        let mine = catch_unwind(AssertUnwindSafe(|| in_job(|| f(0, nth))));
         if dynamic {
             sh.gate.fetch_and(!1, AcqRel);
         }
@@ -191,6 +201,23 @@ impl ThreadPool {
             panic!("a thread-pool worker panicked");
         }
     }
+}
+
+thread_local! {
+    /// Whether this thread is executing a pool job right now.
+    static IN_JOB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with `IN_JOB` set (restored even if `f` panics).
+fn in_job<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_JOB.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_JOB.with(|c| c.replace(true)));
+    f()
 }
 
 fn worker(sh: Arc<Shared>, ith: usize, nth: usize) {
@@ -248,7 +275,7 @@ fn worker(sh: Arc<Shared>, ith: usize, nth: usize) {
         if let Some(fp) = job {
             // SAFETY: see above; the pointee is alive and `Sync`.
             let f = unsafe { &*fp };
-            if catch_unwind(AssertUnwindSafe(|| f(ith, nth))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| in_job(|| f(ith, nth)))).is_err() {
                 sh.panicked.store(true, Release);
             }
         }
@@ -358,6 +385,21 @@ mod tests {
         let r = catch_unwind(AssertUnwindSafe(|| pool.run(|ith, _| assert_eq!(ith, 0))));
         assert!(r.is_err());
         pool.run(|_, _| {}); // still usable
+    }
+
+    #[test]
+    fn nested_runs_do_not_deadlock() {
+        let pool = ThreadPool::new(2).unwrap();
+        let hits = AtomicUsize::new(0);
+        pool.run(|_, _| {
+            pool.run(|_, _| {
+                hits.fetch_add(1, Relaxed);
+            });
+            pool.run_dynamic(|_, _| {
+                hits.fetch_add(1, Relaxed);
+            });
+        });
+        assert_eq!(hits.load(Relaxed), 2 * (2 + 2));
     }
 
     #[test]
