@@ -131,6 +131,16 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
     f32::from_bits(mag.to_bits() | (((h & 0x8000) as u32) << 16))
 }
 
+/// The f16 at `b[off..off + 2]` converted and broadcast to eight f32 lanes (F16C). All lanes
+/// are used, so the compiler cannot merge the scalar into a stale register (see [`f16_at`]).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16x8(b: &[u8], off: usize) -> __m256 {
+    let h = u16::from_le_bytes([b[off], b[off + 1]]);
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_cvtph_ps(_mm_set1_epi16(h as i16)) }
+}
+
 /// Loads 32 bytes from `b[off..off + 32]` (bounds-checked).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -351,7 +361,7 @@ unsafe fn dot_q8_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let y = &a[i];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             let p = mul_sum_i8_i32(load32(b, 2), load32_i8(&y.qs, 0));
             if i % 2 == 0 {
                 acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
@@ -374,7 +384,7 @@ unsafe fn dot_q4_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let y = &a[i];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             // Σ (q - 8) a = Σ q a - 8 Σ a, with q unsigned: no sign juggling
             let p = mul_sum_us8_i32(nibbles32(b, 2), load32_i8(&y.qs, 0));
             let p = sub_lane0(p, 8 * y.sum);
@@ -399,7 +409,7 @@ unsafe fn dot_q4_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let y = &a[i];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             summ += f16_at(b, 2) * (y.d * y.sum as f32);
             let p = mul_sum_us8_i32(nibbles32(b, 4), load32_i8(&y.qs, 0));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
@@ -419,7 +429,7 @@ unsafe fn dot_q5_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let qh = crate::blocks::u32_at(b, 2);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
             let q = _mm256_or_si256(nibbles32(b, 6), hi); // unsigned 5-bit; -16 via the sum
             let p = mul_sum_us8_i32(q, load32_i8(&y.qs, 0));
@@ -442,7 +452,7 @@ unsafe fn dot_q5_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let qh = crate::blocks::u32_at(b, 4);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             summ += f16_at(b, 2) * (y.d * y.sum as f32);
             let hi = _mm256_and_si256(bytes_from_bits(qh), _mm256_set1_epi8(0x10));
             let q = _mm256_or_si256(nibbles32(b, 8), hi);
@@ -467,7 +477,7 @@ unsafe fn dot_iq4nl_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
         let y = &a[i];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let d = _mm256_set1_ps(f16_at(b, 0) * y.d);
+            let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
             let q = _mm256_shuffle_epi8(table, nibbles32(b, 2));
             let p = mul_sum_i8_i32(q, load32_i8(&y.qs, 0));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
@@ -811,7 +821,8 @@ unsafe fn dot4_q8_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
         let b = &w[34 * i..34 * i + 34];
-        let dw = f16_at(b, 0);
+        // SAFETY: register arithmetic (F16C enabled on this function).
+        let dw = unsafe { f16x8(b, 0) };
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let q = load32(b, 2);
@@ -820,7 +831,11 @@ unsafe fn dot4_q8_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
                 let y = &a[n][i];
                 let sy = _mm256_sign_epi8(load32_i8(&y.qs, 0), q);
                 let p = mul_sum_us8_i32(aq, sy);
-                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+                acc[n] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
+                    _mm256_cvtepi32_ps(p),
+                    acc[n],
+                );
             }
         }
     }
@@ -834,14 +849,19 @@ unsafe fn dot4_q4_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
         let b = &w[18 * i..18 * i + 18];
-        let dw = f16_at(b, 0);
+        // SAFETY: register arithmetic (F16C enabled on this function).
+        let dw = unsafe { f16x8(b, 0) };
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
             let q = nibbles32(b, 2);
             for n in 0..4 {
                 let y = &a[n][i];
                 let p = sub_lane0(mul_sum_us8_i32(q, load32_i8(&y.qs, 0)), 8 * y.sum);
-                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+                acc[n] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
+                    _mm256_cvtepi32_ps(p),
+                    acc[n],
+                );
             }
         }
     }
@@ -855,7 +875,8 @@ unsafe fn dot4_q5_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
         let b = &w[22 * i..22 * i + 22];
-        let dw = f16_at(b, 0);
+        // SAFETY: register arithmetic (F16C enabled on this function).
+        let dw = unsafe { f16x8(b, 0) };
         let qh = crate::blocks::u32_at(b, 2);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
@@ -864,7 +885,11 @@ unsafe fn dot4_q5_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
             for n in 0..4 {
                 let y = &a[n][i];
                 let p = sub_lane0(mul_sum_us8_i32(q, load32_i8(&y.qs, 0)), 16 * y.sum);
-                acc[n] = _mm256_fmadd_ps(_mm256_set1_ps(dw * y.d), _mm256_cvtepi32_ps(p), acc[n]);
+                acc[n] = _mm256_fmadd_ps(
+                    _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
+                    _mm256_cvtepi32_ps(p),
+                    acc[n],
+                );
             }
         }
     }
