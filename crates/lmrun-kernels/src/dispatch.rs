@@ -68,14 +68,16 @@ pub enum DotFn {
 /// block is loaded and unpacked once for the four tokens.
 #[derive(Clone, Copy)]
 pub enum Dot4Fn {
+    /// Against four rows of f32 activations (F32/F16/BF16 weights).
+    F32(fn(&[u8], [&[f32]; 4]) -> [f32; 4]),
     /// Against four rows of 32-wide quantized activations.
     Q8x32(fn(&[u8], [&[BlockQ8x32]; 4]) -> [f32; 4]),
     /// Against four rows of Q8_K activations.
     Q8K(fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4]),
 }
 
-/// The 4-token kernel for weight type `t` at level `isa`, if that level has one (AVX2: Q4_0,
-/// Q5_0, Q8_0, Q4_K, Q6_K). `matmul` falls back to [`dot_fn`] per token otherwise.
+/// The 4-token kernel for weight type `t` at level `isa`, if that level has one (AVX2: F32,
+/// F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q6_K). `matmul` falls back to [`dot_fn`] per token otherwise.
 pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
     if !isa.is_available() {
         return None;

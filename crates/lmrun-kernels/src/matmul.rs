@@ -202,6 +202,10 @@ pub fn matmul_with_isa(
                 for r in r0..r1 {
                     let wr = &data[r * rb..(r + 1) * rb];
                     let v = match f4 {
+                        Dot4Fn::F32(f4) => {
+                            let a = |k: usize| &x[(t0 + k) * cols..(t0 + k + 1) * cols];
+                            f4(wr, [a(0), a(1), a(2), a(3)])
+                        }
                         Dot4Fn::Q8x32(f4) => {
                             let nb = cols / 32;
                             let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];

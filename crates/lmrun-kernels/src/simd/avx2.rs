@@ -45,6 +45,9 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
 /// Same precondition as [`dot_fn`].
 pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
     Some(match t {
+        QType::F32 => Dot4Fn::F32(dot4_f32w),
+        QType::F16 => Dot4Fn::F32(dot4_f16w),
+        QType::BF16 => Dot4Fn::F32(dot4_bf16w),
         QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
         QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
         QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
@@ -64,6 +67,9 @@ macro_rules! wrap4 {
     };
 }
 
+wrap4!(dot4_f32w, dot4_f32w_impl, f32);
+wrap4!(dot4_f16w, dot4_f16w_impl, f32);
+wrap4!(dot4_bf16w, dot4_bf16w_impl, f32);
 wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
 wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
 wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
@@ -814,6 +820,84 @@ unsafe fn hsum4(acc: &[__m256; 4]) -> [f32; 4] {
         ]
     }
 }
+
+/// Defines a 4-token kernel for a float weight type: `$load(w, i)` gives weights `i..i + 8`
+/// as f32, `$one(w, i)` weight `i` (tail).
+macro_rules! float_dot4 {
+    ($name:ident, $elem:expr, $load:expr, $one:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn $name(w: &[u8], x: [&[f32]; 4]) -> [f32; 4] {
+            let n = x.iter().fold(w.len() / $elem, |m, v| m.min(v.len()));
+            let n8 = n / 8 * 8;
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut i = 0;
+            while i < n8 {
+                // SAFETY: `$load` reads weights i..i + 8 < n (bounds-checked); the activation
+                // loads read x[t][i..i + 8] with i + 8 <= n <= x[t].len().
+                unsafe {
+                    let wv = $load(w, i);
+                    for t in 0..4 {
+                        let xv = _mm256_loadu_ps(x[t].as_ptr().add(i));
+                        acc[t] = _mm256_fmadd_ps(wv, xv, acc[t]);
+                    }
+                }
+                i += 8;
+            }
+            // SAFETY: register arithmetic.
+            let mut r = unsafe { hsum4(&acc) };
+            for j in n8..n {
+                let wj = $one(w, j);
+                for t in 0..4 {
+                    r[t] += wj * x[t][j];
+                }
+            }
+            r
+        }
+    };
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8_f32w(w: &[u8], i: usize) -> __m256 {
+    let s = &w[4 * i..4 * i + 32];
+    // SAFETY: `s` is 32 readable bytes; unaligned load.
+    unsafe { _mm256_loadu_ps(s.as_ptr() as *const f32) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8_f16w(w: &[u8], i: usize) -> __m256 {
+    // SAFETY: bounds-checked load, register arithmetic.
+    unsafe { _mm256_cvtph_ps(load16(w, 2 * i)) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load8_bf16w(w: &[u8], i: usize) -> __m256 {
+    // SAFETY: bounds-checked load, register arithmetic.
+    unsafe {
+        _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(load16(w, 2 * i)),
+            16,
+        ))
+    }
+}
+
+fn one_bf16(w: &[u8], j: usize) -> f32 {
+    f32::from_bits((u16::from_le_bytes([w[2 * j], w[2 * j + 1]]) as u32) << 16)
+}
+
+fn one_f16(w: &[u8], j: usize) -> f32 {
+    crate::blocks::f16_at(w, 2 * j)
+}
+
+fn one_f32(w: &[u8], j: usize) -> f32 {
+    crate::blocks::f32_at(w, 4 * j)
+}
+
+float_dot4!(dot4_f32w_impl, 4, load8_f32w, one_f32);
+float_dot4!(dot4_f16w_impl, 2, load8_f16w, one_f16);
+float_dot4!(dot4_bf16w_impl, 2, load8_bf16w, one_bf16);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot4_q8_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
