@@ -52,6 +52,7 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
         QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
         QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
         QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
+        QType::Q5K => Dot4Fn::Q8K(dot4_q5k),
         QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
         _ => return None,
     })
@@ -74,6 +75,7 @@ wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
 wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
 wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
 wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
+wrap4!(dot4_q5k, dot4_q5k_impl, BlockQ8K);
 wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
 
 /// Defines a safe wrapper around an AVX2 kernel. The wrappers are private to this module and
@@ -998,6 +1000,62 @@ unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
                 let q4 = load32(b, 16 + 32 * j);
                 let lo = _mm256_and_si256(q4, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
+                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
+                for n in 0..4 {
+                    let y = &a[n][i];
+                    let pl =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j)), sl);
+                    let ph = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32)),
+                        sh,
+                    );
+                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_add_epi32(pl, ph));
+                }
+            }
+            for n in 0..4 {
+                let y = &a[n][i];
+                summ[n] += y.d * dmin * mins_dot_bsums(&sc, &y.bsums) as f32;
+                acc[n] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    let h = unsafe { hsum4(&acc) };
+    [
+        h[0] - summ[0],
+        h[1] - summ[1],
+        h[2] - summ[2],
+        h[3] - summ[3],
+    ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_q5k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 176, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summ = [0f32; 4];
+    for i in 0..nb {
+        let b = &w[176 * i..176 * i + 176];
+        let sc = kscales16(&b[4..16]);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let m4 = _mm256_set1_epi8(0x0F);
+            let sixteen = _mm256_set1_epi8(16);
+            let hbits = load32(b, 16);
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let q5 = load32(b, 48 + 32 * j);
+                let ml = _mm256_set1_epi8((1u8 << (2 * j)) as i8);
+                let mh = _mm256_set1_epi8((1u8 << (2 * j + 1)) as i8);
+                let hl =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, ml), ml), sixteen);
+                let hh =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hbits, mh), mh), sixteen);
+                let lo = _mm256_or_si256(_mm256_and_si256(q5, m4), hl);
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4), hh);
                 let sl = _mm256_set1_epi16(sc[2 * j] as i16);
                 let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
                 for n in 0..4 {
