@@ -166,6 +166,12 @@ pub enum EValue {
     TensorList(Vec<Tensor>),
 }
 
+impl From<Tensor> for EValue {
+    fn from(t: Tensor) -> Self {
+        EValue::Tensor(t)
+    }
+}
+
 impl EValue {
     /// The integer, if this is an Int (or a Bool).
     pub fn as_int(&self) -> Option<i64> {

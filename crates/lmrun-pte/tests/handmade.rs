@@ -331,3 +331,17 @@ fn module_from_in_memory_loaders() {
     let (ids, _) = common::greedy(&mut m, 8);
     assert_eq!(ids, common::reference_ids("xnnpack_fp32_ptd")[..8]);
 }
+
+/// Write the hand-built programs as fuzzing seeds (`LMRUN_PTE_SEED_DIR=dir cargo test -p
+/// lmrun-pte --test handmade -- --ignored write_fuzz_seeds`).
+#[test]
+#[ignore]
+fn write_fuzz_seeds() {
+    let Ok(dir) = std::env::var("LMRUN_PTE_SEED_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("linear.pte"), linear_program("aten::linear")).unwrap();
+    std::fs::write(dir.join("state.pte"), stateful_program()).unwrap();
+}
