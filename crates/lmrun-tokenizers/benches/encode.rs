@@ -49,8 +49,53 @@ fn code() -> String {
     .concat()
 }
 
+/// CPU time this thread has run, from `/proc/thread-self/schedstat` (Linux). Wall-clock numbers
+/// are misleading on a shared machine; this one counts only the time the encoder had a core.
+fn thread_cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Print throughput by CPU time, next to criterion's wall-clock figures.
+fn cpu_time_report(name: &str, tok: &dyn Tokenizer, text: &str) {
+    let opts = EncodeOptions {
+        num_bos: 1,
+        num_eos: 0,
+        parse_special: false,
+    };
+    let _ = tok.encode_with(text, &opts);
+    let (Some(t0), w0) = (thread_cpu_ns(), std::time::Instant::now()) else {
+        return;
+    };
+    let mut n = 0u64;
+    while w0.elapsed().as_secs_f64() < 3.0 {
+        std::hint::black_box(tok.encode_with(text, &opts).unwrap());
+        n += 1;
+    }
+    let Some(t1) = thread_cpu_ns() else { return };
+    let cpu = (t1 - t0) as f64 / 1e9;
+    let mb = (text.len() as u64 * n) as f64 / 1e6;
+    println!(
+        "cpu-time {}/{name}: {:.1} MB/s of CPU time ({:.1} MB/s wall, {n} runs of {} bytes)",
+        tok.kind(),
+        mb / cpu,
+        mb / w0.elapsed().as_secs_f64(),
+        text.len()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let texts = [("prose", prose(100_000)), ("code", code())];
+    for model in [common::GEMMA, common::QWEN] {
+        let tok = common::gguf_tokenizer(model);
+        for (name, text) in &texts {
+            cpu_time_report(name, &tok, text);
+        }
+    }
     for model in [common::GEMMA, common::QWEN] {
         let tok = common::gguf_tokenizer(model);
         let mut g = c.benchmark_group(format!("encode/{}", tok.kind()));

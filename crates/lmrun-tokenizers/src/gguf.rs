@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::bpe::{merge_word, BpeScratch, MergeTable};
 use crate::pretok::PreTokenizer;
-use crate::spm::SpmModel;
+use crate::spm::{SpmModel, SpmScratch};
 use crate::unicode::{byte_to_char, bytelevel_to_bytes};
 use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
@@ -496,6 +496,7 @@ impl GgufTokenizer {
                 add_space_prefix,
             } => {
                 let mut prev_special = true;
+                let mut scratch = SpmScratch::default();
                 let mut buf = String::new();
                 for f in frags {
                     match f {
@@ -507,7 +508,7 @@ impl GgufTokenizer {
                             for c in t.chars() {
                                 buf.push(if c == ' ' { '▁' } else { c });
                             }
-                            spm.encode(&buf, &mut out);
+                            spm.encode(&buf, &mut scratch, &mut out);
                             prev_special = false;
                         }
                         Frag::Token(id) => {

@@ -10,7 +10,7 @@ use std::path::Path;
 use rustc_hash::FxHashMap;
 
 use crate::gguf::TokenType;
-use crate::spm::SpmModel;
+use crate::spm::{SpmModel, SpmScratch};
 use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
 const FORMAT: &str = "SentencePiece";
@@ -361,7 +361,7 @@ impl SentencePieceTokenizer {
         match &self.algo {
             Algo::Bpe(spm) => {
                 let mut tmp = Vec::new();
-                spm.encode(s, &mut tmp);
+                spm.encode(s, &mut SpmScratch::default(), &mut tmp);
                 // Without byte fallback every unknown byte became unk: merge runs of them.
                 for id in tmp {
                     if self.byte_fallback || Some(id) != self.unk || out.last() != Some(&id) {

@@ -54,6 +54,15 @@ pub(crate) struct SpmModel {
     pairs: PairSet,
 }
 
+/// Reusable buffers and the segment cache of one encode call.
+#[derive(Default)]
+pub(crate) struct SpmScratch {
+    syms: Vec<Sym>,
+    heap: BinaryHeap<Bigram>,
+    /// Segments repeat (words): where their ids already are in the output.
+    cache: FxHashMap<Box<str>, (usize, usize)>,
+}
+
 #[derive(Clone, Copy)]
 struct Sym {
     start: usize,
@@ -138,41 +147,33 @@ impl SpmModel {
     }
 
     /// Tokenize `text` (already whitespace-escaped) and append the ids to `out`.
-    pub(crate) fn encode(&self, text: &str, out: &mut Vec<TokenId>) {
-        let mut syms: Vec<Sym> = Vec::new();
-        let mut heap: BinaryHeap<Bigram> = BinaryHeap::new();
-        // Segments repeat (words): remember where their ids already are in `out`.
-        let mut cache: FxHashMap<&str, (usize, usize)> = FxHashMap::default();
+    ///
+    /// `scratch` may be reused across calls that append to the same `out` (its segment cache
+    /// points into `out`); start a new one for a new output vector.
+    pub(crate) fn encode(&self, text: &str, scratch: &mut SpmScratch, out: &mut Vec<TokenId>) {
         let mut seg_start = 0usize;
         let mut prev: Option<char> = None;
         for (i, c) in text.char_indices() {
             if let Some(p) = prev {
                 if !self.pairs.contains(&pair_key(p, c)) {
-                    self.encode_cached(&text[seg_start..i], &mut cache, &mut syms, &mut heap, out);
+                    self.encode_cached(&text[seg_start..i], scratch, out);
                     seg_start = i;
                 }
             }
             prev = Some(c);
         }
-        self.encode_cached(&text[seg_start..], &mut cache, &mut syms, &mut heap, out);
+        self.encode_cached(&text[seg_start..], scratch, out);
     }
 
-    fn encode_cached<'t>(
-        &self,
-        seg: &'t str,
-        cache: &mut FxHashMap<&'t str, (usize, usize)>,
-        syms: &mut Vec<Sym>,
-        heap: &mut BinaryHeap<Bigram>,
-        out: &mut Vec<TokenId>,
-    ) {
-        if let Some(&(a, b)) = cache.get(seg) {
+    fn encode_cached(&self, seg: &str, scratch: &mut SpmScratch, out: &mut Vec<TokenId>) {
+        if let Some(&(a, b)) = scratch.cache.get(seg) {
             out.extend_from_within(a..b);
             return;
         }
         let start = out.len();
-        self.encode_segment(seg, syms, heap, out);
+        self.encode_segment(seg, &mut scratch.syms, &mut scratch.heap, out);
         if seg.len() <= 64 {
-            cache.insert(seg, (start, out.len()));
+            scratch.cache.insert(seg.into(), (start, out.len()));
         }
     }
 
@@ -274,10 +275,10 @@ mod tests {
         let scores = vec![0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, -2.5];
         let m = SpmModel::new(&toks, scores, Some(0));
         let mut out = Vec::new();
-        m.encode("▁abé", &mut out);
+        m.encode("▁abé", &mut SpmScratch::default(), &mut out);
         assert_eq!(out, [7, 1, 2]);
         out.clear();
-        m.encode("abb", &mut out);
+        m.encode("abb", &mut SpmScratch::default(), &mut out);
         assert_eq!(out, [6, 5]);
     }
 }
