@@ -168,6 +168,24 @@ fn matmul_independent_of_threads_and_isa() {
                 if !isa.is_available() {
                     continue;
                 }
+                // each output is computed whole by one thread with the same kernel: the thread
+                // count does not change a single bit
+                let mut one_thread = vec![0f32; n_tokens * rows];
+                matmul_with_isa(
+                    isa,
+                    &pools[0],
+                    &w,
+                    &x,
+                    n_tokens,
+                    &mut one_thread,
+                    &mut scratch,
+                )
+                .unwrap();
+                for pool in &pools[1..] {
+                    let mut out = vec![f32::NAN; n_tokens * rows];
+                    matmul_with_isa(isa, pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
+                    assert_eq!(out, one_thread, "{t} {isa:?} {} threads", pool.n_threads());
+                }
                 for pool in &pools {
                     let mut out = vec![f32::NAN; n_tokens * rows];
                     matmul_with_isa(isa, pool, &w, &x, n_tokens, &mut out, &mut scratch).unwrap();
