@@ -77,7 +77,7 @@ pub enum Dot4Fn {
 }
 
 /// The 4-token kernel for weight type `t` at level `isa`, if that level has one (AVX2: F32,
-/// F16, BF16, Q4_0, Q5_0, Q8_0, Q4_K, Q5_K, Q6_K). `matmul` falls back to [`dot_fn`] per token otherwise.
+/// F16, BF16, Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS). `matmul` falls back to [`dot_fn`] per token otherwise.
 pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
     if !isa.is_available() {
         return None;

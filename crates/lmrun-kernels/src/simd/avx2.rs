@@ -51,6 +51,8 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
         QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
         QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
         QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
+        QType::IQ4NL => Dot4Fn::Q8x32(dot4_iq4nl),
+        QType::IQ4XS => Dot4Fn::Q8K(dot4_iq4xs),
         QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
         QType::Q5K => Dot4Fn::Q8K(dot4_q5k),
         QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
@@ -74,6 +76,8 @@ wrap4!(dot4_bf16w, dot4_bf16w_impl, f32);
 wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
 wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
 wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
+wrap4!(dot4_iq4nl, dot4_iq4nl_impl, BlockQ8x32);
+wrap4!(dot4_iq4xs, dot4_iq4xs_impl, BlockQ8K);
 wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
 wrap4!(dot4_q5k, dot4_q5k_impl, BlockQ8K);
 wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
@@ -1029,6 +1033,70 @@ unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         h[2] - summ[2],
         h[3] - summ[3],
     ]
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_iq4nl_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 18, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    // SAFETY: KVALUES_IQ4NL is 16 bytes.
+    let table = unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
+    };
+    for i in 0..nb {
+        let b = &w[18 * i..18 * i + 18];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let dw = f16x8(b, 0);
+            let q = _mm256_shuffle_epi8(table, nibbles32(b, 2));
+            let aq = _mm256_sign_epi8(q, q);
+            for n in 0..4 {
+                let y = &a[n][i];
+                let p = mul_sum_us8_i32(aq, _mm256_sign_epi8(load32_i8(&y.qs, 0), q));
+                let d = _mm256_mul_ps(dw, _mm256_set1_ps(y.d));
+                acc[n] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dot4_iq4xs_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 136, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    // SAFETY: KVALUES_IQ4NL is 16 bytes.
+    let table = unsafe {
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(KVALUES_IQ4NL.as_ptr() as *const __m128i))
+    };
+    for i in 0..nb {
+        let b = &w[136 * i..136 * i + 136];
+        let sh = u16::from_le_bytes([b[2], b[3]]);
+        let d = f16_at(b, 0);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for ib in 0..8 {
+                let lo = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0x0F;
+                let hi = ((sh >> (2 * ib)) & 3) as u8;
+                let ls = _mm256_set1_epi16((lo | (hi << 4)) as i16 - 32);
+                let q = _mm256_shuffle_epi8(table, nibbles32(b, 8 + 16 * ib));
+                let aq = _mm256_sign_epi8(q, q);
+                for n in 0..4 {
+                    let yv = load32_i8(&a[n][i].qs, 32 * ib);
+                    let p = _mm256_maddubs_epi16(aq, _mm256_sign_epi8(yv, q));
+                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_madd_epi16(p, ls));
+                }
+            }
+            for n in 0..4 {
+                let dd = _mm256_set1_ps(a[n][i].d * d);
+                acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
