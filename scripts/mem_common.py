@@ -40,6 +40,24 @@ def model_path(name_or_path):
     return p
 
 
+def private_copy(path):
+    """A copy of the model that no other process maps (cached under the models dir, made once).
+
+    Cold-cache measurements need it: posix_fadvise(DONTNEED) cannot drop pages that another
+    process (a test, another engineer's run) has mapped, so the shared file is never really cold
+    on a busy machine."""
+    d = MODELS_DIR.parent / "mem-private"
+    d.mkdir(parents=True, exist_ok=True)
+    dst = d / path.name
+    if not dst.exists() or dst.stat().st_size != path.stat().st_size:
+        tmp = dst.with_suffix(".part")
+        with open(path, "rb") as src, open(tmp, "wb") as out:
+            while chunk := src.read(16 << 20):
+                out.write(chunk)
+        tmp.rename(dst)
+    return dst
+
+
 def token_count(model, text):
     out = subprocess.run(
         [str(BIN), "tokenize", "-m", str(model), "--output", "json", text],
