@@ -265,6 +265,12 @@ impl Tokenizer for HfTokenizer {
     }
 
     fn decode(&self, ids: &[TokenId]) -> Result<String> {
+        if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(TokenizerError::BadTokenId {
+                id,
+                vocab_size: self.vocab_size,
+            });
+        }
         self.with_special
             .decode(ids, true)
             .map_err(|e| TokenizerError::Backend(format!("tokenizer.json decode: {e}")))

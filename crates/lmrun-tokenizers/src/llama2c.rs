@@ -5,6 +5,7 @@
 //! adjacent pair whose concatenation has the highest score.
 
 use std::borrow::Cow;
+use std::collections::BinaryHeap;
 use std::path::Path;
 
 use rustc_hash::FxHashMap;
@@ -13,6 +14,36 @@ use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
 const FORMAT: &str = "llama2c tokenizer.bin";
 const MAX_VOCAB: usize = 1 << 24;
+
+/// A merge candidate: the pair at `left`/`right` (ids `a`, `b`) would become `id`.
+struct Cand {
+    score: f32,
+    left: usize,
+    right: usize,
+    a: TokenId,
+    b: TokenId,
+    id: TokenId,
+}
+
+impl PartialEq for Cand {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Cand {}
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Cand {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        // Max-heap: higher score first, then the leftmost pair.
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
+    }
+}
 
 /// A tokenizer loaded from a llama2c `tokenizer.bin`.
 #[derive(Debug)]
@@ -121,24 +152,55 @@ impl Llama2cTokenizer {
                 }
             }
         }
+        // llama2.c rescans every pair after each merge (quadratic); a heap gives the same
+        // choice (highest score, leftmost on ties) in O(n log n).
+        let n = toks.len();
+        let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
+        let mut next: Vec<usize> = (1..=n).collect();
+        let mut alive = vec![true; n];
+        let mut heap: BinaryHeap<Cand> = BinaryHeap::new();
         let mut cat = Vec::new();
-        loop {
-            let mut best: Option<(f32, usize, TokenId)> = None;
-            for i in 0..toks.len().saturating_sub(1) {
-                cat.clear();
-                cat.extend_from_slice(&self.vocab[toks[i] as usize]);
-                cat.extend_from_slice(&self.vocab[toks[i + 1] as usize]);
-                if let Some(&id) = self.lookup.get(&cat) {
-                    let sc = self.scores[id as usize];
-                    if best.is_none_or(|(b, _, _)| sc > b) {
-                        best = Some((sc, i, id));
-                    }
-                }
+        let mut push = |heap: &mut BinaryHeap<Cand>, toks: &[TokenId], l: usize, r: usize| {
+            if l >= n || r >= n {
+                return;
             }
-            let Some((_, i, id)) = best else { break };
-            toks[i] = id;
-            toks.remove(i + 1);
+            cat.clear();
+            cat.extend_from_slice(&self.vocab[toks[l] as usize]);
+            cat.extend_from_slice(&self.vocab[toks[r] as usize]);
+            if let Some(&id) = self.lookup.get(&cat) {
+                heap.push(Cand {
+                    score: self.scores[id as usize],
+                    left: l,
+                    right: r,
+                    a: toks[l],
+                    b: toks[r],
+                    id,
+                });
+            }
+        };
+        for i in 1..n {
+            push(&mut heap, &toks, i - 1, i);
         }
+        while let Some(c) = heap.pop() {
+            let (l, r) = (c.left, c.right);
+            if !alive[l] || !alive[r] || next[l] != r || toks[l] != c.a || toks[r] != c.b {
+                continue;
+            }
+            toks[l] = c.id;
+            alive[r] = false;
+            next[l] = next[r];
+            if next[r] < n {
+                prev[next[r]] = l;
+            }
+            push(&mut heap, &toks, prev[l], l);
+            push(&mut heap, &toks, l, next[l]);
+        }
+        let toks: Vec<TokenId> = toks
+            .iter()
+            .zip(&alive)
+            .filter(|(_, &a)| a)
+            .map(|(&t, _)| t)
+            .collect();
         out.extend(toks);
     }
 }

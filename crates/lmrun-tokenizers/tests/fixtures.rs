@@ -239,3 +239,57 @@ fn truncated_files_never_panic() {
         }
     }
 }
+
+/// Long and odd inputs: every tokenizer finishes quickly, never panics, and stays lossless
+/// where the format is.
+#[test]
+fn long_and_odd_inputs() {
+    let long_word = "abcdefghij".repeat(20_000);
+    let mut odd = String::new();
+    for i in 0..5000u32 {
+        if let Some(c) = char::from_u32((i * 7919) % 0x2FFFF) {
+            odd.push(c);
+        }
+    }
+    let toks: Vec<Box<dyn Tokenizer>> = vec![
+        load_tokenizer(data("tok512")).unwrap(),
+        load_tokenizer(data("tiny.tiktoken")).unwrap(),
+        load_tokenizer(data("sp_bpe.model")).unwrap(),
+        load_tokenizer(data("sp_unigram.model")).unwrap(),
+        load_tokenizer(data("tokenizer.bin")).unwrap(),
+    ];
+    for t in &toks {
+        let start = std::time::Instant::now();
+        for text in [
+            long_word.as_str(),
+            odd.as_str(),
+            "\u{0}\u{7f}\u{feff}",
+            "<|bos|><|begin_of_text|><s>",
+        ] {
+            for parse_special in [false, true] {
+                let ids = t
+                    .encode_with(
+                        text,
+                        &EncodeOptions {
+                            num_bos: 1,
+                            num_eos: 1,
+                            parse_special,
+                        },
+                    )
+                    .unwrap();
+                let _ = t.decode(&ids).unwrap();
+            }
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "{} is too slow on long input",
+            t.kind()
+        );
+    }
+    // byte-level and byte-fallback formats are lossless on anything
+    for t in [&toks[1], &toks[2]] {
+        let ids = t.encode(&odd, 0, 0).unwrap();
+        assert_eq!(t.decode(&ids).unwrap(), odd, "{}", t.kind());
+    }
+    assert!(toks[0].decode(&[u32::MAX]).is_err());
+}

@@ -212,3 +212,44 @@ fn qwen25_gguf_agrees_with_hf_tokenizer_json() {
         assert_eq!(a, b, "GGUF vs tokenizer.json on {text:?}");
     }
 }
+
+/// Long runs and arbitrary code points: no panic, lossless, bounded time.
+#[test]
+fn long_and_odd_inputs_round_trip() {
+    let mut odd = String::new();
+    for i in 0..20_000u32 {
+        if let Some(c) = char::from_u32((i * 7919) % 0x2FFFF) {
+            odd.push(c);
+        }
+    }
+    let texts = [
+        "a".repeat(100_000),
+        "ab ".repeat(30_000),
+        " ".repeat(10_000),
+        "\n".repeat(5_000),
+        "9".repeat(50_000),
+        odd,
+    ];
+    for tok in [gguf_tokenizer(GEMMA), gguf_tokenizer(QWEN)] {
+        for t in &texts {
+            let start = std::time::Instant::now();
+            for special in [false, true] {
+                let ids = tok.encode_llama(t, false, special);
+                assert_eq!(
+                    &tok.decode(&ids).unwrap(),
+                    t,
+                    "{}: round trip of a {}-byte text",
+                    tok.kind(),
+                    t.len()
+                );
+            }
+            assert!(
+                start.elapsed().as_secs() < 30,
+                "{} too slow on a {}-byte text",
+                tok.kind(),
+                t.len()
+            );
+        }
+        assert!(tok.decode(&[u32::MAX]).is_err());
+    }
+}
