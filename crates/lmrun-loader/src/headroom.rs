@@ -79,7 +79,9 @@ fn ancestors(base: &Path, rel: &str) -> Vec<PathBuf> {
     out
 }
 
-/// limit − usage of one group, if it has a finite limit.
+/// limit − (usage − inactive file cache) of one group, if it has a finite limit. Inactive file
+/// pages (v1 `total_inactive_file`, v2 `inactive_file` in `memory.stat`) are the first the
+/// kernel reclaims, so they do not stand in a lock's way.
 fn group_headroom(dir: &Path, limit_file: &str, usage_file: &str) -> Option<u64> {
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
     let limit = read(limit_file)?;
@@ -93,7 +95,18 @@ fn group_headroom(dir: &Path, limit_file: &str, usage_file: &str) -> Option<u64>
         return None;
     }
     let usage: u64 = read(usage_file)?.trim().parse().ok()?;
-    Some(limit.saturating_sub(usage))
+    let stat = read("memory.stat").unwrap_or_default();
+    let stat_field = |key: &str| {
+        stat.lines().find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == key).then(|| v.trim().parse::<u64>().ok()).flatten()
+        })
+    };
+    // v1 has both the group's own count and the hierarchical total; v2 only the former.
+    let inactive_file = stat_field("total_inactive_file")
+        .or_else(|| stat_field("inactive_file"))
+        .unwrap_or(0);
+    Some(limit.saturating_sub(usage.saturating_sub(inactive_file)))
 }
 
 fn mem_available(meminfo: &str) -> Option<u64> {
@@ -127,6 +140,13 @@ mod tests {
         let cg = "9:name=systemd:/\n4:memory:/a/b\n0::/\n";
         let mi = "MemTotal: 100 kB\nMemAvailable:    2000000 kB\n";
         assert_eq!(headroom_from(Some(cg), Some(mi), m), Some(600_000_000));
+        // Inactive file cache is reclaimable: it does not count against the headroom.
+        std::fs::write(
+            v1.join("memory.stat"),
+            "cache 5\ninactive_file 1\ntotal_inactive_file 100000000\n",
+        )
+        .unwrap();
+        assert_eq!(headroom_from(Some(cg), Some(mi), m), Some(700_000_000));
         // MemAvailable tighter than the group.
         let mi = "MemAvailable: 1000 kB\n";
         assert_eq!(headroom_from(Some(cg), Some(mi), m), Some(1_024_000));
