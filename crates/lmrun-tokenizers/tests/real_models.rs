@@ -197,13 +197,18 @@ fn metadata_and_special_tokens() {
 /// oracle for the byte-level BPE path.
 #[test]
 fn qwen25_gguf_agrees_with_hf_tokenizer_json() {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/pte/qwen-tokenizer/tokenizer.json");
-    let p = match std::env::var_os("LMRUN_QWEN_TOKENIZER_JSON") {
-        Some(x) => PathBuf::from(x),
-        None => p,
-    };
-    assert!(p.is_file(), "{} is missing (shared fixture)", p.display());
+    // `shared/` sits beside the repository (dev machines and CI); LMRUN_SHARED_DIR overrides.
+    const REL: &str = "fixtures/pte/qwen-tokenizer/tokenizer.json";
+    let mut candidates: Vec<PathBuf> = std::env::var_os("LMRUN_SHARED_DIR")
+        .map(|d| PathBuf::from(d).join(REL))
+        .into_iter()
+        .collect();
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    candidates.extend(manifest.ancestors().map(|a| a.join("shared").join(REL)));
+    let p = candidates.iter().find(|p| p.is_file()).unwrap_or_else(|| {
+        panic!("shared fixture {REL} not found (looked in {candidates:?}); set LMRUN_SHARED_DIR")
+    });
+    let p = p.clone();
     let hf = lmrun_tokenizers::HfTokenizer::from_path(&p).unwrap();
     let q = gguf_tokenizer(QWEN);
     for text in all_texts() {
