@@ -13,8 +13,10 @@ use lmrun_kernels::{dot_fn, ops::dot_f32, DotFn, Isa, QType};
 /// Element type of the KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvDtype {
-    /// IEEE half: half the memory; the default (matches llama.cpp; measured equal to f32
-    /// within the reference tolerance).
+    /// IEEE half: the default. Half the memory of f32, what llama.cpp uses, and no less
+    /// accurate in measurement (gemma-3-270m, 83 teacher-forced positions: mean |diff| to
+    /// llama.cpp 0.319 with f16 vs 0.324 with f32, to exact f32 math 0.283 vs 0.291) and
+    /// slightly faster (decode at 512 tokens of context, 1 thread: 24.3 vs 22.8 tok/s).
     #[default]
     F16,
     /// 32-bit float.
