@@ -315,7 +315,7 @@ def main():
         path = os.path.join(OUT, f"tiny-{b.arch}.gguf")
         b.write(path, meta)
         n_vocab = b.w["token_embd.weight"].shape[0]
-        tokens = [int(t) for t in np.random.default_rng(42).integers(0, n_vocab, size=12)]
+        tokens = [int(t) for t in np.random.default_rng(42).integers(0, n_vocab, size=40)]
         logits = forward(b.w, h, tokens)
         ref = {
             "arch": b.arch,

@@ -248,7 +248,7 @@ fn thread_count_does_not_change_results_and_model_is_send() {
         let mut m = Model::from_gguf(
             &g,
             &ModelOptions {
-                context_len: 32,
+                context_len: 64,
                 kv_dtype: KvDtype::F16,
                 n_threads,
             },
@@ -257,4 +257,37 @@ fn thread_count_does_not_change_results_and_model_is_send() {
         m.step(&r.tokens, 0, true).unwrap().to_vec()
     };
     assert_eq!(run(1), run(3));
+}
+
+#[test]
+fn long_batched_prefill_equals_decode_past_ubatch() {
+    // More tokens than one internal batch (UBATCH = 512) and than Gemma's window (4 here):
+    // one step with all logits must match token-by-token decoding. Not bit for bit: the
+    // batched kernels sum in another order, and a 1e-7 change can flip the rounding of an
+    // 8-bit activation (or an f16 cache value), which this random model amplifies to ~1% of
+    // its logits; a position or cache-offset bug past the first batch would be of order 1.
+    let n = lmrun_models::UBATCH + 88;
+    let g = open("gemma3", LoadMode::Mmap);
+    let opts = ModelOptions {
+        context_len: n,
+        kv_dtype: KvDtype::F32,
+        n_threads: 2,
+    };
+    let mut m = Model::from_gguf(&g, &opts).unwrap();
+    let nv = m.config().n_vocab;
+    let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 11) % nv as u32).collect();
+    let all = m.step(&tokens, 0, true).unwrap().to_vec();
+    assert_eq!(all.len(), n * nv);
+    for (t, &tok) in tokens.iter().enumerate() {
+        let l = m.step(&[tok], t, false).unwrap();
+        let e = rel_err(l, &all[t * nv..(t + 1) * nv]);
+        assert!(
+            e < TOL,
+            "position {t}: batched vs decode relative difference {e}"
+        );
+    }
+    assert!(matches!(
+        m.step(&[1], n, false),
+        Err(ModelError::ContextOverflow { .. })
+    ));
 }
