@@ -10,6 +10,8 @@
 use half::f16;
 use lmrun_kernels::{dot_fn, ops::dot_f32, DotFn, Isa, QType};
 
+use crate::ModelError;
+
 /// Element type of the KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvDtype {
@@ -42,11 +44,21 @@ pub(crate) enum KvBuf {
 }
 
 impl KvBuf {
-    fn new(dtype: KvDtype, n: usize) -> KvBuf {
-        match dtype {
-            KvDtype::F32 => KvBuf::F32(vec![0.0; n]),
-            KvDtype::F16 => KvBuf::F16(vec![0u8; n * 2]),
+    /// A zeroed buffer of `n` elements, or `None` if the memory cannot be had.
+    fn new(dtype: KvDtype, n: usize) -> Option<KvBuf> {
+        // Probe with `try_reserve` (an error instead of an abort), then allocate with `vec!`,
+        // which asks the allocator for zeroed memory: pages stay untouched (not resident)
+        // until a position is written.
+        fn zeroed<T: Clone>(n: usize, zero: T) -> Option<Vec<T>> {
+            let mut probe: Vec<T> = Vec::new();
+            probe.try_reserve_exact(n).ok()?;
+            drop(probe);
+            Some(vec![zero; n])
         }
+        Some(match dtype {
+            KvDtype::F32 => KvBuf::F32(zeroed(n, 0f32)?),
+            KvDtype::F16 => KvBuf::F16(zeroed(n.checked_mul(2)?, 0u8)?),
+        })
     }
 
     fn bytes(&self) -> usize {
@@ -112,30 +124,48 @@ pub struct KvCache {
 
 impl KvCache {
     /// Allocates `capacity` positions for `n_layer` layers of `k_dim` key and `v_dim` value
-    /// elements per position.
+    /// elements per position; an error (not an abort) if the size overflows or the memory
+    /// cannot be allocated.
     pub(crate) fn new(
         dtype: KvDtype,
         n_layer: usize,
         capacity: usize,
         k_dim: usize,
         v_dim: usize,
-    ) -> KvCache {
-        let layers = (0..n_layer)
-            .map(|_| LayerKv {
-                k: KvBuf::new(dtype, capacity * k_dim),
-                v: KvBuf::new(dtype, capacity * v_dim),
-            })
-            .collect();
+    ) -> Result<KvCache, ModelError> {
+        let too_big = || {
+            let total = (k_dim as u128 + v_dim as u128)
+                * capacity as u128
+                * n_layer as u128
+                * dtype.size() as u128;
+            ModelError::BadOptions(format!(
+                "a KV cache of {capacity} positions needs {total} bytes, which cannot be \
+                 allocated; ask for a smaller context_len"
+            ))
+        };
+        let mut layers = Vec::with_capacity(n_layer);
+        for _ in 0..n_layer {
+            let k = capacity
+                .checked_mul(k_dim)
+                .and_then(|n| KvBuf::new(dtype, n));
+            let v = capacity
+                .checked_mul(v_dim)
+                .and_then(|n| KvBuf::new(dtype, n));
+            match (k, v) {
+                (Some(k), Some(v)) => layers.push(LayerKv { k, v }),
+                _ => return Err(too_big()),
+            }
+        }
         let f16dot = match dot_fn(QType::F16, Isa::best()) {
             Some(DotFn::F32(f)) => f,
             _ => lmrun_kernels::scalar::dot_f16w,
         };
-        KvCache {
+        Ok(KvCache {
             layers,
             capacity,
             dtype,
             f16dot,
-        }
+        })
     }
 
     /// Bytes held by the cache.

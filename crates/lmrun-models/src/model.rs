@@ -137,10 +137,10 @@ impl Model {
             opts.context_len,
             cfg.k_dim(),
             cfg.v_dim(),
-        );
+        )?;
         let mut buf = Buffers::default();
         buf.ensure(&cfg, 1);
-        buf.scores = vec![0.0; n_threads * opts.context_len];
+        buf.scores = vec![0.0; n_threads.saturating_mul(opts.context_len)];
         buf.logits = vec![0.0; cfg.n_vocab];
         log::debug!(
             "{} model: {} layers, n_embd {}, {} heads ({} kv), head_dim {}, vocab {}, kv cache {} B",

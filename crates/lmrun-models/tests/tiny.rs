@@ -291,3 +291,31 @@ fn long_batched_prefill_equals_decode_past_ubatch() {
         Err(ModelError::ContextOverflow { .. })
     ));
 }
+
+#[test]
+fn impossible_kv_cache_is_an_error() {
+    let g = open("qwen2", LoadMode::File);
+    let e = Model::from_gguf(
+        &g,
+        &ModelOptions {
+            context_len: 1 << 24,
+            kv_dtype: KvDtype::F32,
+            n_threads: 1,
+        },
+    );
+    // 2 layers × 2^24 positions × 32 values × 4 bytes = 4 GiB: either it fits (and is lazily
+    // zeroed) or it is a clean error; what must not happen is an abort.
+    if let Err(e) = e {
+        assert!(matches!(e, ModelError::BadOptions(_)), "{e}");
+    }
+    let e = Model::from_gguf(
+        &g,
+        &ModelOptions {
+            context_len: (1 << 24) + 1,
+            kv_dtype: KvDtype::F32,
+            n_threads: 1,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, ModelError::BadOptions(_)), "{e}");
+}
