@@ -434,7 +434,8 @@ unsafe fn dot_q4_1_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot_q5_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
     let nb = a.len().min(w.len() / 22);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc0 = _mm256_setzero_ps();
+    let mut acc1 = _mm256_setzero_ps();
     for i in 0..nb {
         let b = &w[22 * i..22 * i + 22];
         let y = &a[i];
@@ -446,11 +447,16 @@ unsafe fn dot_q5_0_impl(w: &[u8], a: &[BlockQ8x32]) -> f32 {
             let q = _mm256_or_si256(nibbles32(b, 6), hi); // unsigned 5-bit; -16 via the sum
             let p = mul_sum_us8_i32(q, load32_i8(&y.qs, 0));
             let p = sub_lane0(p, 16 * y.sum);
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+            // two accumulators: consecutive blocks do not wait on each other's FMA
+            if i % 2 == 0 {
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+            } else {
+                acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+            }
         }
     }
     // SAFETY: register arithmetic.
-    unsafe { hsum_ps(acc) }
+    unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
