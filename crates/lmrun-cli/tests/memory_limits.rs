@@ -181,6 +181,16 @@ fn mmap_runs_under_a_limit_smaller_than_the_model_and_file_does_not() {
         limit >> 20,
         size >> 20
     );
+    // A private copy: pages of a file that another process has mapped cannot be evicted and
+    // stay charged to that process's group, so the shared model would never press on the limit.
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("qwen-private.gguf");
+    {
+        let mut src = std::fs::File::open(qwen()).unwrap();
+        let mut dst = std::fs::File::create(&model).unwrap();
+        std::io::copy(&mut src, &mut dst).unwrap();
+        dst.sync_all().unwrap(); // written back, so it can be evicted
+    }
     let m = model.to_str().unwrap();
     let ctx = CTX.to_string();
     let args = |mode: &'static str| -> Vec<String> {
