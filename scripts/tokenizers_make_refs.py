@@ -95,8 +95,9 @@ SPECIAL_TEXTS = [
 OTHER_PRES = ["default", "gpt-2", "llama-bpe", "smollm", "deepseek-llm", "deepseek-v3"]
 
 
-def copy_metadata_with_pre(src, dst, pre):
-    """Write a tensor-less GGUF holding src's metadata, with tokenizer.ggml.pre = pre."""
+def copy_metadata_with_pre(src, dst, pre=None, add_space_prefix=None):
+    """Write a tensor-less GGUF holding src's metadata, with tokenizer.ggml.pre and/or
+    tokenizer.ggml.add_space_prefix replaced."""
     r = gguf.GGUFReader(src)
     arch = bytes(r.fields["general.architecture"].parts[-1]).decode()
     w = gguf.GGUFWriter(dst, arch)
@@ -104,8 +105,10 @@ def copy_metadata_with_pre(src, dst, pre):
         if k.startswith("GGUF.") or k == "general.architecture":
             continue
         t = f.types[0]
-        if k == "tokenizer.ggml.pre":
+        if k == "tokenizer.ggml.pre" and pre is not None:
             w.add_string(k, pre)
+        elif k == "tokenizer.ggml.add_space_prefix" and add_space_prefix is not None:
+            w.add_bool(k, add_space_prefix)
         elif t == gguf.GGUFValueType.ARRAY:
             st = f.types[1]
             if st == gguf.GGUFValueType.STRING:
@@ -152,7 +155,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for pre in OTHER_PRES:
             path = os.path.join(tmp, f"pre-{pre}.gguf")
-            copy_metadata_with_pre(qwen, path, pre)
+            copy_metadata_with_pre(qwen, path, pre=pre)
             llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
             cases = []
             for t in TEXTS:
@@ -160,6 +163,19 @@ def main():
                 cases.append({"text": t, "add_special": True, "parse_special": False, "ids": [int(i) for i in ids]})
             out["models"][f"{MODELS[1]}#pre={pre}"] = cases
             print(f"{MODELS[1]} with pre {pre}: {len(cases)} cases", file=sys.stderr)
+
+        # SPM with add_space_prefix = true (Llama 2 style), on the Gemma vocabulary.
+        path = os.path.join(tmp, "gemma-space-prefix.gguf")
+        copy_metadata_with_pre(os.path.join(models_dir, MODELS[0]), path, add_space_prefix=True)
+        llm = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
+        cases = []
+        for t, add_special, parse_special in ([(t, True, False) for t in TEXTS] + [(t, False, False) for t in TEXTS[:12]]
+                                              + [(t, True, p) for t in SPECIAL_TEXTS for p in (True, False)]):
+            ids = llm.tokenize(t.encode("utf-8"), add_bos=add_special, special=parse_special)
+            cases.append({"text": t, "add_special": add_special, "parse_special": parse_special,
+                          "ids": [int(i) for i in ids]})
+        out["models"][f"{MODELS[0]}#add_space_prefix=true"] = cases
+        print(f"{MODELS[0]} with add_space_prefix: {len(cases)} cases", file=sys.stderr)
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "crates", "lmrun-tokenizers",
                         "tests", "data", "llamacpp_refs.json")
     with open(path, "w", encoding="utf-8") as f:

@@ -225,8 +225,8 @@ impl GgufTokenizer {
         for (i, t) in v.tokens.iter().enumerate() {
             token_to_id.insert(t.as_str().into(), i as TokenId);
         }
-        // llama.cpp forces well-known end/FIM markers to control type (as of llama.cpp
-        // b6xxx, vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
+        // llama.cpp forces well-known end/FIM markers to control type (the lists of the llama.cpp
+        // vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
         let mut eog: Vec<TokenId> = Vec::new();
         for name in EOG_NAMES.iter().chain(FIM_EOG_NAMES).chain(FORCED_CONTROL) {
             if let Some(&id) = token_to_id.get(*name) {

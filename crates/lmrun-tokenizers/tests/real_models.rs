@@ -74,6 +74,19 @@ fn qwen25_matches_llamacpp() {
     check_against_llamacpp(QWEN);
 }
 
+/// SPM with `add_space_prefix = true` (Llama 2 style), on the Gemma vocabulary; llama.cpp ran
+/// on a metadata copy of the Gemma GGUF with the flag flipped.
+#[test]
+fn spm_add_space_prefix_matches_llamacpp() {
+    let mut v = gguf_vocab(GEMMA);
+    v.add_space_prefix = Some(true);
+    let tok = GgufTokenizer::from_vocab(v).unwrap();
+    check_cases(&format!("{GEMMA}#add_space_prefix=true"), &tok);
+    // decoding drops the dummy prefix again
+    let ids = tok.encode_llama("Hello world", true, false);
+    assert_eq!(tok.decode(&ids).unwrap(), "Hello world");
+}
+
 /// The other pre-tokenizers, checked on the Qwen vocabulary with `tokenizer.ggml.pre` replaced
 /// (llama.cpp ran on a metadata copy of the GGUF with the same replacement).
 #[test]
