@@ -9,6 +9,9 @@
 //! Needs a writable memory cgroup (cgroup v1 `/sys/fs/cgroup/memory`, or cgroup v2 with the
 //! memory controller), i.e. root; CI runs as root. Where cgroups are not writable the test says
 //! plainly that it was skipped and passes. A missing model fails the test, as elsewhere.
+//!
+//! A second test checks the figures the README's memory tables are built from: the after-load
+//! RSS in `lmrun run --output json` stats and the `--prefetch` report.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -313,4 +316,80 @@ fn mmap_runs_under_a_limit_smaller_than_the_model_and_file_does_not() {
         signal_of(&out.status),
         String::from_utf8_lossy(&out.stderr).trim()
     );
+}
+
+/// The memory figures and the prefetch report that the tables above are made from: after-load
+/// RSS in the stats, `--prefetch` reported per mode (populated in mmap, nothing to do in file),
+/// and a bad `--prefetch` value is a one-line error.
+#[test]
+fn stats_carry_after_load_memory_and_the_prefetch_report() {
+    let model = qwen();
+    let m = model.to_str().unwrap();
+    for (mode, prefetch, outcome) in [
+        ("mmap", "populate", "populated"),
+        ("mmap", "willneed", "advised"),
+        ("file", "populate", "not-mapped"),
+        ("mmap-mlock-ignore-errors", "none", "not-requested"),
+    ] {
+        let out = Command::new(BIN)
+            .args([
+                "run",
+                "-m",
+                m,
+                "-p",
+                "Hi",
+                "-n",
+                "2",
+                "--temperature",
+                "0",
+                "--ctx-size",
+                "64",
+                "--output",
+                "json",
+                "--load-mode",
+                mode,
+                "--prefetch",
+                prefetch,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let s = &v["stats"];
+        let pf = &s["load"]["prefetch"];
+        assert_eq!(pf["requested"], prefetch, "{mode}: {pf}");
+        assert_eq!(pf["outcome"], outcome, "{mode}: {pf}");
+        let anon = s["rss_after_load_anon_bytes"].as_u64().unwrap();
+        let file = s["rss_after_load_file_bytes"].as_u64().unwrap();
+        let weights = 400 << 20;
+        if mode == "file" {
+            assert!(
+                anon > weights,
+                "file mode holds the weights in anonymous memory: {s}"
+            );
+        } else {
+            assert!(
+                anon < weights / 2,
+                "{mode} copied weights into anonymous memory: {s}"
+            );
+        }
+        if outcome == "populated" {
+            assert!(
+                file > weights,
+                "populate left the weights non-resident: {s}"
+            );
+            assert!(pf["bytes"].as_u64().unwrap() > weights);
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["run", "-m", m, "-p", "Hi", "--prefetch", "everything"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("willneed"), "{err}");
 }
