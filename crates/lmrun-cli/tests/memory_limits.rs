@@ -1,6 +1,6 @@
 //! Running under a memory limit smaller than the model: the reason the mmap modes exist. Qwen2.5
-//! 0.5B (491 MB) runs in a memory cgroup limited to about 60 % of the file plus the KV cache and
-//! the runtime. In `mmap` mode the weights are page cache that the kernel may drop and re-read,
+//! 0.5B (491 MB) runs in a memory cgroup limited to about 60 % of the file plus the KV cache
+//! (the runtime's own ~65 MiB comes out of the same budget). In `mmap` mode the weights are page cache that the kernel may drop and re-read,
 //! so the generation completes (slower); in `file` mode the weights are anonymous memory that
 //! has nowhere to go (no swap), so the process is OOM-killed or fails to allocate. The default
 //! mode, which would try to `mlock` the whole file as root and be OOM-killed for it, skips the
