@@ -206,22 +206,20 @@ fn metadata_and_special_tokens() {
     assert_eq!(q.piece(ims).as_deref(), Some("<|im_start|>"));
 }
 
-/// The Qwen2.5 `tokenizer.json` (a shared fixture, not committed) is a second, independent
-/// oracle for the byte-level BPE path.
+/// The Qwen2.5 `tokenizer.json` (rebuilt from the GGUF's vocabulary by transformers; committed
+/// gzipped, 2 MB) is a second, independent oracle for the byte-level BPE path.
 #[test]
 fn qwen25_gguf_agrees_with_hf_tokenizer_json() {
-    // `shared/` sits beside the repository (dev machines and CI); LMRUN_SHARED_DIR overrides.
-    const REL: &str = "fixtures/pte/qwen-tokenizer/tokenizer.json";
-    let mut candidates: Vec<PathBuf> = std::env::var_os("LMRUN_SHARED_DIR")
-        .map(|d| PathBuf::from(d).join(REL))
-        .into_iter()
-        .collect();
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    candidates.extend(manifest.ancestors().map(|a| a.join("shared").join(REL)));
-    let p = candidates.iter().find(|p| p.is_file()).unwrap_or_else(|| {
-        panic!("shared fixture {REL} not found (looked in {candidates:?}); set LMRUN_SHARED_DIR")
-    });
-    let p = p.clone();
+    use std::io::Read;
+    let gz = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/qwen2.5-coder-tokenizer.json.gz");
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&gz).unwrap())
+        .read_to_end(&mut json)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("tokenizer.json");
+    std::fs::write(&p, json).unwrap();
     let hf = lmrun_tokenizers::HfTokenizer::from_path(&p).unwrap();
     let q = gguf_tokenizer(QWEN);
     for text in all_texts() {
