@@ -7,8 +7,8 @@
 
 use lmrun_gguf::GgufFile;
 use lmrun_kernels::ops::{
-    add_inplace, embedding_row, gelu_tanh_inplace, mul_inplace, rms_norm, rms_norm_inplace,
-    rope_inplace_partial, scale_inplace, silu_inplace,
+    add_inplace, embedding_row, mul_inplace, rms_norm, rms_norm_inplace, rope_inplace_partial,
+    scale_inplace, silu_inplace,
 };
 use lmrun_kernels::{matmul, Scratch, ThreadPool};
 
@@ -399,10 +399,12 @@ impl Model {
             mat(pool, &lw.gate, xn, n, g, mm)?;
             mat(pool, &lw.up, xn, n, u, mm)?;
             match spec.ffn_act {
-                FfnAct::Silu => silu_inplace(g),
-                FfnAct::GeluTanh => gelu_tanh_inplace(g),
+                FfnAct::Silu => {
+                    silu_inplace(g);
+                    mul_inplace(g, u)?;
+                }
+                FfnAct::GeluTanh => geglu_inplace(g, u),
             }
-            mul_inplace(g, u)?;
             mat(pool, &lw.down, g, n, o, mm)?;
             if let Some(pn) = &lw.post_ffn_norm {
                 for r in o.chunks_exact_mut(e) {
@@ -461,4 +463,37 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) -> Result<(), ModelError> {
         }
     }
     Ok(())
+}
+
+/// `g[i] = gelu_tanh(g[i]) * u[i]`, with `0.5·(1 + tanh(z)) = 1 / (1 + e^(-2z))`: the same
+/// function as the kernels' `gelu_tanh_inplace`, one `exp` instead of a `tanh` (which was 10%
+/// of a Gemma prefill), fused with the gate product. Saturates cleanly: no NaN for finite input.
+fn geglu_inplace(g: &mut [f32], u: &[f32]) {
+    const TWO_SQRT_2_OVER_PI: f32 = 2.0 * 0.797_884_6;
+    for (x, &y) in g.iter_mut().zip(u) {
+        let v = *x;
+        let z = TWO_SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v);
+        *x = v / (1.0 + (-z).exp()) * y;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn geglu_matches_gelu_tanh() {
+        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
+        let mut want = xs.clone();
+        lmrun_kernels::ops::gelu_tanh_inplace(&mut want);
+        let mut got = xs.clone();
+        super::geglu_inplace(&mut got, &vec![1.0; xs.len()]);
+        for ((x, a), b) in xs.iter().zip(&got).zip(&want) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "gelu({x}): {a} vs {b}"
+            );
+        }
+        let mut big = [1e30f32, -1e30, f32::MAX, -f32::MAX];
+        super::geglu_inplace(&mut big, &[1.0; 4]);
+        assert!(big.iter().all(|v| !v.is_nan()), "{big:?}");
+    }
 }

@@ -230,12 +230,13 @@ fn gemma3_matches_llama_cpp() {
     check_model(
         "gemma-3-270m-q4_k_m.gguf",
         "ref-gemma-3-270m.json",
-        // measured: mismatch gaps <= 0.45, greedy divergence at gap 0.26 ("story"),
-        // max |diff| 2.63, mean <= 0.32 (mean 0.208 before position 512, 0.221 after)
+        // measured: mismatch gaps <= 0.71, greedy divergence at gap <= 0.26, max |diff| 2.96,
+        // mean <= 0.33 (mean 0.21 before position 512 and 0.22 after). Gemma is chaotic at
+        // this level: a 1e-7 change in GELU moved the largest mismatch gap from 0.45 to 0.71.
         Tol {
-            hard_gap: 0.75,
+            hard_gap: 1.0,
             greedy_tie: 0.4,
-            max_abs: 3.5,
+            max_abs: 4.0,
             mean_abs: 0.4,
         },
     );
