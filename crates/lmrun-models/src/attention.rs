@@ -1,9 +1,10 @@
 //! Causal multi-head attention over the KV cache, for a chunk of `n` new tokens whose keys and
 //! values are already in the cache. Grouped-query heads share a KV head; sliding-window layers
 //! see only the last `window` positions. Work items are (head, block of up to [`TOKEN_BLOCK`]
-//! tokens) in head-major order; pool threads take items from a shared counter (a thread that
-//! is descheduled simply takes fewer), each item owning one contiguous slice of the head-major
-//! output, each thread its own row of score scratch (no unsafe, no contention).
+//! tokens) in head-major order; pool threads take items from a shared counter
+//! ([`ThreadPool::run_dynamic`]: a worker that is descheduled takes fewer, or none, and the
+//! caller never waits for it), each item owning one contiguous slice of the head-major output,
+//! each thread its own row of score scratch (no unsafe, no contention).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -67,7 +68,7 @@ pub(crate) fn attend(
         .map(Mutex::new)
         .collect();
     let next = AtomicUsize::new(0);
-    pool.run(|ith, _| {
+    pool.run_dynamic(|ith, _| {
         let Some(row) = rows.get(ith) else {
             return;
         };
