@@ -9,4 +9,9 @@ prompt="${1:-Once upon a time, in a small village by the sea,}"
 shift || true
 model="$(scripts/fetch_models.sh gemma)"
 cargo build --quiet --release -p lmrun-cli
-exec target/release/lmrun run -m "$model" -p "$prompt" -n 128 "$@"
+# 128 new tokens unless the caller chose a count.
+n_args=(-n 128)
+for a in "$@"; do
+  case "$a" in -n|--max-new-tokens|--max-new-tokens=*) n_args=() ;; esac
+done
+exec target/release/lmrun run -m "$model" -p "$prompt" "${n_args[@]}" "$@"
