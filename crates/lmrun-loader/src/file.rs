@@ -100,26 +100,39 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
-/// Copy into `dst` with range checks; shared by the file and mmap loaders.
+/// A file's identity for [`checked_load_into`]: the open file, its name and its size.
+pub(crate) struct FileRef<'a> {
+    pub(crate) file: &'a File,
+    pub(crate) path: &'a Path,
+    pub(crate) size: u64,
+}
+
+/// Copy into `dst` with range checks and add the read to `report`; shared by the file and mmap
+/// loaders' `load_into`.
 pub(crate) fn checked_load_into(
-    file: &File,
-    path: &Path,
-    size: u64,
+    f: FileRef<'_>,
     offset: u64,
     len: usize,
     dst: &mut [u8],
     progress: Option<&ProgressFn>,
+    report: &Mutex<LoadReport>,
 ) -> Result<(), LoadError> {
-    check_range(path, size, offset, len)?;
+    let t0 = Instant::now();
+    check_range(f.path, f.size, offset, len)?;
     let dst_len = dst.len();
     let dst = dst
         .get_mut(..len)
         .ok_or_else(|| LoadError::DestinationTooSmall {
-            path: path.to_path_buf(),
+            path: f.path.to_path_buf(),
             len,
             dst_len,
         })?;
-    pread_exact(file, path, offset, dst, progress)
+    pread_exact(f.file, f.path, offset, dst, progress)?;
+    let mut r = lock_report(report);
+    r.loads += 1;
+    r.bytes_read += len as u64;
+    r.elapsed += t0.elapsed();
+    Ok(())
 }
 
 impl DataLoader for FileLoader {
@@ -155,21 +168,12 @@ impl DataLoader for FileLoader {
     }
 
     fn load_into(&self, offset: u64, len: usize, dst: &mut [u8]) -> Result<(), LoadError> {
-        let t0 = Instant::now();
-        checked_load_into(
-            &self.file,
-            &self.path,
-            self.size,
-            offset,
-            len,
-            dst,
-            self.progress.as_ref(),
-        )?;
-        let mut r = lock_report(&self.report);
-        r.loads += 1;
-        r.bytes_read += len as u64;
-        r.elapsed += t0.elapsed();
-        Ok(())
+        let f = FileRef {
+            file: &self.file,
+            path: &self.path,
+            size: self.size,
+        };
+        checked_load_into(f, offset, len, dst, self.progress.as_ref(), &self.report)
     }
 
     fn report(&self) -> LoadReport {

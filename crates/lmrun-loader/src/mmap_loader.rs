@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::buffer::Storage;
-use crate::file::checked_load_into;
+use crate::file::{checked_load_into, FileRef};
 use crate::mmap::{memlock_limits, page_size, Mapping, MemoryLocker, SystemLocker};
 use crate::{check_range, lock_report, open_model_file, Buffer, DataLoader, LoadError, LoadMode};
 use crate::{LoadReport, MlockOutcome, MlockPolicy};
@@ -178,13 +178,12 @@ impl DataLoader for MmapLoader {
     /// Copies with `pread` rather than through a temporary private mapping: the same bytes,
     /// without the mapping churn.
     fn load_into(&self, offset: u64, len: usize, dst: &mut [u8]) -> Result<(), LoadError> {
-        let t0 = Instant::now();
-        checked_load_into(&self.file, &self.path, self.size, offset, len, dst, None)?;
-        let mut r = lock_report(&self.report);
-        r.loads += 1;
-        r.bytes_read += len as u64;
-        r.elapsed += t0.elapsed();
-        Ok(())
+        let f = FileRef {
+            file: &self.file,
+            path: &self.path,
+            size: self.size,
+        };
+        checked_load_into(f, offset, len, dst, None, &self.report)
     }
 
     fn report(&self) -> LoadReport {
