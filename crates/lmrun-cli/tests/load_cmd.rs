@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{private_binary, set_mode, unprivileged};
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 const MODES: [&str; 4] = ["file", "mmap", "mmap-mlock", "mmap-mlock-ignore-errors"];
 
@@ -129,42 +132,6 @@ fn bad_input_is_one_clear_line() {
     }
 }
 
-/// The command prefix that runs a program without CAP_IPC_LOCK and with a 64 KiB mlock limit,
-/// or `None` when the tools are missing.
-fn unprivileged() -> Option<Vec<String>> {
-    let have = |tool: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    };
-    if !have("prlimit") {
-        return None;
-    }
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    let is_root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
-    let mut cmd = Vec::new();
-    if is_root {
-        if !have("setpriv") {
-            return None;
-        }
-        cmd.extend(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-            ]
-            .map(String::from),
-        );
-    }
-    cmd.extend(["prlimit", "--memlock=65536:65536"].map(String::from));
-    Some(cmd)
-}
-
 #[test]
 fn mlock_failure_branch_for_real() {
     let Some(prefix) = unprivileged() else {
@@ -172,14 +139,7 @@ fn mlock_failure_branch_for_real() {
         return;
     };
     // uid 65534 must be able to read and run everything: use a world-readable directory.
-    let dir = tempfile::Builder::new()
-        .prefix("lmrun-mlock")
-        .tempdir()
-        .unwrap();
-    set_mode(dir.path(), 0o755);
-    let bin = dir.path().join("lmrun");
-    std::fs::copy(BIN, &bin).unwrap();
-    set_mode(&bin, 0o755);
+    let (dir, bin) = private_binary(BIN, "lmrun-mlock");
     let file = data_file(dir.path(), 16 << 20);
     set_mode(&file, 0o644);
 
@@ -219,9 +179,4 @@ fn mlock_failure_branch_for_real() {
         let v = json(&run(mode));
         assert_eq!(v["mlock"], "not-attempted", "{mode}");
     }
-}
-
-fn set_mode(p: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }

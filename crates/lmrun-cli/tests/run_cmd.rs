@@ -6,6 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{private_binary, set_mode, unprivileged};
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 
 fn models_dir() -> PathBuf {
@@ -153,53 +156,20 @@ fn text_output_streams_and_stats_go_to_stderr() {
     assert!(String::from_utf8_lossy(&help.stdout).contains("[default: mmap-mlock-ignore-errors]"));
 }
 
-/// `setpriv` prefix dropping CAP_IPC_LOCK with a 64 KiB mlock limit (root only).
-fn unprivileged() -> Option<Vec<&'static str>> {
-    let uid = Command::new("id").arg("-u").output().ok()?;
-    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        return None;
-    }
-    let ok = Command::new("setpriv")
-        .arg("--help")
-        .output()
-        .map(|o| o.status.success());
-    if !ok.unwrap_or(false) {
-        return None;
-    }
-    Some(vec![
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "--inh-caps=-all",
-        "--bounding-set=-all",
-        "prlimit",
-        "--memlock=65536:65536",
-    ])
-}
-
 #[test]
 fn mlock_failure_branch_when_generating() {
     let Some(prefix) = unprivileged() else {
-        eprintln!("SKIPPED: needs root and setpriv; the loader's injected-failure tests cover this branch");
+        eprintln!("SKIPPED: setpriv/prlimit not available; the loader's injected-failure tests cover this branch");
         return;
     };
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::Builder::new()
-        .prefix("lmrun-run-mlock")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.path().join("lmrun");
-    std::fs::copy(BIN, &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, bin) = private_binary(BIN, "lmrun-run-mlock");
     let m = dir.path().join("gemma.gguf");
     if std::fs::hard_link(gemma(), &m).is_err() {
         std::fs::copy(gemma(), &m).unwrap();
     }
-    std::fs::set_permissions(&m, std::fs::Permissions::from_mode(0o644)).unwrap();
+    set_mode(&m, 0o644);
     let run = |mode: &str| {
-        Command::new(prefix[0])
+        Command::new(&prefix[0])
             .args(&prefix[1..])
             .arg(&bin)
             .args([
