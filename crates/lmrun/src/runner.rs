@@ -470,13 +470,15 @@ impl TextLLMRunner {
             if generated.len() as i64 >= max_new {
                 break StopReason::MaxTokens;
             }
+            // Borrow fields one by one so the logits row is sampled where the decoder left it
+            // (no copy of a vocabulary-sized row per token).
             let logits = self.decoder.step(&[cur], self.pos)?;
-            // The sampler needs `&mut self` while the decoder's logits borrow it; copy the row.
-            let logits = logits.to_vec();
             self.pos += 1;
             self.history.push(cur);
             decode_steps += 1;
-            cur = self.sample(&logits, &params);
+            self.stats.on_sampling_begin();
+            cur = self.sampler.sample(logits, &self.history, &params);
+            self.stats.on_sampling_end();
             generated.push(cur);
             emit(self.tokenizer.as_ref(), cur, &mut text)?;
         };
