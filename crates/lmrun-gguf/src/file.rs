@@ -14,7 +14,7 @@ use lmrun_loader::{open_loader, Buffer, BufferLoader, DataLoader, LoadMode, Load
 use crate::error::{GgufError, Result};
 use crate::parse::{parse_header_prefix, GgufHeader, Limits, Metadata, TensorInfo};
 use crate::types::GgmlType;
-use crate::value::{FromMeta, MetaArray};
+use crate::value::{FromMeta, MetaArray, StrArray};
 
 /// Size of the first header load; doubled while the header runs past it.
 pub const INITIAL_HEADER_LOAD: usize = 1 << 20;
@@ -347,7 +347,7 @@ forward_getters! {
     get_bool -> bool;
     get_str -> &str;
     get_array -> &MetaArray;
-    get_str_array -> &[String];
+    get_str_array -> &StrArray;
     get_f32_array -> &[f32];
     get_i32_array -> &[i32];
     get_u32_array -> &[u32];

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
-use crate::value::{FromMeta, MetaArray, MetaValue, Mismatch, ValueType};
+use crate::value::{FromMeta, MetaArray, MetaValue, Mismatch, StrArray, ValueType};
 
 /// The alignment of the data section when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -176,7 +176,7 @@ typed_getters! {
     /// An array of any element type.
     get_array -> &MetaArray;
     /// An array of strings.
-    get_str_array -> &[String];
+    get_str_array -> &StrArray;
     /// An array of `f32`.
     get_f32_array -> &[f32];
     /// An array of `i32`.
@@ -605,6 +605,61 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// Like [`Reader::string`], but hands the text to `put` instead of allocating a `String`
+    /// (borrowed when valid UTF-8). Returns `Some(valid)`, or `None` when `put` refused it.
+    fn string_into(
+        &mut self,
+        max_len: u64,
+        what: &str,
+        put: impl FnOnce(&str) -> bool,
+    ) -> Result<Option<bool>> {
+        let at = self.offset();
+        let len = self.u64(what)?;
+        if len > max_len {
+            return Err(GgufError::LimitExceeded {
+                offset: at,
+                what: format!("the length of {what}"),
+                value: len,
+                limit: max_len,
+            });
+        }
+        let bytes = self.bytes(len, what)?;
+        Ok(match std::str::from_utf8(bytes) {
+            Ok(s) => put(s).then_some(true),
+            Err(_) => put(&String::from_utf8_lossy(bytes)).then_some(false),
+        })
+    }
+
+    /// Total text bytes of the `n` strings of an array starting here, read from their length
+    /// fields without moving the cursor; stops early (with what it has) at the end of the
+    /// prefix or at a length the element reads will refuse.
+    fn string_array_extent(&self, n: u64) -> usize {
+        let mut pos = self.pos;
+        let mut total = 0usize;
+        let mut i = 0u64;
+        while i < n {
+            let Some(len_bytes) = self.buf.get(pos..pos + 8) else {
+                break;
+            };
+            let mut a = [0u8; 8];
+            a.copy_from_slice(len_bytes);
+            let len = u64::from_le_bytes(a);
+            if len > self.limits.max_string_len {
+                break;
+            }
+            let Some(next) = usize::try_from(len)
+                .ok()
+                .and_then(|l| (pos + 8).checked_add(l))
+            else {
+                break;
+            };
+            total = total.saturating_add(next - pos - 8);
+            pos = next;
+            i += 1;
+        }
+        total
+    }
+
     fn strict_utf8(&self, s: String, ok: bool, at: u64, what: &str) -> Result<String> {
         if ok {
             Ok(s)
@@ -739,13 +794,26 @@ impl<'a> Reader<'a> {
                 MetaArray::Bool(v)
             }
             ValueType::String => {
-                let mut v = Vec::with_capacity(cap);
+                // Sized in a first pass over the lengths (each element is an 8-byte length and
+                // its bytes), so the arena is allocated once at its final size.
+                let n_bytes = self.string_array_extent(n);
+                let mut v = StrArray::with_capacity(cap, n_bytes.min(self.buf.len()));
                 for i in 0..n {
-                    let (s, ok) = self
-                        .string(self.limits.max_string_len, "the string")
+                    let at = self.offset();
+                    let ok = self
+                        .string_into(self.limits.max_string_len, "the string", |s| v.push(s))
                         .map_err(|e| e.context(|| format!("array element {i}")))?;
-                    *invalid_utf8 |= !ok;
-                    v.push(s);
+                    match ok {
+                        Some(valid) => *invalid_utf8 |= !valid,
+                        None => {
+                            return Err(GgufError::LimitExceeded {
+                                offset: at,
+                                what: format!("the text of a string array (element {i})"),
+                                value: v.text_len() as u64,
+                                limit: u64::from(u32::MAX),
+                            })
+                        }
+                    }
                 }
                 MetaArray::String(v)
             }

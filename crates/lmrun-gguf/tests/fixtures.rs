@@ -165,8 +165,11 @@ fn typed_access() {
     );
     assert_eq!(f.get_str("test.empty_string").unwrap(), "");
     assert_eq!(
-        f.get_str_array("test.arr_str").unwrap(),
-        &["a", "", "\u{fc}\u{f1}\u{ee}", "with space"]
+        f.get_str_array("test.arr_str")
+            .unwrap()
+            .iter()
+            .collect::<Vec<_>>(),
+        ["a", "", "\u{fc}\u{f1}\u{ee}", "with space"]
     );
     assert_eq!(f.get_f32_array("test.arr_f32").unwrap(), &[0.5, -2.0, 3.25]);
     assert_eq!(f.get::<&[u64]>("test.arr_u64").unwrap(), &[0, u64::MAX]);
@@ -176,7 +179,7 @@ fn typed_access() {
     );
     let nested = f.get::<&[MetaArray]>("test.arr_nested").unwrap();
     assert_eq!(nested.len(), 4);
-    assert_eq!(nested[2], MetaArray::String(vec!["x".into(), "y".into()]));
+    assert_eq!(nested[2], MetaArray::String(["x", "y"].iter().collect()));
     assert_eq!(f.get_str_array("tokenizer.ggml.tokens").unwrap().len(), 20);
     assert_eq!(f.get_opt::<u32>("no.such.key").unwrap(), None);
 

@@ -216,7 +216,7 @@ fn qwen25_coder_05b() {
     assert_eq!(s.tokenizer.special_token_ids["eos"], 151_645);
     assert!(s.tokenizer.has_chat_template);
     assert_eq!(
-        f.get_str_array("tokenizer.ggml.tokens").unwrap()[151_643],
+        &f.get_str_array("tokenizer.ggml.tokens").unwrap()[151_643],
         "<|endoftext|>"
     );
 }

@@ -83,7 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     mem("after load");
     let vocab: Vec<String> = gguf
         .get_str_array("tokenizer.ggml.tokens")
-        .map(|v| v.to_vec())
+        .map(|v| v.iter().map(str::to_string).collect())
         .unwrap_or_default();
     let n_vocab = model.config().n_vocab as u32;
     // A deterministic prompt: BOS (if any) then ids spread over the vocabulary.

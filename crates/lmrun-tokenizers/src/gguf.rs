@@ -14,6 +14,7 @@ use crate::bpe::{merge_word, BpeScratch, MergeTable};
 use crate::pretok::PreTokenizer;
 use crate::spm::{SpmModel, SpmScratch};
 use crate::unicode::{byte_to_char, bytelevel_to_bytes};
+use crate::vocab::{StrList, TokenTable};
 use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
 /// The tokenizer metadata of a GGUF file (`tokenizer.ggml.*` keys), filled by the caller.
@@ -23,14 +24,14 @@ pub struct GgufVocab {
     pub model: String,
     /// `tokenizer.ggml.pre`: the pre-tokenizer of a `gpt2` vocabulary.
     pub pre: Option<String>,
-    /// `tokenizer.ggml.tokens`.
-    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.tokens` (kept, without copying, as the tokenizer's vocabulary).
+    pub tokens: StrList,
     /// `tokenizer.ggml.scores` (needed by `llama`).
     pub scores: Option<Vec<f32>>,
     /// `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
     pub token_types: Option<Vec<i32>>,
     /// `tokenizer.ggml.merges` (needed by `gpt2`), `"left right"` per entry in rank order.
-    pub merges: Option<Vec<String>>,
+    pub merges: Option<StrList>,
     /// `tokenizer.ggml.bos_token_id`.
     pub bos_id: Option<u32>,
     /// `tokenizer.ggml.eos_token_id`.
@@ -95,7 +96,6 @@ enum Model {
         pre: PreTokenizer,
         merges: MergeTable,
         byte_ids: Box<[TokenId; 256]>,
-        token_to_id: FxHashMap<Box<str>, TokenId>,
     },
 }
 
@@ -103,7 +103,8 @@ enum Model {
 #[derive(Debug)]
 pub struct GgufTokenizer {
     model: Model,
-    tokens: Vec<String>,
+    /// Token texts and the text → id index, held once for every use.
+    vocab: TokenTable,
     types: Vec<TokenType>,
     bos: Option<TokenId>,
     eos: Option<TokenId>,
@@ -114,7 +115,6 @@ pub struct GgufTokenizer {
     specials: Vec<TokenId>,
     /// Finds which special tokens occur anywhere in a text.
     special_ac: Option<AhoCorasick>,
-    special_by_text: FxHashMap<String, TokenId>,
 }
 
 /// Token texts llama.cpp treats as end-of-generation (and forces to control type).
@@ -220,16 +220,13 @@ impl GgufTokenizer {
             }
             None => vec![TokenType::Normal; n],
         };
-        let mut token_to_id: FxHashMap<Box<str>, TokenId> = FxHashMap::default();
-        token_to_id.reserve(n);
-        for (i, t) in v.tokens.iter().enumerate() {
-            token_to_id.insert(t.as_str().into(), i as TokenId);
-        }
+        // Moves the texts (no copy) and indexes them; the last id wins for a repeated text.
+        let vocab = TokenTable::new(v.tokens);
         // llama.cpp forces well-known end/FIM markers to control type (the lists of the llama.cpp
         // vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
         let mut eog: Vec<TokenId> = Vec::new();
         for name in EOG_NAMES.iter().chain(FIM_EOG_NAMES).chain(FORCED_CONTROL) {
-            if let Some(&id) = token_to_id.get(*name) {
+            if let Some(id) = vocab.get(name) {
                 if types[id as usize] != TokenType::Control {
                     types[id as usize] = TokenType::Control;
                 }
@@ -239,21 +236,21 @@ impl GgufTokenizer {
             }
         }
         for name in FORCED_USER_DEFINED {
-            if let Some(&id) = token_to_id.get(*name) {
+            if let Some(id) = vocab.get(name) {
                 types[id as usize] = TokenType::UserDefined;
             }
         }
-        let has = |eog: &[TokenId], t: &str| token_to_id.get(t).is_some_and(|id| eog.contains(id));
+        let has = |eog: &[TokenId], t: &str| vocab.get(t).is_some_and(|id| eog.contains(&id));
         if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
             || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
         {
-            if let Some(&id) = token_to_id.get("<|end|>") {
+            if let Some(id) = vocab.get("<|end|>") {
                 eog.retain(|&e| e != id);
                 types[id as usize] = TokenType::UserDefined;
             }
         }
         if (has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>")) && has(&eog, "</s>") {
-            if let Some(&id) = token_to_id.get("</s>") {
+            if let Some(id) = vocab.get("</s>") {
                 eog.retain(|&e| e != id);
                 types[id as usize] = TokenType::Normal;
             }
@@ -272,7 +269,7 @@ impl GgufTokenizer {
                     None => vec![0.0; n],
                 };
                 let unk = check_id("unknown_token_id", v.unk_id.or(Some(0)))?;
-                let spm = SpmModel::new(&v.tokens, scores, unk);
+                let spm = SpmModel::new(&vocab, scores, unk);
                 (
                     Model::Spm {
                         spm,
@@ -294,6 +291,7 @@ impl GgufTokenizer {
                 })?;
                 let mut merges = MergeTable::with_capacity(merges_src.len());
                 let mut skipped = 0usize;
+                let mut joined = String::new();
                 for (rank, m) in merges_src.iter().enumerate() {
                     // The separator is the first space after the first character.
                     let first_len = m.chars().next().map_or(0, char::len_utf8);
@@ -306,13 +304,11 @@ impl GgufTokenizer {
                         continue;
                     };
                     let (l, r) = (&m[..sep], &m[sep + 1..]);
-                    let joined = format!("{l}{r}");
-                    match (
-                        token_to_id.get(l),
-                        token_to_id.get(r),
-                        token_to_id.get(joined.as_str()),
-                    ) {
-                        (Some(&a), Some(&b), Some(&c)) => merges.insert(a, b, rank as u32, c),
+                    joined.clear();
+                    joined.push_str(l);
+                    joined.push_str(r);
+                    match (vocab.get(l), vocab.get(r), vocab.get(&joined)) {
+                        (Some(a), Some(b), Some(c)) => merges.insert(a, b, rank as u32, c),
                         _ => skipped += 1,
                     }
                 }
@@ -323,18 +319,16 @@ impl GgufTokenizer {
                 let mut byte_ids = Box::new([TokenId::MAX; 256]);
                 for (b, slot) in byte_ids.iter_mut().enumerate() {
                     let mut buf = [0u8; 4];
-                    if let Some(&id) = token_to_id.get(&*map[b].encode_utf8(&mut buf)) {
+                    if let Some(id) = vocab.get(map[b].encode_utf8(&mut buf)) {
                         *slot = id;
                     }
                 }
                 let def_add_bos = pre.default_add_bos;
-                let tt = token_to_id.clone();
                 (
                     Model::Bpe {
                         pre,
                         merges,
                         byte_ids,
-                        token_to_id: tt,
                     },
                     Some(11),
                     Some(11),
@@ -367,35 +361,25 @@ impl GgufTokenizer {
                 matches!(
                     types[i as usize],
                     TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                ) && !v.tokens[i as usize].is_empty()
+                ) && !vocab.texts()[i as usize].is_empty()
             })
             .collect();
-        specials.sort_by(|&a, &b| {
-            v.tokens[b as usize]
-                .len()
-                .cmp(&v.tokens[a as usize].len())
-                .then(a.cmp(&b))
-        });
+        let text = |id: TokenId| &vocab.texts()[id as usize];
+        specials.sort_by(|&a, &b| text(b).len().cmp(&text(a).len()).then(a.cmp(&b)));
         let special_ac = if specials.is_empty() {
             None
         } else {
-            let pats: Vec<&str> = specials
-                .iter()
-                .map(|&i| v.tokens[i as usize].as_str())
-                .collect();
+            let pats: Vec<&str> = specials.iter().map(|&i| text(i)).collect();
             Some(
                 AhoCorasick::new(pats)
                     .map_err(|e| TokenizerError::Vocab(format!("special tokens: {e}")))?,
             )
         };
-        let special_by_text = specials
-            .iter()
-            .map(|&i| (v.tokens[i as usize].clone(), i))
-            .collect();
+        specials.shrink_to_fit();
 
         Ok(GgufTokenizer {
             model,
-            tokens: v.tokens,
+            vocab,
             types,
             bos,
             eos,
@@ -404,7 +388,6 @@ impl GgufTokenizer {
             add_eos: v.add_eos.unwrap_or(false),
             specials,
             special_ac,
-            special_by_text,
         })
     }
 
@@ -458,7 +441,7 @@ impl GgufTokenizer {
             if !parse_special && matches!(ty, TokenType::Control | TokenType::Unknown) {
                 continue;
             }
-            let pat = self.tokens[id as usize].as_str();
+            let pat = &self.vocab.texts()[id as usize];
             let mut next = Vec::with_capacity(frags.len() + 4);
             for f in frags {
                 match f {
@@ -508,7 +491,7 @@ impl GgufTokenizer {
                             for c in t.chars() {
                                 buf.push(if c == ' ' { '▁' } else { c });
                             }
-                            spm.encode(&buf, &mut scratch, &mut out);
+                            spm.encode(&self.vocab, &buf, &mut scratch, &mut out);
                             prev_special = false;
                         }
                         Frag::Token(id) => {
@@ -522,7 +505,6 @@ impl GgufTokenizer {
                 pre,
                 merges,
                 byte_ids,
-                token_to_id,
             } => {
                 let mut scratch = BpeScratch::default();
                 let mut ids = Vec::new();
@@ -544,7 +526,7 @@ impl GgufTokenizer {
                                         word.as_bytes(),
                                         &mut mapped,
                                     );
-                                    if let Some(&id) = token_to_id.get(mapped.as_str()) {
+                                    if let Some(id) = self.vocab.get(&mapped) {
                                         out.push(id);
                                         cache.insert(word, (start, out.len()));
                                         continue;
@@ -596,7 +578,7 @@ impl Tokenizer for GgufTokenizer {
     }
 
     fn vocab_size(&self) -> usize {
-        self.tokens.len()
+        self.vocab.len()
     }
 
     fn bos_id(&self) -> Option<TokenId> {
@@ -612,7 +594,17 @@ impl Tokenizer for GgufTokenizer {
     }
 
     fn special_token_id(&self, text: &str) -> Option<TokenId> {
-        self.special_by_text.get(text).copied()
+        // The index gives the last id with this text; when that one is not special, an earlier
+        // duplicate may be (the highest such id answers, as a text → special id map would).
+        let id = self.vocab.get(text)?;
+        if self.specials.contains(&id) {
+            return Some(id);
+        }
+        self.specials
+            .iter()
+            .copied()
+            .filter(|&s| self.vocab.text(s) == Some(text))
+            .max()
     }
 
     fn is_special(&self, id: TokenId) -> bool {
@@ -625,17 +617,14 @@ impl Tokenizer for GgufTokenizer {
     }
 
     fn piece(&self, id: TokenId) -> Option<String> {
-        self.tokens.get(id as usize).cloned()
+        self.vocab.text(id).map(str::to_string)
     }
 
     fn token_bytes(&self, id: TokenId, render_special: bool) -> Result<Cow<'_, [u8]>> {
-        let text = self
-            .tokens
-            .get(id as usize)
-            .ok_or(TokenizerError::BadTokenId {
-                id,
-                vocab_size: self.tokens.len(),
-            })?;
+        let text = self.vocab.text(id).ok_or(TokenizerError::BadTokenId {
+            id,
+            vocab_size: self.vocab.len(),
+        })?;
         let ty = self.types[id as usize];
         let spm = matches!(self.model, Model::Spm { .. });
         Ok(match ty {
@@ -710,7 +699,7 @@ mod tests {
         ];
         GgufVocab {
             model: "llama".into(),
-            tokens: toks.iter().map(|s| s.to_string()).collect(),
+            tokens: toks.iter().collect(),
             scores: Some(vec![
                 0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, 0.0, 0.0,
             ]),
@@ -743,7 +732,7 @@ mod tests {
         let mut v = spm_vocab();
         v.model = "gpt2".into();
         v.pre = Some("mystery".into());
-        v.merges = Some(vec![]);
+        v.merges = Some(StrList::new());
         assert!(matches!(
             GgufTokenizer::from_vocab(v),
             Err(TokenizerError::UnknownPre(_))

@@ -25,6 +25,7 @@ mod spm;
 mod stream;
 mod tiktoken;
 mod unicode;
+mod vocab;
 
 use std::borrow::Cow;
 
@@ -37,6 +38,7 @@ pub use pretok::{PreTokenizer, KNOWN_PRE};
 pub use sentencepiece::SentencePieceTokenizer;
 pub use stream::StreamDecoder;
 pub use tiktoken::TiktokenTokenizer;
+pub use vocab::{StrList, StrListFull};
 
 /// A token id. Every format in this crate has fewer than 2^32 tokens.
 pub type TokenId = u32;

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::gguf::TokenType;
 use crate::spm::{SpmModel, SpmScratch};
+use crate::vocab::{StrList, TokenTable};
 use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
 const FORMAT: &str = "SentencePiece";
@@ -178,7 +179,8 @@ fn parse_proto(buf: &[u8]) -> std::result::Result<Proto, String> {
 
 #[derive(Debug)]
 enum Algo {
-    Bpe(SpmModel),
+    /// The merger and the mergeable pieces' table (other pieces are empty texts there).
+    Bpe(SpmModel, TokenTable),
     Unigram {
         map: FxHashMap<Box<str>, (TokenId, f32)>,
         max_chars: usize,
@@ -263,18 +265,14 @@ impl SentencePieceTokenizer {
                 }
             }
             2 => {
-                let texts: Vec<String> = p
-                    .pieces
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (s, _, _))| {
-                        if mergeable(types[i]) {
-                            s.clone()
-                        } else {
-                            String::new()
-                        }
-                    })
-                    .collect();
+                let mut texts = StrList::new();
+                for (i, (s, _, _)) in p.pieces.iter().enumerate() {
+                    let text = if mergeable(types[i]) { s.as_str() } else { "" };
+                    texts
+                        .push(text)
+                        .map_err(|e| TokenizerError::format(path, FORMAT, e.to_string()))?;
+                }
+                let texts = TokenTable::new(texts);
                 let scores = p.pieces.iter().map(|&(_, s, _)| s).collect();
                 let mut m = SpmModel::new(&texts, scores, id_of(p.unk_id));
                 // Byte pieces are not mergeable text, so give the merger the byte table here.
@@ -283,7 +281,7 @@ impl SentencePieceTokenizer {
                 } else {
                     [None; 256]
                 };
-                Algo::Bpe(m)
+                Algo::Bpe(m, texts)
             }
             t => {
                 return Err(TokenizerError::format(
@@ -359,9 +357,9 @@ impl SentencePieceTokenizer {
 
     fn encode_normalized(&self, s: &str, out: &mut Vec<TokenId>) {
         match &self.algo {
-            Algo::Bpe(spm) => {
+            Algo::Bpe(spm, texts) => {
                 let mut tmp = Vec::new();
-                spm.encode(s, &mut SpmScratch::default(), &mut tmp);
+                spm.encode(texts, s, &mut SpmScratch::default(), &mut tmp);
                 // Without byte fallback every unknown byte became unk: merge runs of them.
                 for id in tmp {
                     if self.byte_fallback || Some(id) != self.unk || out.last() != Some(&id) {

@@ -15,6 +15,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rustc_hash::FxHashMap;
 
+use crate::vocab::TokenTable;
+
 /// A hasher for the `u64` character-pair keys: splitmix64's finalizer, so both halves of the
 /// key reach the low bits the table indexes by.
 #[derive(Default, Clone, Copy)]
@@ -41,11 +43,11 @@ type PairSet = HashSet<u64, BuildHasherDefault<PairHasher>>;
 
 use crate::TokenId;
 
-/// The score-driven merger over a vocabulary.
+/// The score-driven merger over a vocabulary. The vocabulary itself (texts and the text → id
+/// index, where the last id wins for duplicate texts, as in llama.cpp) is a [`TokenTable`]
+/// that the owner keeps and passes to [`SpmModel::encode`], so it is held once.
 #[derive(Debug, Clone)]
 pub(crate) struct SpmModel {
-    /// Token text to id (the last id wins for duplicate texts, as in llama.cpp).
-    pub(crate) token_to_id: FxHashMap<Box<str>, TokenId>,
     pub(crate) scores: Vec<f32>,
     /// Ids for raw bytes (`<0xXX>`, else the one-byte token); `None` when the vocab lacks both.
     pub(crate) byte_ids: Box<[Option<TokenId>; 256]>,
@@ -108,13 +110,10 @@ fn pair_key(a: char, b: char) -> u64 {
 }
 
 impl SpmModel {
-    /// Build from token texts and scores.
-    pub(crate) fn new(tokens: &[String], scores: Vec<f32>, unk_id: Option<TokenId>) -> Self {
-        let mut token_to_id: FxHashMap<Box<str>, TokenId> = FxHashMap::default();
-        token_to_id.reserve(tokens.len());
+    /// Build from a vocabulary and its scores.
+    pub(crate) fn new(vocab: &TokenTable, scores: Vec<f32>, unk_id: Option<TokenId>) -> Self {
         let mut pairs = PairSet::default();
-        for (i, t) in tokens.iter().enumerate() {
-            token_to_id.insert(t.as_str().into(), i as TokenId);
+        for t in vocab.texts().iter() {
             let mut it = t.chars();
             if let Some(mut prev) = it.next() {
                 for c in it {
@@ -126,15 +125,13 @@ impl SpmModel {
         let mut byte_ids = Box::new([None; 256]);
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             let hex = format!("<0x{b:02X}>");
-            *slot = token_to_id.get(hex.as_str()).copied().or_else(|| {
+            *slot = vocab.get(hex.as_str()).or_else(|| {
                 let s = [b as u8];
-                std::str::from_utf8(&s)
-                    .ok()
-                    .and_then(|s| token_to_id.get(s).copied())
+                std::str::from_utf8(&s).ok().and_then(|s| vocab.get(s))
             });
         }
+        pairs.shrink_to_fit();
         SpmModel {
-            token_to_id,
             scores,
             byte_ids,
             unk_id,
@@ -146,32 +143,45 @@ impl SpmModel {
         self.scores.get(id as usize).copied().unwrap_or(0.0)
     }
 
-    /// Tokenize `text` (already whitespace-escaped) and append the ids to `out`.
+    /// Tokenize `text` (already whitespace-escaped) over `vocab` (the table the model was
+    /// built from) and append the ids to `out`.
     ///
     /// `scratch` may be reused across calls that append to the same `out` (its segment cache
     /// points into `out`); start a new one for a new output vector.
-    pub(crate) fn encode(&self, text: &str, scratch: &mut SpmScratch, out: &mut Vec<TokenId>) {
+    pub(crate) fn encode(
+        &self,
+        vocab: &TokenTable,
+        text: &str,
+        scratch: &mut SpmScratch,
+        out: &mut Vec<TokenId>,
+    ) {
         let mut seg_start = 0usize;
         let mut prev: Option<char> = None;
         for (i, c) in text.char_indices() {
             if let Some(p) = prev {
                 if !self.pairs.contains(&pair_key(p, c)) {
-                    self.encode_cached(&text[seg_start..i], scratch, out);
+                    self.encode_cached(vocab, &text[seg_start..i], scratch, out);
                     seg_start = i;
                 }
             }
             prev = Some(c);
         }
-        self.encode_cached(&text[seg_start..], scratch, out);
+        self.encode_cached(vocab, &text[seg_start..], scratch, out);
     }
 
-    fn encode_cached(&self, seg: &str, scratch: &mut SpmScratch, out: &mut Vec<TokenId>) {
+    fn encode_cached(
+        &self,
+        vocab: &TokenTable,
+        seg: &str,
+        scratch: &mut SpmScratch,
+        out: &mut Vec<TokenId>,
+    ) {
         if let Some(&(a, b)) = scratch.cache.get(seg) {
             out.extend_from_within(a..b);
             return;
         }
         let start = out.len();
-        self.encode_segment(seg, &mut scratch.syms, &mut scratch.heap, out);
+        self.encode_segment(vocab, seg, &mut scratch.syms, &mut scratch.heap, out);
         if seg.len() <= 64 {
             scratch.cache.insert(seg.into(), (start, out.len()));
         }
@@ -179,6 +189,7 @@ impl SpmModel {
 
     fn encode_segment(
         &self,
+        vocab: &TokenTable,
         text: &str,
         syms: &mut Vec<Sym>,
         heap: &mut BinaryHeap<Bigram>,
@@ -195,7 +206,7 @@ impl SpmModel {
             syms.push(Sym {
                 start: i,
                 len,
-                id: self.token_to_id.get(&text[i..i + len]).copied(),
+                id: vocab.get(&text[i..i + len]),
                 prev: if idx == 0 { NONE } else { idx - 1 },
                 next: idx + 1,
             });
@@ -210,7 +221,7 @@ impl SpmModel {
             let start = syms[l].start;
             let size = syms[l].len + syms[r].len;
             if let Some(piece) = text.get(start..start + size) {
-                if let Some(&id) = self.token_to_id.get(piece) {
+                if let Some(id) = vocab.get(piece) {
                     heap.push(Bigram {
                         score: self.score(id),
                         id,
@@ -266,19 +277,20 @@ mod tests {
 
     #[test]
     fn merges_by_score_with_byte_fallback() {
-        let toks: Vec<String> = [
-            "<unk>", "<0xC3>", "<0xA9>", "▁", "a", "b", "ab", "▁ab", "bb",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        let toks = TokenTable::new(
+            [
+                "<unk>", "<0xC3>", "<0xA9>", "▁", "a", "b", "ab", "▁ab", "bb",
+            ]
+            .iter()
+            .collect(),
+        );
         let scores = vec![0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, -2.5];
         let m = SpmModel::new(&toks, scores, Some(0));
         let mut out = Vec::new();
-        m.encode("▁abé", &mut SpmScratch::default(), &mut out);
+        m.encode(&toks, "▁abé", &mut SpmScratch::default(), &mut out);
         assert_eq!(out, [7, 1, 2]);
         out.clear();
-        m.encode("abb", &mut SpmScratch::default(), &mut out);
+        m.encode(&toks, "abb", &mut SpmScratch::default(), &mut out);
         assert_eq!(out, [6, 5]);
     }
 }

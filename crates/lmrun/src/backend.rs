@@ -5,10 +5,10 @@
 use std::io::Read;
 use std::path::Path;
 
-use lmrun_gguf::GgufFile;
+use lmrun_gguf::{GgufFile, StrArray};
 use lmrun_loader::LoadReport;
 use lmrun_models::{KvDtype, Model, ModelOptions};
-use lmrun_tokenizers::{GgufTokenizer, GgufVocab, Tokenizer};
+use lmrun_tokenizers::{GgufTokenizer, GgufVocab, StrList, Tokenizer};
 
 use crate::decoder::keys;
 use crate::{RunnerError, RunnerOptions, TextDecoder};
@@ -253,14 +253,25 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     })
 }
 
-/// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`].
+/// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`]. The token and merge texts are copied
+/// arena to arena (two allocations each, whatever the vocabulary size).
 pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
     let model: &str = g.get("tokenizer.ggml.model")?;
     let id = |k: &str| -> Result<Option<u32>, RunnerError> { Ok(g.get_opt::<u32>(k)?) };
+    let strings = |key: &str, a: &StrArray| -> Result<StrList, RunnerError> {
+        let mut l = StrList::with_capacity(a.len(), a.text_len());
+        for s in a.iter() {
+            l.push(s)
+                .map_err(|e| RunnerError::InvalidArgument(format!("{key}: {e}")))?;
+        }
+        Ok(l)
+    };
+    const TOKENS: &str = "tokenizer.ggml.tokens";
+    const MERGES: &str = "tokenizer.ggml.merges";
     Ok(GgufVocab {
         model: model.to_string(),
         pre: g.get_opt::<&str>("tokenizer.ggml.pre")?.map(str::to_string),
-        tokens: g.get::<&[String]>("tokenizer.ggml.tokens")?.to_vec(),
+        tokens: strings(TOKENS, g.get::<&StrArray>(TOKENS)?)?,
         scores: g
             .get_opt::<&[f32]>("tokenizer.ggml.scores")?
             .map(<[f32]>::to_vec),
@@ -268,8 +279,9 @@ pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
             .get_opt::<&[i32]>("tokenizer.ggml.token_type")?
             .map(<[i32]>::to_vec),
         merges: g
-            .get_opt::<&[String]>("tokenizer.ggml.merges")?
-            .map(<[String]>::to_vec),
+            .get_opt::<&StrArray>(MERGES)?
+            .map(|m| strings(MERGES, m))
+            .transpose()?,
         bos_id: id("tokenizer.ggml.bos_token_id")?,
         eos_id: id("tokenizer.ggml.eos_token_id")?,
         unk_id: id("tokenizer.ggml.unknown_token_id")?,
@@ -283,13 +295,13 @@ pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
 }
 
 /// Every 997th token (and the last), enough to tell two vocabularies apart cheaply.
-fn sample_vocab(tokens: &[String]) -> Vec<(u32, String)> {
+fn sample_vocab(tokens: &StrList) -> Vec<(u32, String)> {
     let mut ids: Vec<usize> = (0..tokens.len()).step_by(997).collect();
     if let Some(last) = tokens.len().checked_sub(1) {
         ids.push(last);
     }
     ids.into_iter()
-        .map(|i| (i as u32, tokens[i].clone()))
+        .map(|i| (i as u32, tokens[i].to_string()))
         .collect()
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lmrun_gguf::{GgufFile, LoadMode};
+use lmrun_gguf::{GgufFile, LoadMode, StrArray};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab};
 
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -43,7 +43,11 @@ pub fn gguf_vocab(name: &str) -> GgufVocab {
     GgufVocab {
         model: s("tokenizer.ggml.model").expect("tokenizer.ggml.model"),
         pre: s("tokenizer.ggml.pre"),
-        tokens: md.get_str_array("tokenizer.ggml.tokens").unwrap().to_vec(),
+        tokens: md
+            .get_str_array("tokenizer.ggml.tokens")
+            .unwrap()
+            .iter()
+            .collect(),
         scores: md
             .get_opt::<&[f32]>("tokenizer.ggml.scores")
             .unwrap()
@@ -53,9 +57,9 @@ pub fn gguf_vocab(name: &str) -> GgufVocab {
             .unwrap()
             .map(<[i32]>::to_vec),
         merges: md
-            .get_opt::<&[String]>("tokenizer.ggml.merges")
+            .get_opt::<&StrArray>("tokenizer.ggml.merges")
             .unwrap()
-            .map(<[String]>::to_vec),
+            .map(|m| m.iter().collect()),
         bos_id: u("tokenizer.ggml.bos_token_id"),
         eos_id: u("tokenizer.ggml.eos_token_id"),
         unk_id: u("tokenizer.ggml.unknown_token_id"),

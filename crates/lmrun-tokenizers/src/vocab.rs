@@ -1,0 +1,267 @@
+//! Compact vocabulary storage. A vocabulary of 262,144 tokens held as `Vec<String>` costs one
+//! heap block per token (24 bytes of `String` plus a 32-byte minimum malloc chunk, ~15 MiB for
+//! Gemma's 2.3 MB of text), and a `HashMap<Box<str>, u32>` for text → id as much again. Here
+//! the texts live in one byte arena with one `u32` end offset per token ([`StrList`]), and the
+//! text → id index is an open-addressing table of `u32` ids that compares against the arena
+//! ([`TokenTable`]): about 3.3 MiB of texts and offsets plus 2 MiB of index for Gemma, in five
+//! allocations.
+
+use std::hash::BuildHasher;
+use std::ops::Index;
+
+use rustc_hash::FxBuildHasher;
+
+use crate::TokenId;
+
+/// A list of strings stored back to back in one arena, with one `u32` end offset each.
+///
+/// The arena holds at most 4 GiB of text ([`StrList::push`] refuses more).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct StrList {
+    text: String,
+    ends: Vec<u32>,
+}
+
+/// The texts of a [`StrList`] would exceed its 4 GiB arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrListFull;
+
+impl std::fmt::Display for StrListFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("more than 4 GiB of token text")
+    }
+}
+
+impl std::error::Error for StrListFull {}
+
+impl StrList {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty list with room for `n` strings of `bytes` bytes in total.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        StrList {
+            text: String::with_capacity(bytes),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    /// Append a string.
+    pub fn push(&mut self, s: &str) -> Result<(), StrListFull> {
+        let end = self
+            .text
+            .len()
+            .checked_add(s.len())
+            .and_then(|e| u32::try_from(e).ok())
+            .ok_or(StrListFull)?;
+        self.text.push_str(s);
+        self.ends.push(end);
+        Ok(())
+    }
+
+    /// Number of strings.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// String `i`.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        // Offsets are pushed at string boundaries, so the range is on char boundaries.
+        self.text.get(start..end)
+    }
+
+    /// The strings in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| &self[i])
+    }
+
+    /// Bytes of text in the arena.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Give back spare capacity (after building by `push`).
+    pub fn shrink_to_fit(&mut self) {
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+
+    /// Heap bytes held (arena and offsets, with spare capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
+}
+
+impl Index<usize> for StrList {
+    type Output = str;
+
+    /// String `i`; panics when `i` is out of range, like a slice.
+    fn index(&self, i: usize) -> &str {
+        match self.get(i) {
+            Some(s) => s,
+            None => panic!("index {i} out of range for a StrList of {}", self.len()),
+        }
+    }
+}
+
+impl std::fmt::Debug for StrList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for StrList {
+    /// Collect strings; panics past 4 GiB of text (use [`StrList::push`] to handle that).
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut l = StrList::new();
+        for s in iter {
+            if l.push(s.as_ref()).is_err() {
+                panic!("StrList: more than 4 GiB of text");
+            }
+        }
+        l
+    }
+}
+
+const EMPTY: u32 = u32::MAX;
+
+/// Token texts and the text → id index over them.
+///
+/// For a text held by several ids, the index gives the last id (as llama.cpp's
+/// `token_to_id` map, which later entries overwrite).
+#[derive(Clone)]
+pub(crate) struct TokenTable {
+    texts: StrList,
+    /// Open addressing, linear probing; each slot is a token id or `EMPTY`. A power of two at
+    /// least twice the token count, so probes stay short.
+    slots: Box<[u32]>,
+}
+
+impl std::fmt::Debug for TokenTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenTable")
+            .field("tokens", &self.texts.len())
+            .field("text_bytes", &self.texts.text_len())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+fn hash(s: &str) -> u64 {
+    // Fx's last step is a multiply, whose low bits are weak: fold the high half in.
+    let h = FxBuildHasher.hash_one(s);
+    h ^ (h >> 29) ^ (h >> 47)
+}
+
+impl TokenTable {
+    /// Index `texts` (at most `u32::MAX - 1` of them; callers check the vocabulary size).
+    pub(crate) fn new(mut texts: StrList) -> Self {
+        texts.shrink_to_fit();
+        let n_slots = (texts.len().max(1) * 2).next_power_of_two();
+        let mut t = TokenTable {
+            texts,
+            slots: vec![EMPTY; n_slots].into_boxed_slice(),
+        };
+        let mask = n_slots - 1;
+        for id in 0..t.texts.len() {
+            let s = &t.texts[id];
+            let mut i = hash(s) as usize & mask;
+            loop {
+                let slot = t.slots[i];
+                if slot == EMPTY || &t.texts[slot as usize] == s {
+                    // A repeated text: the later id wins.
+                    t.slots[i] = id as u32;
+                    break;
+                }
+                i = (i + 1) & mask;
+            }
+        }
+        t
+    }
+
+    /// The id of a text.
+    #[inline]
+    pub(crate) fn get(&self, s: &str) -> Option<TokenId> {
+        let mask = self.slots.len() - 1;
+        let mut i = hash(s) as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == EMPTY {
+                return None;
+            }
+            if &self.texts[slot as usize] == s {
+                return Some(slot);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The text of an id.
+    #[inline]
+    pub(crate) fn text(&self, id: TokenId) -> Option<&str> {
+        self.texts.get(id as usize)
+    }
+
+    /// Number of tokens.
+    pub(crate) fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// The texts in id order.
+    pub(crate) fn texts(&self) -> &StrList {
+        &self.texts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str_list_round_trip() {
+        let l: StrList = ["", "a", "▁the", "", "<0x0A>"].iter().collect();
+        assert_eq!(l.len(), 5);
+        assert_eq!(
+            l.iter().collect::<Vec<_>>(),
+            ["", "a", "▁the", "", "<0x0A>"]
+        );
+        assert_eq!(&l[2], "▁the");
+        assert_eq!(l.get(5), None);
+        assert_eq!(l.text_len(), 1 + "▁the".len() + 6);
+    }
+
+    #[test]
+    fn table_finds_every_token_and_last_duplicate_wins() {
+        let words: Vec<String> = (0..5000).map(|i| format!("w{i}")).collect();
+        let mut texts: StrList = words.iter().collect();
+        texts.push("w17").unwrap(); // duplicate of id 17, id 5000
+        let t = TokenTable::new(texts);
+        for (i, w) in words.iter().enumerate() {
+            let want = if i == 17 { 5000 } else { i as u32 };
+            assert_eq!(t.get(w), Some(want), "{w}");
+            assert_eq!(t.text(i as u32), Some(w.as_str()));
+        }
+        assert_eq!(t.get("w5000"), None);
+        assert_eq!(t.get(""), None);
+        assert_eq!(t.len(), 5001);
+    }
+
+    #[test]
+    fn empty_table() {
+        let t = TokenTable::new(StrList::new());
+        assert_eq!(t.get("x"), None);
+        assert_eq!(t.text(0), None);
+    }
+}
