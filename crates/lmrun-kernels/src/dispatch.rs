@@ -14,14 +14,28 @@ pub enum Isa {
     Scalar,
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
+    /// x86-64 AVX2 level plus AVX512F/BW/VL and AVX512_VNNI (256-bit registers): `vpdpbusd` /
+    /// `vpdpwssd` kernels for Q4_0, Q5_0, Q8_0, Q4_K and Q6_K, AVX2 kernels for the rest.
+    Avx512Vnni,
 }
 
 impl Isa {
-    /// The best level this CPU supports (detected once, then cached).
+    /// Every level, lowest first (tests iterate it and skip what the CPU lacks).
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
+
+    /// The best level this CPU supports (detected once, then cached). `LMRUN_ISA=scalar|avx2`
+    /// caps it (to compare levels on one machine); a level the CPU lacks is never chosen.
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
-            if Isa::Avx2.is_available() {
+            let cap = match std::env::var("LMRUN_ISA").as_deref() {
+                Ok("scalar") => Isa::Scalar,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512Vnni,
+            };
+            if cap == Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
+                Isa::Avx512Vnni
+            } else if cap != Isa::Scalar && Isa::Avx2.is_available() {
                 Isa::Avx2
             } else {
                 Isa::Scalar
@@ -34,8 +48,25 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             Isa::Avx2 => avx2_detected(),
+            Isa::Avx512Vnni => avx2_detected() && avx512vnni_detected(),
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512vnni_detected() -> bool {
+    static D: OnceLock<bool> = OnceLock::new();
+    *D.get_or_init(|| {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    })
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512vnni_detected() -> bool {
+    false
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -86,8 +117,39 @@ pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
         Isa::Scalar => None,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => crate::simd::avx2::dot4_fn(t),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => {
+            crate::simd::avx512::dot4_fn(t).or_else(|| crate::simd::avx2::dot4_fn(t))
+        }
         #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => None,
+        Isa::Avx2 | Isa::Avx512Vnni => None,
+    }
+}
+
+/// A 2-row × 4-token kernel over activation blocks of type `A`.
+pub type Tile2x4<A> = fn([&[u8]; 2], [&[A]; 4]) -> [[f32; 4]; 2];
+
+/// A dot product of two weight rows with four activation rows at once (prefill on levels
+/// with enough registers): each weight block is unpacked once for four tokens and each
+/// activation block loaded once for two rows. `out[r][n]` = row `r` · token `n`.
+#[derive(Clone, Copy)]
+pub enum Dot2x4Fn {
+    /// Against four rows of 32-wide quantized activations.
+    Q8x32(Tile2x4<BlockQ8x32>),
+    /// Against four rows of Q8_K activations.
+    Q8K(Tile2x4<BlockQ8K>),
+}
+
+/// The 2-row × 4-token kernel for weight type `t` at level `isa`, if that level has one
+/// (AVX-512 VNNI: Q4_0, Q5_0, Q8_0). `matmul` uses [`dot4_fn`] per row otherwise.
+pub fn dot2x4_fn(t: QType, isa: Isa) -> Option<Dot2x4Fn> {
+    if !isa.is_available() {
+        return None;
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => crate::simd::avx512::dot2x4_fn(t),
+        _ => None,
     }
 }
 
@@ -134,8 +196,12 @@ pub fn dot_fn(t: QType, isa: Isa) -> Option<DotFn> {
         Isa::Scalar => scalar_fn(t),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => crate::simd::avx2::dot_fn(t).or_else(|| scalar_fn(t)),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Vnni => crate::simd::avx512::dot_fn(t)
+            .or_else(|| crate::simd::avx2::dot_fn(t))
+            .or_else(|| scalar_fn(t)),
         #[cfg(not(target_arch = "x86_64"))]
-        Isa::Avx2 => None,
+        Isa::Avx2 | Isa::Avx512Vnni => None,
     }
 }
 

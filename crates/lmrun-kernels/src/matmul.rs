@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dispatch::{dot4_fn, dot_fn, Dot4Fn, DotFn, Isa};
+use crate::dispatch::{dot2x4_fn, dot4_fn, dot_fn, Dot2x4Fn, Dot4Fn, DotFn, Isa};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
@@ -158,6 +158,11 @@ pub fn matmul_with_isa(
     } else {
         None
     };
+    let f24 = if n_tokens >= 4 {
+        dot2x4_fn(w.qtype, isa)
+    } else {
+        None
+    };
     if rows == 0 || n_tokens == 0 {
         return Ok(());
     }
@@ -199,7 +204,38 @@ pub fn matmul_with_isa(
         let mut t0 = 0;
         if let Some(f4) = f4 {
             while t0 + 4 <= n_tokens {
-                for r in r0..r1 {
+                // pairs of rows through the 2×4 kernel where the level has one
+                let mut r_single = r0;
+                if let Some(f24) = f24 {
+                    let mut r = r0;
+                    while r + 2 <= r1 {
+                        let wr = [
+                            &data[r * rb..(r + 1) * rb],
+                            &data[(r + 1) * rb..(r + 2) * rb],
+                        ];
+                        let v = match f24 {
+                            Dot2x4Fn::Q8x32(f) => {
+                                let nb = cols / 32;
+                                let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];
+                                f(wr, [a(0), a(1), a(2), a(3)])
+                            }
+                            Dot2x4Fn::Q8K(f) => {
+                                let nb = cols / 256;
+                                let a = |k: usize| &qk[(t0 + k) * nb..(t0 + k + 1) * nb];
+                                f(wr, [a(0), a(1), a(2), a(3)])
+                            }
+                        };
+                        for (j, vr) in v.iter().enumerate() {
+                            for (k, &vk) in vr.iter().enumerate() {
+                                // SAFETY: as below; rows of this chunk belong to this thread.
+                                unsafe { dst.write((t0 + k) * rows + r + j, vk) };
+                            }
+                        }
+                        r += 2;
+                    }
+                    r_single = r;
+                }
+                for r in r_single..r1 {
                     let wr = &data[r * rb..(r + 1) * rb];
                     let v = match f4 {
                         Dot4Fn::F32(f4) => {

@@ -118,7 +118,7 @@ pub fn rope_inplace_partial(
         .checked_mul(head_dim)
         .ok_or(KernelError::Overflow("rope size"))?;
     check_len("rope x", total, x.len())?;
-    if n_rot > head_dim || n_rot % 2 != 0 {
+    if n_rot > head_dim || !n_rot.is_multiple_of(2) {
         return Err(KernelError::Invalid(
             "rope: n_rot must be even and <= head_dim",
         ));
@@ -194,7 +194,7 @@ pub fn scale_inplace(a: &mut [f32], s: f32) {
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() == Isa::Avx2 {
+    if Isa::best() != Isa::Scalar {
         return crate::simd::avx2::dot_f32(&a[..n], &b[..n]);
     }
     dot_f32_scalar(&a[..n], &b[..n])
@@ -220,7 +220,7 @@ pub fn dot_f32_scalar(a: &[f32], b: &[f32]) -> f32 {
 pub fn axpy_f32(a: f32, x: &[f32], y: &mut [f32]) {
     let n = x.len().min(y.len());
     #[cfg(target_arch = "x86_64")]
-    if Isa::best() == Isa::Avx2 {
+    if Isa::best() != Isa::Scalar {
         crate::simd::avx2::axpy_f32(a, &x[..n], &mut y[..n]);
         return;
     }

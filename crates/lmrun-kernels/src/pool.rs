@@ -236,7 +236,7 @@ fn worker(sh: Arc<Shared>, ith: usize, nth: usize) {
                 return;
             }
             spins += 1;
-            if spins % 64 != 0 || start.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }

@@ -154,7 +154,7 @@ impl QType {
     /// size or the size overflows.
     pub fn row_bytes(self, n_cols: usize) -> Option<usize> {
         let bs = self.block_size();
-        if n_cols % bs != 0 {
+        if !n_cols.is_multiple_of(bs) {
             return None;
         }
         (n_cols / bs).checked_mul(self.type_size())

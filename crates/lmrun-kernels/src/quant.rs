@@ -89,7 +89,7 @@ fn amax(x: &[f32]) -> f32 {
 /// bit-identical to [`quantize_q8x32_scalar`].
 pub fn quantize_q8x32(x: &[f32], y: &mut [BlockQ8x32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::Isa::best() == crate::Isa::Avx2 {
+    if crate::Isa::best() != crate::Isa::Scalar {
         crate::simd::avx2::quantize_q8x32(x, y);
         return;
     }
@@ -101,7 +101,7 @@ pub fn quantize_q8x32(x: &[f32], y: &mut [BlockQ8x32]) {
 /// [`quantize_q8k_scalar`].
 pub fn quantize_q8k(x: &[f32], y: &mut [BlockQ8K]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::Isa::best() == crate::Isa::Avx2 {
+    if crate::Isa::best() != crate::Isa::Scalar {
         crate::simd::avx2::quantize_q8k(x, y);
         return;
     }

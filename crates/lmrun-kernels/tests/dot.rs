@@ -74,7 +74,7 @@ fn quantized_dot_matches_dequantized_f32_dot() {
                     bound += sw * amax / 127.0 * 0.5 * 1.001;
                 }
             }
-            for isa in [Isa::Scalar, Isa::Avx2] {
+            for isa in Isa::ALL {
                 if !isa.is_available() {
                     continue;
                 }
@@ -90,9 +90,19 @@ fn quantized_dot_matches_dequantized_f32_dot() {
 
 #[test]
 fn simd_equals_scalar() {
-    if !Isa::Avx2.is_available() {
-        eprintln!("AVX2 not available: nothing to compare");
+    let simd: Vec<Isa> = Isa::ALL[1..]
+        .iter()
+        .copied()
+        .filter(|i| i.is_available())
+        .collect();
+    if simd.is_empty() {
+        eprintln!("no SIMD level available on this CPU: nothing to compare");
         return;
+    }
+    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+        if !isa.is_available() {
+            eprintln!("{isa:?} not available on this CPU: its kernels are not compared here");
+        }
     }
     let mut rng = Rng::new(11);
     for t in WEIGHT_TYPES {
@@ -102,18 +112,20 @@ fn simd_equals_scalar() {
                 let x: Vec<f32> = (0..cols).map(|_| rng.normalish() * 3.0).collect();
                 let act = Act::new(x);
                 let s = vec_dot(Isa::Scalar, t, cols, &w, act.row(t)).unwrap();
-                let v = vec_dot(Isa::Avx2, t, cols, &w, act.row(t)).unwrap();
-                // same integer block sums; only the order of f32 additions differs.
-                let mag: f32 = {
-                    let mut wf = vec![0f32; cols];
-                    dequantize_row(t, &w, &mut wf).unwrap();
-                    wf.iter().zip(&act.x).map(|(a, b)| (a * b).abs()).sum()
-                };
-                let tol = 1e-5 * mag + 1e-6;
-                assert!(
-                    (s - v).abs() <= tol,
-                    "{t} cols {cols}: scalar {s} avx2 {v} tol {tol}"
-                );
+                for &isa in &simd {
+                    let v = vec_dot(isa, t, cols, &w, act.row(t)).unwrap();
+                    // same integer block sums; only the order of f32 additions differs.
+                    let mag: f32 = {
+                        let mut wf = vec![0f32; cols];
+                        dequantize_row(t, &w, &mut wf).unwrap();
+                        wf.iter().zip(&act.x).map(|(a, b)| (a * b).abs()).sum()
+                    };
+                    let tol = 1e-5 * mag + 1e-6;
+                    assert!(
+                        (s - v).abs() <= tol,
+                        "{t} cols {cols}: scalar {s} {isa:?} {v} tol {tol}"
+                    );
+                }
             }
         }
     }
@@ -164,7 +176,7 @@ fn matmul_independent_of_threads_and_isa() {
                 let d = vec_dot(Isa::Scalar, t, cols, w.row(r).unwrap(), act.row(t)).unwrap();
                 assert_eq!(d, reference[r], "{t} row {r}");
             }
-            for isa in [Isa::Scalar, Isa::Avx2] {
+            for isa in Isa::ALL {
                 if !isa.is_available() {
                     continue;
                 }
@@ -248,11 +260,12 @@ fn simd_activation_quantization_is_bit_exact() {
 fn four_token_kernels_match_single_token_kernels() {
     use lmrun_kernels::{dot4_fn, dot_fn, Dot4Fn, DotFn};
     let mut rng = Rng::new(17);
-    for t in WEIGHT_TYPES {
-        let Some(f4) = dot4_fn(t, Isa::best()) else {
+    let levels = Isa::ALL.into_iter().filter(|i| i.is_available());
+    for (isa, t) in levels.flat_map(|i| WEIGHT_TYPES.map(move |t| (i, t))) {
+        let Some(f4) = dot4_fn(t, isa) else {
             continue;
         };
-        let f1 = dot_fn(t, Isa::best()).unwrap();
+        let f1 = dot_fn(t, isa).unwrap();
         let cols = 2048;
         for _ in 0..10 {
             let w = random_row(t, cols, &mut rng);
@@ -282,11 +295,57 @@ fn four_token_kernels_match_single_token_kernels() {
                 let tol = 1e-5 * mag + 1e-6;
                 assert!(
                     (four[n] - one[n]).abs() <= tol,
-                    "{t} token {n}: {} vs {}",
+                    "{t} {isa:?} token {n}: {} vs {}",
                     four[n],
                     one[n]
                 );
             }
         }
+    }
+}
+
+#[test]
+fn two_row_kernels_match_four_token_kernels() {
+    use lmrun_kernels::{dot2x4_fn, dot4_fn, Dot2x4Fn, Dot4Fn};
+    let mut rng = Rng::new(23);
+    let mut checked = 0;
+    let levels = Isa::ALL.into_iter().filter(|i| i.is_available());
+    for (isa, t) in levels.flat_map(|i| WEIGHT_TYPES.map(move |t| (i, t))) {
+        let Some(f24) = dot2x4_fn(t, isa) else {
+            continue;
+        };
+        let f4 = dot4_fn(t, isa).expect("a level with a 2x4 kernel has a 4-token kernel");
+        let cols = 2048;
+        for _ in 0..10 {
+            let w = [random_row(t, cols, &mut rng), random_row(t, cols, &mut rng)];
+            let acts: Vec<Act> = (0..4)
+                .map(|_| Act::new((0..cols).map(|_| rng.normalish()).collect()))
+                .collect();
+            let (tile, rows) = match (f24, f4) {
+                (Dot2x4Fn::Q8x32(f24), Dot4Fn::Q8x32(f4)) => {
+                    let a = [&acts[0].q32[..], &acts[1].q32, &acts[2].q32, &acts[3].q32];
+                    (f24([&w[0], &w[1]], a), [f4(&w[0], a), f4(&w[1], a)])
+                }
+                (Dot2x4Fn::Q8K(f24), Dot4Fn::Q8K(f4)) => {
+                    let a = [&acts[0].qk[..], &acts[1].qk, &acts[2].qk, &acts[3].qk];
+                    (f24([&w[0], &w[1]], a), [f4(&w[0], a), f4(&w[1], a)])
+                }
+                _ => panic!("{t}: tile kernels take different activations"),
+            };
+            for r in 0..2 {
+                for n in 0..4 {
+                    // same integer block sums and the same f32 accumulation order per output
+                    let (a, b) = (tile[r][n], rows[r][n]);
+                    assert!(
+                        (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                        "{t} {isa:?} row {r} token {n}: {a} vs {b}"
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    if checked == 0 {
+        eprintln!("no level with 2-row kernels on this CPU: nothing compared");
     }
 }

@@ -233,8 +233,11 @@ fn gemma3_matches_llama_cpp() {
         // measured: mismatch gaps <= 0.71, greedy divergence at gap <= 0.26, max |diff| 2.96,
         // mean <= 0.33 (mean 0.21 before position 512 and 0.22 after). Gemma is chaotic at
         // this level: a 1e-7 change in GELU moved the largest mismatch gap from 0.45 to 0.71.
+        // The AVX-512 VNNI kernels (same integer sums, another f32 summation order) give
+        // mean |diff| 0.18/0.31/0.18/0.22 on the four prompts (AVX2: 0.17/0.32/0.20/0.21) but
+        // one mismatch at gap 1.016 (AVX2: largest 0.71), hence 1.25.
         Tol {
-            hard_gap: 1.0,
+            hard_gap: 1.25,
             greedy_tie: 0.4,
             max_abs: 4.0,
             mean_abs: 0.4,

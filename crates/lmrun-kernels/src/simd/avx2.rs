@@ -115,7 +115,7 @@ wrap!(dot_iq4xs, dot_iq4xs_impl, BlockQ8K);
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_ps(v: __m256) -> f32 {
+pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     // SAFETY: plain register arithmetic; features enabled on this function.
     unsafe {
         let lo = _mm256_castps256_ps128(v);
@@ -132,7 +132,7 @@ unsafe fn hsum_ps(v: __m256) -> f32 {
 /// register it picks — often the accumulator — which chains every block's scale conversion
 /// to the previous block's FMA and halves the kernels' speed.
 #[inline(always)]
-fn f16_at(b: &[u8], off: usize) -> f32 {
+pub(super) fn f16_at(b: &[u8], off: usize) -> f32 {
     let h = u16::from_le_bytes([b[off], b[off + 1]]);
     if h & 0x7c00 == 0x7c00 {
         return half::f16::from_bits(h).to_f32(); // inf / NaN
@@ -147,7 +147,7 @@ fn f16_at(b: &[u8], off: usize) -> f32 {
 /// are used, so the compiler cannot merge the scalar into a stale register (see [`f16_at`]).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16x8(b: &[u8], off: usize) -> __m256 {
+pub(super) unsafe fn f16x8(b: &[u8], off: usize) -> __m256 {
     let h = u16::from_le_bytes([b[off], b[off + 1]]);
     // SAFETY: register arithmetic.
     unsafe { _mm256_cvtph_ps(_mm_set1_epi16(h as i16)) }
@@ -156,7 +156,7 @@ unsafe fn f16x8(b: &[u8], off: usize) -> __m256 {
 /// Loads 32 bytes from `b[off..off + 32]` (bounds-checked).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load32(b: &[u8], off: usize) -> __m256i {
+pub(super) unsafe fn load32(b: &[u8], off: usize) -> __m256i {
     let s = &b[off..off + 32];
     // SAFETY: `s` is 32 readable bytes; unaligned load.
     unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
@@ -165,7 +165,7 @@ unsafe fn load32(b: &[u8], off: usize) -> __m256i {
 /// Loads 16 bytes from `b[off..off + 16]` (bounds-checked).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load16(b: &[u8], off: usize) -> __m128i {
+pub(super) unsafe fn load16(b: &[u8], off: usize) -> __m128i {
     let s = &b[off..off + 16];
     // SAFETY: `s` is 16 readable bytes; unaligned load.
     unsafe { _mm_loadu_si128(s.as_ptr() as *const __m128i) }
@@ -173,7 +173,7 @@ unsafe fn load16(b: &[u8], off: usize) -> __m128i {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load32_i8(q: &[i8], off: usize) -> __m256i {
+pub(super) unsafe fn load32_i8(q: &[i8], off: usize) -> __m256i {
     let s = &q[off..off + 32];
     // SAFETY: `s` is 32 readable bytes; unaligned load.
     unsafe { _mm256_loadu_si256(s.as_ptr() as *const __m256i) }
@@ -182,7 +182,7 @@ unsafe fn load32_i8(q: &[i8], off: usize) -> __m256i {
 /// 16 nibble bytes → 32 bytes: low nibbles (values 0..16) then high nibbles (16..32).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nibbles32(b: &[u8], off: usize) -> __m256i {
+pub(super) unsafe fn nibbles32(b: &[u8], off: usize) -> __m256i {
     // SAFETY: register arithmetic after a bounds-checked load.
     unsafe {
         let t = load16(b, off);
@@ -235,7 +235,7 @@ unsafe fn sub_lane0(v: __m256i, x: i32) -> __m256i {
 
 /// The 8 scales and 8 mins of a Q4_K/Q5_K block as 16 bytes (scales first), branch-free.
 #[inline(always)]
-fn kscales16(s: &[u8]) -> [u8; 16] {
+pub(super) fn kscales16(s: &[u8]) -> [u8; 16] {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
@@ -257,7 +257,7 @@ fn kscales16(s: &[u8]) -> [u8; 16] {
 /// Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 mins in bytes 8..16 of `ms`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn mins_dot_bsums(ms: &[u8; 16], bsums: &[i16; 16]) -> i32 {
+pub(super) unsafe fn mins_dot_bsums(ms: &[u8; 16], bsums: &[i16; 16]) -> i32 {
     // SAFETY: 16-byte and 32-byte loads from arrays of exactly that size; register arithmetic.
     unsafe {
         let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(ms.as_ptr().add(8) as *const __m128i));
@@ -645,7 +645,7 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
 /// halves, scales 8..16 in both halves), the inputs of [`pair_scales`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn split_scales(sc16: __m256i) -> (__m256i, __m256i) {
+pub(super) unsafe fn split_scales(sc16: __m256i) -> (__m256i, __m256i) {
     // SAFETY: register arithmetic.
     unsafe {
         (
@@ -659,7 +659,7 @@ unsafe fn split_scales(sc16: __m256i) -> (__m256i, __m256i) {
 /// 128 bits, scale `2p + 1` in the high 128 bits. `lo`/`hi` come from [`split_scales`].
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn pair_scales(lo: __m256i, hi: __m256i, p: usize) -> __m256i {
+pub(super) unsafe fn pair_scales(lo: __m256i, hi: __m256i, p: usize) -> __m256i {
     let q = (p % 4) as i16;
     let m_lo = ((4 * q + 1) << 8) | (4 * q);
     let m_hi = ((4 * q + 3) << 8) | (4 * q + 2);
@@ -815,13 +815,13 @@ unsafe fn dot_iq4xs_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
 
 /// Number of blocks usable by a 4-token kernel.
 #[inline(always)]
-fn nb4<T>(w_len: usize, ts: usize, a: &[&[T]; 4]) -> usize {
+pub(super) fn nb4<T>(w_len: usize, ts: usize, a: &[&[T]; 4]) -> usize {
     a.iter().fold(w_len / ts, |m, x| m.min(x.len()))
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum4(acc: &[__m256; 4]) -> [f32; 4] {
+pub(super) unsafe fn hsum4(acc: &[__m256; 4]) -> [f32; 4] {
     // SAFETY: register arithmetic.
     unsafe {
         [

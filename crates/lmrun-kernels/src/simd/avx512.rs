@@ -1,0 +1,463 @@
+//! AVX-512 VNNI kernels (256-bit registers, AVX512VL encoding) for the weight types the common
+//! GGUF mixes are made of: Q4_0, Q5_0, Q8_0, Q4_K and Q6_K. Why a second x86 level: on CPUs that
+//! have it (Zen 4, Ice Lake and later) `vpdpbusd` does in one instruction what AVX2 needs three
+//! for (`maddubs` + `madd` + `add`), `vpdpwssd` folds the scale multiply into the accumulation,
+//! and a 32-bit mask register turns Q5_0's high bits into bytes in one masked add. That is what
+//! prompt processing is bound by (each weight block meets four tokens), and what keeps the
+//! 5-bit types from being compute-bound in decode.
+//!
+//! Everything here is reached only after `dispatch` detected AVX2, FMA, F16C, AVX512F/BW/VL and
+//! AVX512_VNNI at run time. The integer block sums are exactly those of the scalar and AVX2
+//! kernels (the offsets of unsigned weight codes are removed as integers), so results differ
+//! from them only in the order of f32 additions. Types without a kernel here use the AVX2 ones.
+
+// See avx2.rs: intrinsics are safe in `#[target_feature]` functions only on newer compilers.
+#![allow(unused_unsafe)]
+
+use std::arch::x86_64::*;
+
+use super::avx2::{
+    f16_at, f16x8, hsum4, hsum_ps, kscales16, load16, load32, load32_i8, mins_dot_bsums, nb4,
+    nibbles32, pair_scales, split_scales,
+};
+use crate::dispatch::{Dot2x4Fn, Dot4Fn};
+use crate::quant::{BlockQ8K, BlockQ8x32};
+use crate::{DotFn, QType};
+
+/// The AVX-512 VNNI kernel for `t`, if there is one. Only called by `dispatch::dot_fn` after
+/// `Isa::Avx512Vnni.is_available()`.
+pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
+    Some(match t {
+        QType::Q4_0 => DotFn::Q8x32(dot_q4_0),
+        QType::Q5_0 => DotFn::Q8x32(dot_q5_0),
+        QType::Q8_0 => DotFn::Q8x32(dot_q8_0),
+        QType::Q4K => DotFn::Q8K(dot_q4k),
+        QType::Q6K => DotFn::Q8K(dot_q6k),
+        _ => return None,
+    })
+}
+
+/// The 4-token AVX-512 VNNI kernel for `t`, if there is one. Same precondition as [`dot_fn`].
+pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
+    Some(match t {
+        QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
+        QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
+        QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
+        QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
+        QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
+        _ => return None,
+    })
+}
+
+/// The 2-row × 4-token AVX-512 VNNI kernel for `t`, if there is one. Same precondition.
+pub(crate) fn dot2x4_fn(t: QType) -> Option<Dot2x4Fn> {
+    Some(match t {
+        QType::Q4_0 => Dot2x4Fn::Q8x32(dot2x4_q4_0),
+        QType::Q5_0 => Dot2x4Fn::Q8x32(dot2x4_q5_0),
+        QType::Q8_0 => Dot2x4Fn::Q8x32(dot2x4_q8_0),
+        _ => return None,
+    })
+}
+
+macro_rules! wrap2x4 {
+    ($name:ident, $imp:ident, $act:ty) => {
+        fn $name(w: [&[u8]; 2], a: [&[$act]; 4]) -> [[f32; 4]; 2] {
+            // SAFETY: reachable only through `dot2x4_fn`, after run-time detection of every
+            // feature the kernel enables; the kernel bounds every access by the slice lengths.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+wrap2x4!(dot2x4_q4_0, dot2x4_q4_0_impl, BlockQ8x32);
+wrap2x4!(dot2x4_q5_0, dot2x4_q5_0_impl, BlockQ8x32);
+wrap2x4!(dot2x4_q8_0, dot2x4_q8_0_impl, BlockQ8x32);
+
+/// Safe wrappers, private and handed out only by `dot_fn` / `dot4_fn` (i.e. after detection).
+macro_rules! wrap {
+    ($name:ident, $imp:ident, $act:ty) => {
+        fn $name(w: &[u8], a: &[$act]) -> f32 {
+            // SAFETY: reachable only through `dot_fn`, after run-time detection of every
+            // feature the kernel enables; the kernel bounds every access by the slice lengths.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+macro_rules! wrap4 {
+    ($name:ident, $imp:ident, $act:ty) => {
+        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
+            // SAFETY: reachable only through `dot4_fn`, after run-time detection of every
+            // feature the kernel enables; the kernel bounds every access by the slice lengths.
+            unsafe { $imp(w, a) }
+        }
+    };
+}
+
+wrap!(dot_q4_0, dot_q4_0_impl, BlockQ8x32);
+wrap!(dot_q5_0, dot_q5_0_impl, BlockQ8x32);
+wrap!(dot_q8_0, dot_q8_0_impl, BlockQ8x32);
+wrap!(dot_q4k, dot_q4k_impl, BlockQ8K);
+wrap!(dot_q6k, dot_q6k_impl, BlockQ8K);
+wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
+wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
+wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
+wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
+wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
+
+// ---------------------------------------------------------------------------------------------
+// 32-wide blocks: the weight codes as unsigned bytes `u` (Q4_0: q, Q5_0: q, Q8_0: q + 128) meet
+// the signed activation in `vpdpbusd`; the accumulator starts at `-offset * Σ a` in lane 0, so
+// the integer result is exactly Σ (u - offset) a.
+
+/// `[-off * y.sum, 0, 0, 0, 0, 0, 0, 0]`: the start value that removes the code offset.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn offset_init(off: i32, y: &BlockQ8x32) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_zextsi128_si256(_mm_cvtsi32_si128(y.sum.wrapping_mul(-off))) }
+}
+
+/// Q5_0's 32 codes (0..32) as bytes: the nibbles plus 16 where the high bit is set, one masked
+/// add instead of AVX2's byte-mask expansion.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
+    let qh = crate::blocks::u32_at(b, 2);
+    // SAFETY: bounds-checked load, register arithmetic.
+    unsafe {
+        let nib = nibbles32(b, 6);
+        _mm256_mask_add_epi8(nib, qh, nib, _mm256_set1_epi8(16))
+    }
+}
+
+/// Q8_0's 32 codes plus 128 (unsigned).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
+    // SAFETY: bounds-checked load, register arithmetic.
+    unsafe { _mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)) }
+}
+
+/// Defines a single-token kernel for a 32-wide type: `$bytes` per block, `$codes(b)` gives the
+/// unsigned codes, `$off` is their offset.
+macro_rules! dot32 {
+    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: &[BlockQ8x32]) -> f32 {
+            let nb = a.len().min(w.len() / $bytes);
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            for i in 0..nb {
+                let b = &w[$bytes * i..$bytes * i + $bytes];
+                let y = &a[i];
+                // SAFETY: bounds-checked loads, register arithmetic.
+                unsafe {
+                    let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
+                    let p =
+                        _mm256_dpbusd_epi32(offset_init($off, y), $codes(b), load32_i8(&y.qs, 0));
+                    // two accumulators: consecutive blocks do not wait on each other's FMA
+                    if i % 2 == 0 {
+                        acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+                    } else {
+                        acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc1);
+                    }
+                }
+            }
+            // SAFETY: register arithmetic.
+            unsafe { hsum_ps(_mm256_add_ps(acc0, acc1)) }
+        }
+    };
+}
+
+/// Defines the 4-token kernel for a 32-wide type (one code unpack feeds four tokens).
+macro_rules! dot4_32 {
+    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+            let nb = nb4(w.len(), $bytes, &a);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in 0..nb {
+                let b = &w[$bytes * i..$bytes * i + $bytes];
+                // SAFETY: bounds-checked loads, register arithmetic.
+                unsafe {
+                    let dw = f16x8(b, 0);
+                    let q = $codes(b);
+                    for n in 0..4 {
+                        let y = &a[n][i];
+                        let p = _mm256_dpbusd_epi32(offset_init($off, y), q, load32_i8(&y.qs, 0));
+                        acc[n] = _mm256_fmadd_ps(
+                            _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
+                            _mm256_cvtepi32_ps(p),
+                            acc[n],
+                        );
+                    }
+                }
+            }
+            // SAFETY: register arithmetic.
+            unsafe { hsum4(&acc) }
+        }
+    };
+}
+
+/// Q4_0's codes: the 32 nibbles.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
+    // SAFETY: bounds-checked load.
+    unsafe { nibbles32(b, 2) }
+}
+
+/// Defines the 2-row × 4-token kernel for a 32-wide type: each code unpack feeds four tokens
+/// and each activation block (its values, scale and offset start) feeds two rows, which is what
+/// takes prefill from instruction-bound towards the `vpdpbusd`/FMA pipes' limit.
+macro_rules! dot2x4_32 {
+    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: [&[u8]; 2], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; 2] {
+            let nb = nb4(w[0].len().min(w[1].len()), $bytes, &a);
+            let mut acc0 = [_mm256_setzero_ps(); 4];
+            let mut acc1 = [_mm256_setzero_ps(); 4];
+            for i in 0..nb {
+                // SAFETY: i < nb, so both weight rows hold block i (nb <= len / $bytes) and
+                // every activation row holds block i (nb <= its length); register arithmetic.
+                unsafe {
+                    let b0 = w[0].get_unchecked($bytes * i..$bytes * i + $bytes);
+                    let b1 = w[1].get_unchecked($bytes * i..$bytes * i + $bytes);
+                    let (dw0, dw1) = (f16x8(b0, 0), f16x8(b1, 0));
+                    let (q0, q1) = ($codes(b0), $codes(b1));
+                    for n in 0..4 {
+                        let y = a[n].get_unchecked(i);
+                        let init = offset_init($off, y);
+                        let yq = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
+                        let yd = _mm256_set1_ps(y.d);
+                        let p0 = _mm256_dpbusd_epi32(init, q0, yq);
+                        let p1 = _mm256_dpbusd_epi32(init, q1, yq);
+                        acc0[n] = _mm256_fmadd_ps(
+                            _mm256_mul_ps(dw0, yd),
+                            _mm256_cvtepi32_ps(p0),
+                            acc0[n],
+                        );
+                        acc1[n] = _mm256_fmadd_ps(
+                            _mm256_mul_ps(dw1, yd),
+                            _mm256_cvtepi32_ps(p1),
+                            acc1[n],
+                        );
+                    }
+                }
+            }
+            // SAFETY: register arithmetic.
+            unsafe { [hsum4(&acc0), hsum4(&acc1)] }
+        }
+    };
+}
+
+dot32!(dot_q4_0_impl, 18, q4_0_codes, 8);
+dot32!(dot_q5_0_impl, 22, q5_0_codes, 16);
+dot32!(dot_q8_0_impl, 34, q8_0_codes, 128);
+dot4_32!(dot4_q4_0_impl, 18, q4_0_codes, 8);
+dot4_32!(dot4_q5_0_impl, 22, q5_0_codes, 16);
+dot4_32!(dot4_q8_0_impl, 34, q8_0_codes, 128);
+dot2x4_32!(dot2x4_q4_0_impl, 18, q4_0_codes, 8);
+dot2x4_32!(dot2x4_q5_0_impl, 22, q5_0_codes, 16);
+dot2x4_32!(dot2x4_q8_0_impl, 34, q8_0_codes, 128);
+
+// ---------------------------------------------------------------------------------------------
+// k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
+// multiplies them by the sub-block scales and accumulates in one instruction.
+
+/// The eight Q4_K code vectors of a block: (low nibbles, high nibbles) of each 32-byte group.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q4k_codes(b: &[u8], j: usize) -> (__m256i, __m256i) {
+    // SAFETY: bounds-checked load, register arithmetic.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let q4 = load32(b, 16 + 32 * j);
+        (
+            _mm256_and_si256(q4, m4),
+            _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+        )
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_q4k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 144);
+    let mut acc = _mm256_setzero_ps();
+    let mut summ = 0f32;
+    for i in 0..nb {
+        let b = &w[144 * i..144 * i + 144];
+        let y = &a[i];
+        let sc = kscales16(&b[4..16]);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            summ += y.d * f16_at(b, 2) * mins_dot_bsums(&sc, &y.bsums) as f32;
+            let mut sumi = _mm256_setzero_si256();
+            for j in 0..4 {
+                let (lo, hi) = q4k_codes(b, j);
+                let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                sumi = _mm256_dpwssd_epi32(sumi, pl, _mm256_set1_epi16(sc[2 * j] as i16));
+                sumi = _mm256_dpwssd_epi32(sumi, ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 0));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) - summ }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 144, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut summ = [0f32; 4];
+    for i in 0..nb {
+        let b = &w[144 * i..144 * i + 144];
+        let sc = kscales16(&b[4..16]);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let (lo, hi) = q4k_codes(b, j);
+                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
+                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
+                for n in 0..4 {
+                    let y = &a[n][i];
+                    let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                    let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                    sumi[n] = _mm256_dpwssd_epi32(sumi[n], pl, sl);
+                    sumi[n] = _mm256_dpwssd_epi32(sumi[n], ph, sh);
+                }
+            }
+            for n in 0..4 {
+                let y = &a[n][i];
+                summ[n] += y.d * dmin * mins_dot_bsums(&sc, &y.bsums) as f32;
+                acc[n] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    let h = unsafe { hsum4(&acc) };
+    [
+        h[0] - summ[0],
+        h[1] - summ[1],
+        h[2] - summ[2],
+        h[3] - summ[3],
+    ]
+}
+
+/// Q6_K code vector `g` (0..4) of half `h` (0..2): the 6-bit codes, stored +32, as bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q6k_codes(b: &[u8], h: usize) -> [__m256i; 4] {
+    // SAFETY: bounds-checked loads, register arithmetic.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let qa = load32(b, 64 * h);
+        let qb = load32(b, 64 * h + 32);
+        let qh = load32(b, 128 + 32 * h);
+        [
+            _mm256_or_si256(
+                _mm256_and_si256(qa, m4),
+                _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(qb, m4),
+                _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                _mm256_and_si256(qh, m30),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+            ),
+        ]
+    }
+}
+
+/// `-32 * Σ_k sc_k * bsum_k` (per i32 lane): removes Q6_K's +32 code offset as an integer.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn q6k_bias(sc16: __m256i, y: &BlockQ8K) -> __m256i {
+    // SAFETY: `bsums` is exactly 32 bytes; register arithmetic.
+    unsafe {
+        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+        _mm256_sub_epi32(
+            _mm256_setzero_si256(),
+            _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5),
+        )
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    let nb = a.len().min(w.len() / 210);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = &w[210 * i..210 * i + 210];
+        let y = &a[i];
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            let (slo, shi) = split_scales(sc16);
+            let mut sumi = q6k_bias(sc16, y);
+            for h in 0..2 {
+                let q = q6k_codes(b, h);
+                for g in 0..4 {
+                    let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
+                    sumi = _mm256_dpwssd_epi32(sumi, p, pair_scales(slo, shi, 4 * h + g));
+                }
+            }
+            let d = _mm256_set1_ps(y.d * f16_at(b, 208));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 210, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[210 * i..210 * i + 210];
+        let d = f16_at(b, 208);
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            let (slo, shi) = split_scales(sc16);
+            let mut sumi = [
+                q6k_bias(sc16, &a[0][i]),
+                q6k_bias(sc16, &a[1][i]),
+                q6k_bias(sc16, &a[2][i]),
+                q6k_bias(sc16, &a[3][i]),
+            ];
+            for h in 0..2 {
+                let q = q6k_codes(b, h);
+                for g in 0..4 {
+                    let sv = pair_scales(slo, shi, 4 * h + g);
+                    for n in 0..4 {
+                        let y = &a[n][i];
+                        let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
+                        sumi[n] = _mm256_dpwssd_epi32(sumi[n], p, sv);
+                    }
+                }
+            }
+            for n in 0..4 {
+                let dd = _mm256_set1_ps(a[n][i].d * d);
+                acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
