@@ -1,17 +1,18 @@
 //! Causal multi-head attention over the KV cache, for a chunk of `n` new tokens whose keys and
 //! values are already in the cache. Grouped-query heads share a KV head; sliding-window layers
-//! see only the last `window` positions. Work items are (head, block of up to [`TOKEN_BLOCK`]
-//! tokens) in head-major order; pool threads take items from a shared counter
+//! see only the last `window` positions. Work items are (up to [`HEADS_PER_ITEM`] heads of one
+//! KV group, block of up to [`TOKEN_BLOCK`] tokens): each cached f16 key and value is converted
+//! once for all heads of the item. Pool threads take items from a shared counter
 //! ([`ThreadPool::run_dynamic`]: a worker that is descheduled takes fewer, or none, and the
-//! caller never waits for it), each item owning one contiguous slice of the head-major output,
-//! each thread its own row of score scratch (no unsafe, no contention).
+//! caller never waits for it), each item owning one contiguous slice of the head-major output
+//! per head, each thread its own rows of score scratch (no unsafe, no contention).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use lmrun_kernels::{ops::softmax_inplace, ThreadPool};
 
-use crate::kv::LayerKv;
+use crate::kv::{KvDots, LayerKv};
 
 /// Tokens per work item in a batched pass.
 pub(crate) const TOKEN_BLOCK: usize = 16;
@@ -31,15 +32,19 @@ pub(crate) struct AttnShape {
     pub window: Option<usize>,
 }
 
+/// Query heads per work item: heads of one KV group are handled together, so each cached key
+/// and value element is converted once for up to this many heads ([`KvBuf::dot4`]).
+pub(crate) const HEADS_PER_ITEM: usize = 4;
+
 /// `out_hm[h][t][..head_dim_v] = softmax(scale · q_t,h · K) · V` for the `n` tokens at
 /// positions `p0..p0 + n`. `q` is `[n][n_head * head_dim]`; `scores` holds at least
-/// `pool.n_threads() * capacity` floats.
+/// `pool.n_threads() * HEADS_PER_ITEM * capacity` floats.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     pool: &ThreadPool,
     s: &AttnShape,
     kv: &LayerKv,
-    f16dot: fn(&[u8], &[f32]) -> f32,
+    dots: &KvDots,
     q: &[f32],
     n: usize,
     p0: usize,
@@ -51,20 +56,43 @@ pub(crate) fn attend(
     let qd = s.n_head * s.head_dim;
     let group = s.n_head / s.n_head_kv;
     let n_blocks = n.div_ceil(TOKEN_BLOCK);
-    // One output slice per (head, token block), in head-major order.
-    let mut items = Vec::with_capacity(s.n_head * n_blocks);
+    // One output slice per (head, token block), in head-major order ...
+    let mut parts: Vec<Option<&mut [f32]>> = Vec::with_capacity(s.n_head * n_blocks);
     let mut rest = &mut out_hm[..s.n_head * n * hdv];
-    for h in 0..s.n_head {
+    for _h in 0..s.n_head {
         for b in 0..n_blocks {
             let t0 = b * TOKEN_BLOCK;
             let t1 = (t0 + TOKEN_BLOCK).min(n);
             let (o, tail) = rest.split_at_mut((t1 - t0) * hdv);
             rest = tail;
-            items.push(Mutex::new((h, t0, o)));
+            parts.push(Some(o));
         }
     }
-    let rows: Vec<Mutex<&mut [f32]>> = scores[..nth * s.capacity]
-        .chunks_exact_mut(s.capacity)
+    // ... gathered into items of up to HEADS_PER_ITEM heads of one KV group and one block.
+    // Grouping shrinks the number of items: when that would leave threads idle (decode: one
+    // token, few KV heads), every head is its own item instead.
+    let grouped_items = s.n_head_kv * group.div_ceil(HEADS_PER_ITEM) * n_blocks;
+    let per_item = if grouped_items >= 2 * nth {
+        HEADS_PER_ITEM
+    } else {
+        1
+    };
+    let mut items = Vec::with_capacity(s.n_head.div_ceil(per_item) * n_blocks);
+    for kvh in 0..s.n_head_kv {
+        let mut h0 = kvh * group;
+        while h0 < (kvh + 1) * group {
+            let h1 = (h0 + per_item).min((kvh + 1) * group);
+            for b in 0..n_blocks {
+                let outs: Vec<&mut [f32]> = (h0..h1)
+                    .filter_map(|h| parts[h * n_blocks + b].take())
+                    .collect();
+                items.push(Mutex::new((kvh, h0, b * TOKEN_BLOCK, outs)));
+            }
+            h0 = h1;
+        }
+    }
+    let rows: Vec<Mutex<&mut [f32]>> = scores[..nth * HEADS_PER_ITEM * s.capacity]
+        .chunks_exact_mut(HEADS_PER_ITEM * s.capacity)
         .map(Mutex::new)
         .collect();
     let next = AtomicUsize::new(0);
@@ -72,16 +100,20 @@ pub(crate) fn attend(
         let Some(row) = rows.get(ith) else {
             return;
         };
-        let mut sc_row = row.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sc_guard = row.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sc_it = sc_guard.chunks_exact_mut(s.capacity);
+        let mut sc_rows: [&mut [f32]; HEADS_PER_ITEM] =
+            std::array::from_fn(|_| sc_it.next().unwrap_or_default());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(item) = items.get(i) else {
                 break;
             };
             let mut g = item.lock().unwrap_or_else(|e| e.into_inner());
-            let (h, t0, ref mut out) = *g;
-            let kvh = h / group;
-            for (k, o) in out.chunks_exact_mut(hdv).enumerate() {
+            let (kvh, h0, t0, ref mut outs) = *g;
+            let m = outs.len();
+            let block_len = outs.first().map_or(0, |o| o.len() / hdv);
+            for k in 0..block_len {
                 let t = t0 + k;
                 let pos = p0 + t;
                 let lo = match s.window {
@@ -89,16 +121,45 @@ pub(crate) fn attend(
                     None => 0,
                 };
                 let nk = pos + 1 - lo;
-                let qh = &q[t * qd + h * s.head_dim..][..s.head_dim];
-                let sc = &mut sc_row[..nk];
-                for (j, v) in sc.iter_mut().enumerate() {
-                    let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
-                    *v = kv.k.dot(off, qh, f16dot) * s.scale;
+                let qh = |j: usize| &q[t * qd + (h0 + j) * s.head_dim..][..s.head_dim];
+                let sc = &mut sc_rows[..m];
+                if m == HEADS_PER_ITEM {
+                    let qs = [qh(0), qh(1), qh(2), qh(3)];
+                    for j in 0..nk {
+                        let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
+                        let v = kv.k.dot4(off, qs, dots);
+                        for (r, vr) in sc.iter_mut().zip(v) {
+                            r[j] = vr * s.scale;
+                        }
+                    }
+                } else {
+                    for (jh, r) in sc.iter_mut().enumerate() {
+                        let qj = qh(jh);
+                        for (j, v) in r[..nk].iter_mut().enumerate() {
+                            let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
+                            *v = kv.k.dot(off, qj, dots.f16dot) * s.scale;
+                        }
+                    }
                 }
-                softmax_inplace(sc);
-                for (d, ov) in o.iter_mut().enumerate() {
-                    let off = (kvh * hdv + d) * s.capacity + lo;
-                    *ov = kv.v.dot(off, sc, f16dot);
+                for r in sc.iter_mut() {
+                    softmax_inplace(&mut r[..nk]);
+                }
+                if m == HEADS_PER_ITEM {
+                    let ps = [&sc[0][..nk], &sc[1][..nk], &sc[2][..nk], &sc[3][..nk]];
+                    for d in 0..hdv {
+                        let off = (kvh * hdv + d) * s.capacity + lo;
+                        let v = kv.v.dot4(off, ps, dots);
+                        for (o, vo) in outs.iter_mut().zip(v) {
+                            o[k * hdv + d] = vo;
+                        }
+                    }
+                } else {
+                    for (o, r) in outs.iter_mut().zip(sc.iter()) {
+                        for d in 0..hdv {
+                            let off = (kvh * hdv + d) * s.capacity + lo;
+                            o[k * hdv + d] = kv.v.dot(off, &r[..nk], dots.f16dot);
+                        }
+                    }
                 }
             }
         }

@@ -8,7 +8,7 @@
 //! slices, which lets the f16 cache reuse the kernels' F16·f32 dot product.
 
 use half::f16;
-use lmrun_kernels::{dot_fn, ops::dot_f32, DotFn, Isa, QType};
+use lmrun_kernels::{dot4_fn, dot_fn, ops::dot_f32, Dot4Fn, DotFn, Isa, QType};
 
 use crate::ModelError;
 
@@ -106,6 +106,28 @@ impl KvBuf {
     }
 }
 
+impl KvBuf {
+    /// Dot products of elements `off..off + n` with four vectors of length `n` (one conversion
+    /// of each cached element feeds four query heads or four score rows).
+    #[inline]
+    pub(crate) fn dot4(&self, off: usize, x: [&[f32]; 4], dots: &KvDots) -> [f32; 4] {
+        let n = x[0].len();
+        match (self, dots.f16dot4) {
+            (KvBuf::F16(v), Some(f4)) => f4(&v[2 * off..2 * (off + n)], x),
+            _ => x.map(|xi| self.dot(off, xi, dots.f16dot)),
+        }
+    }
+}
+
+/// The f16 dot-product kernels the attention uses, chosen once for this CPU.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KvDots {
+    /// One cached row against one vector.
+    pub(crate) f16dot: fn(&[u8], &[f32]) -> f32,
+    /// One cached row against four vectors, if the instruction-set level has such a kernel.
+    pub(crate) f16dot4: Option<fn(&[u8], [&[f32]; 4]) -> [f32; 4]>,
+}
+
 /// The K and V caches of one layer.
 #[derive(Debug)]
 pub(crate) struct LayerKv {
@@ -119,7 +141,7 @@ pub struct KvCache {
     pub(crate) layers: Vec<LayerKv>,
     pub(crate) capacity: usize,
     pub(crate) dtype: KvDtype,
-    pub(crate) f16dot: fn(&[u8], &[f32]) -> f32,
+    pub(crate) dots: KvDots,
 }
 
 impl KvCache {
@@ -160,11 +182,15 @@ impl KvCache {
             Some(DotFn::F32(f)) => f,
             _ => lmrun_kernels::scalar::dot_f16w,
         };
+        let f16dot4 = match dot4_fn(QType::F16, Isa::best()) {
+            Some(Dot4Fn::F32(f)) => Some(f),
+            _ => None,
+        };
         Ok(KvCache {
             layers,
             capacity,
             dtype,
-            f16dot,
+            dots: KvDots { f16dot, f16dot4 },
         })
     }
 

@@ -13,7 +13,7 @@ use lmrun_kernels::ops::{
 use lmrun_kernels::{matmul, Scratch, ThreadPool};
 
 use crate::arch::{ArchSpec, FfnAct};
-use crate::attention::{attend, AttnShape};
+use crate::attention::{attend, AttnShape, HEADS_PER_ITEM};
 use crate::config::ModelConfig;
 use crate::kv::{KvCache, KvDtype};
 use crate::weights::{ModelWeights, Weight};
@@ -140,7 +140,12 @@ impl Model {
         )?;
         let mut buf = Buffers::default();
         buf.ensure(&cfg, 1);
-        buf.scores = vec![0.0; n_threads.saturating_mul(opts.context_len)];
+        buf.scores = vec![
+            0.0;
+            n_threads
+                .saturating_mul(HEADS_PER_ITEM)
+                .saturating_mul(opts.context_len)
+        ];
         buf.logits = vec![0.0; cfg.n_vocab];
         log::debug!(
             "{} model: {} layers, n_embd {}, {} heads ({} kv), head_dim {}, vocab {}, kv cache {} B",
@@ -187,6 +192,21 @@ impl Model {
     /// KV cache element type.
     pub fn kv_dtype(&self) -> KvDtype {
         self.kv.dtype()
+    }
+
+    /// Bytes held by the activation buffers, attention scores and logits: the model's scratch
+    /// besides the KV cache. It grows to the largest chunk run so far (up to [`UBATCH`] tokens)
+    /// and stays. The matmuls' quantized-activation scratch (about one byte per input value of
+    /// the chunk) is not counted.
+    pub fn scratch_bytes(&self) -> usize {
+        let b = &self.buf;
+        [
+            &b.x, &b.xn, &b.q, &b.k, &b.v, &b.att_hm, &b.att, &b.o, &b.g, &b.u, &b.scores,
+            &b.logits,
+        ]
+        .iter()
+        .map(|v| v.capacity() * 4)
+        .sum()
     }
 
     /// Bytes of weight matrices read per decoded token.
@@ -292,7 +312,7 @@ impl Model {
         let (nh, nkv) = (cfg.n_head, cfg.n_head_kv);
         let eps = cfg.rms_eps;
         let cap = kv.capacity;
-        let f16dot = kv.f16dot;
+        let dots = kv.dots;
 
         // Token embeddings.
         for (t, &tok) in tokens.iter().enumerate() {
@@ -377,7 +397,7 @@ impl Model {
                 scale: cfg.attn_scale,
                 window: if swa { cfg.sliding_window } else { None },
             };
-            attend(pool, &shape, lkv, f16dot, q, n, p0, att_hm, &mut buf.scores);
+            attend(pool, &shape, lkv, &dots, q, n, p0, att_hm, &mut buf.scores);
             // head-major [h][t][d] -> token-major [t][h][d]
             for h in 0..nh {
                 for t in 0..n {
