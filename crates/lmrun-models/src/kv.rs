@@ -119,13 +119,16 @@ impl KvBuf {
     }
 }
 
+/// One f16 row against four f32 vectors.
+pub(crate) type F16Dot4 = fn(&[u8], [&[f32]; 4]) -> [f32; 4];
+
 /// The f16 dot-product kernels the attention uses, chosen once for this CPU.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct KvDots {
     /// One cached row against one vector.
     pub(crate) f16dot: fn(&[u8], &[f32]) -> f32,
     /// One cached row against four vectors, if the instruction-set level has such a kernel.
-    pub(crate) f16dot4: Option<fn(&[u8], [&[f32]; 4]) -> [f32; 4]>,
+    pub(crate) f16dot4: Option<F16Dot4>,
 }
 
 /// The K and V caches of one layer.
