@@ -28,6 +28,11 @@ impl MergeTable {
         self.map.entry((left, right)).or_insert((rank, merged));
     }
 
+    /// Heap bytes held (16-byte entries plus a control byte per bucket).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.map.capacity() * 17
+    }
+
     #[inline]
     fn get(&self, l: TokenId, r: TokenId) -> Option<(u32, TokenId)> {
         self.map.get(&(l, r)).copied()

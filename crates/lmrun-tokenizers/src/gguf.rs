@@ -52,6 +52,26 @@ pub struct GgufVocab {
     pub add_space_prefix: Option<bool>,
 }
 
+/// Heap bytes a [`GgufTokenizer`] holds, by part.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenizerMemory {
+    /// Token texts (one arena), their offsets and the text → id index.
+    pub vocab: usize,
+    /// One byte of token type per token.
+    pub types: usize,
+    /// SPM: scores and the character-pair set; BPE: the merge table and byte ids.
+    pub model: usize,
+    /// The special tokens and the matcher that finds them in text.
+    pub specials: usize,
+}
+
+impl TokenizerMemory {
+    /// Sum of the parts.
+    pub fn total(&self) -> usize {
+        self.vocab + self.types + self.model + self.specials
+    }
+}
+
 /// How a vocabulary entry behaves (GGUF `tokenizer.ggml.token_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
@@ -377,7 +397,7 @@ impl GgufTokenizer {
         };
         specials.shrink_to_fit();
 
-        Ok(GgufTokenizer {
+        let t = GgufTokenizer {
             model,
             vocab,
             types,
@@ -388,7 +408,36 @@ impl GgufTokenizer {
             add_eos: v.add_eos.unwrap_or(false),
             specials,
             special_ac,
-        })
+        };
+        let m = t.memory();
+        log::debug!(
+            "GGUF tokenizer: {n} tokens, {} KiB: vocabulary {} KiB, types {} KiB, model {} KiB, \
+             special tokens {} KiB",
+            m.total() >> 10,
+            m.vocab >> 10,
+            m.types >> 10,
+            m.model >> 10,
+            m.specials >> 10
+        );
+        Ok(t)
+    }
+
+    /// The heap memory the tokenizer holds, by part (capacities, so a little above the bytes
+    /// in use; hash tables counted without the allocator's own overhead).
+    pub fn memory(&self) -> TokenizerMemory {
+        TokenizerMemory {
+            vocab: self.vocab.heap_bytes(),
+            types: self.types.capacity(),
+            model: match &self.model {
+                Model::Spm { spm, .. } => spm.heap_bytes(),
+                Model::Bpe { merges, .. } => merges.heap_bytes() + 256 * 4,
+            },
+            specials: self.specials.capacity() * 4
+                + self
+                    .special_ac
+                    .as_ref()
+                    .map_or(0, AhoCorasick::memory_usage),
+        }
     }
 
     /// Whether the model asks for a BOS token in front of a prompt (`add_bos_token`).

@@ -30,7 +30,7 @@ mod vocab;
 use std::borrow::Cow;
 
 pub use error::{Result, TokenizerError};
-pub use gguf::{GgufTokenizer, GgufVocab, TokenType};
+pub use gguf::{GgufTokenizer, GgufVocab, TokenType, TokenizerMemory};
 pub use hf::HfTokenizer;
 pub use llama2c::Llama2cTokenizer;
 pub use load::{load_tokenizer, TokenizerKind};

@@ -139,6 +139,11 @@ impl SpmModel {
         }
     }
 
+    /// Heap bytes held: scores and the character-pair set (8-byte keys, 1 control byte).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.scores.capacity() * 4 + self.pairs.capacity() * 9
+    }
+
     fn score(&self, id: TokenId) -> f32 {
         self.scores.get(id as usize).copied().unwrap_or(0.0)
     }
