@@ -104,6 +104,30 @@ def kv_cache_bytes(model, ctx, elem=2):
     return n_layer * ctx * n_kv * (k_len + v_len) * elem, info["tensor_bytes"]
 
 
+def scratch_bytes(model, tokens, ctx, threads):
+    """The model's scratch after a prompt chunk of `tokens` tokens (at most 512, lmrun-models'
+    UBATCH), as `Model::scratch_bytes` counts it (f32 activation buffers per token, attention
+    scores per thread, one row of logits) plus the matmuls' Q8 activation scratch (~1.14 bytes
+    per input value of the widest matmul, the FFN down projection), from the GGUF
+    hyperparameters."""
+    info = inspect(model)
+    hp = info["hyperparameters"]
+    arch = info["architecture"]
+    n_head = hp[f"{arch}.attention.head_count"]
+    n_kv = hp.get(f"{arch}.attention.head_count_kv", n_head)
+    n_embd = hp[f"{arch}.embedding_length"]
+    n_ff = hp[f"{arch}.feed_forward_length"]
+    k_len = hp.get(f"{arch}.attention.key_length") or n_embd // n_head
+    v_len = hp.get(f"{arch}.attention.value_length") or n_embd // n_head
+    n_vocab = info["tokenizer"]["vocab_size"]
+    n = min(tokens, 512)
+    # x, xn, o; q; k; v; att_hm, att; g, u
+    per_token = 3 * n_embd + n_head * k_len + n_kv * (k_len + v_len) + 2 * n_head * v_len + 2 * n_ff
+    f32 = 4 * (n * per_token + threads * 4 * ctx + n_vocab)
+    q8 = int(n * max(n_ff, n_embd, n_head * v_len) * 292 / 256)
+    return f32 + q8
+
+
 def _meta(meta, key):
     if isinstance(meta, dict):
         v = meta.get(key)

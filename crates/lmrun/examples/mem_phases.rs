@@ -73,7 +73,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn mib(b: usize) -> String {
-    format!("{:7.1}", b as f64 / (1 << 20) as f64)
+    format!("{:6.2}", b as f64 / (1 << 20) as f64)
 }
 
 /// Prints one phase line and resets the peak to the current live bytes.
@@ -150,7 +150,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = tok.token_bytes(next, false)?;
     }
     phase("decoded to n_total", &mut last);
-    println!("kv cache {} MiB", mib(model.kv_cache_bytes()));
+    let m = tok.memory();
+    println!(
+        "kv cache {} MiB | model scratch {} MiB | tokenizer {} MiB (vocabulary {}, types {}, \
+         model {}, specials {})",
+        mib(model.kv_cache_bytes()),
+        mib(model.scratch_bytes()),
+        mib(m.total()),
+        mib(m.vocab),
+        mib(m.types),
+        mib(m.model),
+        mib(m.specials),
+    );
     Ok(())
 }
 
