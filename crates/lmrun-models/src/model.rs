@@ -5,6 +5,9 @@
 //! from `lmrun-kernels`. A prompt is processed in chunks of up to [`UBATCH`] tokens, each chunk
 //! one batched pass (every matmul multiplies the chunk's tokens at once).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use lmrun_gguf::GgufFile;
 use lmrun_kernels::ops::{
     add_inplace, embedding_row, mul_inplace, rms_norm, rms_norm_inplace, rope_inplace_partial,
@@ -338,47 +341,61 @@ impl Model {
         for (il, lw) in w.layers.iter().enumerate() {
             let swa = cfg.is_swa(il);
             // --- attention block ---
-            norm_rows(x, &lw.attn_norm, eps, xn)?;
+            par_norm_rows(pool, x, &lw.attn_norm, eps, xn, n)?;
             mat(pool, &lw.wq, xn, n, q, mm)?;
             mat(pool, &lw.wk, xn, n, k, mm)?;
             mat(pool, &lw.wv, xn, n, v, mm)?;
             add_bias(q, lw.bq.as_deref())?;
             add_bias(k, lw.bk.as_deref())?;
             add_bias(v, lw.bv.as_deref())?;
-            if let Some(qn) = &lw.q_norm {
-                for h in q.chunks_exact_mut(hd) {
-                    rms_norm_inplace(h, qn, eps)?;
-                }
-            }
-            if let Some(kn) = &lw.k_norm {
-                for h in k.chunks_exact_mut(hd) {
-                    rms_norm_inplace(h, kn, eps)?;
-                }
-            }
             let (base, fscale) = if swa {
                 (cfg.rope.freq_base_swa, 1.0)
             } else {
                 (cfg.rope.freq_base, cfg.rope.freq_scale)
             };
             let ff = w.rope_freqs.as_deref();
-            for t in 0..n {
-                let pos = p0 + t;
-                let rope = |x: &mut [f32], heads| {
-                    rope_inplace_partial(
-                        x,
-                        heads,
-                        hd,
-                        cfg.rope.n_rot,
-                        pos,
-                        base,
-                        cfg.rope.mode,
-                        ff,
-                        fscale,
-                    )
-                };
-                rope(&mut q[t * qd..(t + 1) * qd], nh)?;
-                rope(&mut k[t * kd..(t + 1) * kd], nkv)?;
-            }
+            // Q/K norms and rope, per token (chunks of tokens in parallel).
+            let ct = par_chunk(pool, n);
+            let items: Vec<_> = q
+                .chunks_mut(ct * qd)
+                .zip(k.chunks_mut(ct * kd))
+                .enumerate()
+                .collect();
+            par_items(pool, items, |(ci, (qc, kc))| {
+                if let Some(qn) = &lw.q_norm {
+                    for h in qc.chunks_exact_mut(hd) {
+                        rms_norm_inplace(h, qn, eps)?;
+                    }
+                }
+                if let Some(kn) = &lw.k_norm {
+                    for h in kc.chunks_exact_mut(hd) {
+                        rms_norm_inplace(h, kn, eps)?;
+                    }
+                }
+                for (j, (qt, kt)) in qc
+                    .chunks_exact_mut(qd)
+                    .zip(kc.chunks_exact_mut(kd))
+                    .enumerate()
+                {
+                    let pos = p0 + ci * ct + j;
+                    let rope = |x: &mut [f32], heads| {
+                        rope_inplace_partial(
+                            x,
+                            heads,
+                            hd,
+                            cfg.rope.n_rot,
+                            pos,
+                            base,
+                            cfg.rope.mode,
+                            ff,
+                            fscale,
+                        )
+                    };
+                    rope(qt, nh)?;
+                    rope(kt, nkv)?;
+                }
+                Ok(())
+            })?;
             // Store K rows and transposed V of the chunk.
             let lkv = &mut kv.layers[il];
             lkv.k.write(p0 * kd, k);
@@ -415,16 +432,21 @@ impl Model {
             add_inplace(x, o)?;
 
             // --- feed-forward block ---
-            norm_rows(x, &lw.ffn_norm, eps, xn)?;
+            par_norm_rows(pool, x, &lw.ffn_norm, eps, xn, n)?;
             mat(pool, &lw.gate, xn, n, g, mm)?;
             mat(pool, &lw.up, xn, n, u, mm)?;
-            match spec.ffn_act {
-                FfnAct::Silu => {
-                    silu_inplace(g);
-                    mul_inplace(g, u)?;
+            let cf = par_chunk(pool, n) * cfg.n_ff;
+            let items: Vec<_> = g.chunks_mut(cf).zip(u.chunks(cf)).collect();
+            par_items(pool, items, |(gc, uc)| {
+                match spec.ffn_act {
+                    FfnAct::Silu => {
+                        silu_inplace(gc);
+                        mul_inplace(gc, uc)?;
+                    }
+                    FfnAct::GeluTanh => geglu_inplace(gc, uc),
                 }
-                FfnAct::GeluTanh => geglu_inplace(g, u),
-            }
+                Ok(())
+            })?;
             mat(pool, &lw.down, g, n, o, mm)?;
             if let Some(pn) = &lw.post_ffn_norm {
                 for r in o.chunks_exact_mut(e) {
@@ -466,6 +488,69 @@ fn mat(
 ) -> Result<(), ModelError> {
     matmul(pool, &w.as_ref(), x, n, out, mm)?;
     Ok(())
+}
+
+/// Below this many tokens the per-token element-wise work runs on the calling thread: waking
+/// the pool would cost more than it saves (decode).
+const PAR_MIN_TOKENS: usize = 8;
+
+/// Runs `f` on every item, the items shared out among the pool's threads (each item taken by
+/// exactly one thread, from a shared counter). Used for the per-token element-wise steps of a
+/// batched pass (norms, rope, activation), which would otherwise be the serial part of prefill.
+/// The first error any call returns is returned.
+fn par_items<T: Send>(
+    pool: &ThreadPool,
+    items: Vec<T>,
+    f: impl Fn(T) -> Result<(), ModelError> + Sync,
+) -> Result<(), ModelError> {
+    if pool.n_threads() == 1 || items.len() < 2 {
+        return items.into_iter().try_for_each(f);
+    }
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let next = AtomicUsize::new(0);
+    let err = Mutex::new(None);
+    pool.run_dynamic(|_, _| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(slot) = slots.get(i) else {
+            break;
+        };
+        let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(item) = item {
+            if let Err(e) = f(item) {
+                err.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    });
+    match err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Tokens per item of [`par_items`] for `n` tokens: a few items per thread.
+fn par_chunk(pool: &ThreadPool, n: usize) -> usize {
+    if n < PAR_MIN_TOKENS {
+        n.max(1)
+    } else {
+        n.div_ceil(4 * pool.n_threads()).max(1)
+    }
+}
+
+/// [`norm_rows`] with the rows shared out among the pool's threads.
+fn par_norm_rows(
+    pool: &ThreadPool,
+    x: &[f32],
+    w: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    n: usize,
+) -> Result<(), ModelError> {
+    let e = w.len();
+    let c = par_chunk(pool, n) * e;
+    let items: Vec<_> = x.chunks(c).zip(out.chunks_mut(c)).collect();
+    par_items(pool, items, |(xr, or)| norm_rows(xr, w, eps, or))
 }
 
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<(), ModelError> {
