@@ -4,7 +4,8 @@ and model: the markdown table of README "Memory and start-up".
 
 Why: the load mode decides where the weights live. In the mmap modes they are file-backed page
 cache (RssFile), so the process's anonymous memory should be only the KV cache, scratch and the
-runtime (target: <= KV cache + scratch + 2 % of the weight bytes); in `file` mode they are
+runtime (target: <= KV cache + scratch + 2 % of the weight bytes; scratch as
+`mem_common.scratch_bytes` estimates it for the prompt chunk); in `file` mode they are
 anonymous heap memory. "After load" comes from the runner's stats (`rss_after_load_*_bytes`,
 read right after the model is built), "after N tokens" from the stats at the end of the run.
 
@@ -38,6 +39,7 @@ def main():
         model = mc.model_path(name)
         kv, weights = mc.kv_cache_bytes(model, args.ctx_size)
         prompt, n_prompt = mc.prompt_of(model, args.prompt_tokens)
+        scratch = mc.scratch_bytes(model, n_prompt, args.ctx_size, args.threads)
         n_new = args.tokens - n_prompt
         for mode in args.modes:
             out = mc.run_json(
@@ -55,6 +57,7 @@ def main():
                 "mode": mode,
                 "weights": weights,
                 "kv": kv,
+                "scratch": scratch,
                 "context": ctx,
                 "load_anon": s["rss_after_load_anon_bytes"],
                 "load_file": s["rss_after_load_file_bytes"],
@@ -69,11 +72,11 @@ def main():
 
     print(
         f"| model | mode | after load: RssAnon | RssFile | after {args.tokens} tokens: RssAnon "
-        f"| RssFile | anon budget (KV {args.ctx_size} + 2 % weights) | within? |"
+        f"| RssFile | anon budget (KV {args.ctx_size} + scratch + 2 % weights) | within? |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        budget = r["kv"] + 0.02 * r["weights"]
+        budget = r["kv"] + r["scratch"] + 0.02 * r["weights"]
         mmap = r["mode"] != "file"
         verdict = (
             ("yes" if r["end_anon"] <= budget else f"no (+{mc.mib(r['end_anon'] - budget)})")
@@ -83,7 +86,7 @@ def main():
         print(
             f"| {r['model'].split('-q4')[0]} | {r['mode']} | {mc.mib(r['load_anon'])} | "
             f"{mc.mib(r['load_file'])} | {mc.mib(r['end_anon'])} | {mc.mib(r['end_file'])} | "
-            f"{mc.mib(budget)} (KV {mc.mib(r['kv'])}) | {verdict} |"
+            f"{mc.mib(budget)} (KV {mc.mib(r['kv'])}, scratch {mc.mib(r['scratch'])}) | {verdict} |"
         )
     print(
         f"\nMiB. Weights (tensor bytes): "

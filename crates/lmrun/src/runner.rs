@@ -330,7 +330,7 @@ impl TextLLMRunner {
         }
         let tokens = self.encode(prompt, config)?;
         self.check_room(tokens.len())?;
-        self.prefill_tokens(&tokens)?;
+        self.prefill_tokens(&tokens, None)?;
         Ok(())
     }
 
@@ -350,9 +350,14 @@ impl TextLLMRunner {
         Ok(left)
     }
 
-    /// Run the prompt through the model in chunks of at most `max_seq_len`; returns the logits
-    /// after the last prompt token.
-    fn prefill_tokens(&mut self, tokens: &[u32]) -> Result<Vec<f32>, RunnerError> {
+    /// Run the prompt through the model in chunks of at most `max_seq_len`. With `params`, the
+    /// first generated token is sampled from the last chunk's logits where the decoder left
+    /// them (no copy of a vocabulary-sized row) and returned.
+    fn prefill_tokens(
+        &mut self,
+        tokens: &[u32],
+        params: Option<&SamplerParams>,
+    ) -> Result<Option<u32>, RunnerError> {
         // A static-shape program (no dynamic shapes, with a KV cache) takes one token per step,
         // as ExecuTorch's sequential prefill feeds it.
         let parallel = self
@@ -363,15 +368,20 @@ impl TextLLMRunner {
             != 0
             || self.metadata.get(keys::USE_KV_CACHE).copied().unwrap_or(1) == 0;
         let chunk = if parallel { self.max_seq_len() } else { 1 };
-        let mut logits = Vec::new();
-        for part in tokens.chunks(chunk) {
-            let l = self.decoder.step(part, self.pos)?;
-            logits.clear();
-            logits.extend_from_slice(l);
+        let n_parts = tokens.len().div_ceil(chunk.max(1));
+        let mut first = None;
+        for (i, part) in tokens.chunks(chunk.max(1)).enumerate() {
+            // Fields borrowed one by one: `logits` lives in the decoder.
+            let logits = self.decoder.step(part, self.pos)?;
             self.pos += part.len();
             self.history.extend_from_slice(part);
+            if let (true, Some(p)) = (i + 1 == n_parts, params) {
+                self.stats.on_sampling_begin();
+                first = Some(self.sampler.sample(logits, &self.history, p));
+                self.stats.on_sampling_end();
+            }
         }
-        Ok(logits)
+        Ok(first)
     }
 
     fn sampler_params(&self, config: &GenerationConfig) -> SamplerParams {
@@ -440,8 +450,11 @@ impl TextLLMRunner {
             on_token(prompt);
         }
 
-        let logits = self.prefill_tokens(&prompt_tokens)?;
-        let mut cur = self.sample(&logits, &params);
+        let mut cur = match self.prefill_tokens(&prompt_tokens, Some(&params))? {
+            Some(t) => t,
+            // No prompt tokens: an empty row, which samples as token 0.
+            None => self.sample(&[], &params),
+        };
         self.stats.prompt_eval_end_ms = time_in_ms();
         self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
 
