@@ -126,29 +126,33 @@ pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
     }
 }
 
-/// A 2-row × 4-token kernel over activation blocks of type `A`.
-pub type Tile2x4<A> = fn([&[u8]; 2], [&[A]; 4]) -> [[f32; 4]; 2];
+/// Weight rows per tile of a [`TileFn`].
+pub const TILE_ROWS: usize = 4;
 
-/// A dot product of two weight rows with four activation rows at once (prefill on levels
-/// with enough registers): each weight block is unpacked once for four tokens and each
-/// activation block loaded once for two rows. `out[r][n]` = row `r` · token `n`.
+/// A `TILE_ROWS`-row × 4-token kernel over activation blocks of type `A`: `out[r][n]` = weight
+/// row `r` · activation row `n`.
+pub type Tile<A> = fn([&[u8]; TILE_ROWS], [&[A]; 4]) -> [[f32; 4]; TILE_ROWS];
+
+/// Dot products of [`TILE_ROWS`] weight rows with four activation rows at once (prefill on
+/// levels with enough registers): each weight block is unpacked once for four tokens and each
+/// activation block loaded once for all the rows.
 #[derive(Clone, Copy)]
-pub enum Dot2x4Fn {
+pub enum TileFn {
     /// Against four rows of 32-wide quantized activations.
-    Q8x32(Tile2x4<BlockQ8x32>),
+    Q8x32(Tile<BlockQ8x32>),
     /// Against four rows of Q8_K activations.
-    Q8K(Tile2x4<BlockQ8K>),
+    Q8K(Tile<BlockQ8K>),
 }
 
-/// The 2-row × 4-token kernel for weight type `t` at level `isa`, if that level has one
-/// (AVX-512 VNNI: Q4_0, Q5_0, Q8_0). `matmul` uses [`dot4_fn`] per row otherwise.
-pub fn dot2x4_fn(t: QType, isa: Isa) -> Option<Dot2x4Fn> {
+/// The tile kernel for weight type `t` at level `isa`, if that level has one (AVX-512 VNNI:
+/// Q4_0, Q5_0, Q8_0). `matmul` uses [`dot4_fn`] row by row otherwise.
+pub fn tile_fn(t: QType, isa: Isa) -> Option<TileFn> {
     if !isa.is_available() {
         return None;
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => crate::simd::avx512::dot2x4_fn(t),
+        Isa::Avx512Vnni => crate::simd::avx512::tile_fn(t),
         _ => None,
     }
 }

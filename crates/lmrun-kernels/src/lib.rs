@@ -28,7 +28,7 @@ mod simd;
 
 pub use blocks::{dequantize_row, KVALUES_IQ4NL, QK32, QK_K};
 pub use dispatch::{
-    dot2x4_fn, dot4_fn, dot_fn, vec_dot, ActRow, Dot2x4Fn, Dot4Fn, DotFn, Isa, Tile2x4,
+    dot4_fn, dot_fn, tile_fn, vec_dot, ActRow, Dot4Fn, DotFn, Isa, Tile, TileFn, TILE_ROWS,
 };
 pub use error::KernelError;
 pub use matmul::{matmul, matmul_with_isa, Scratch, WeightRef};

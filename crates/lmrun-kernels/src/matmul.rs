@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dispatch::{dot2x4_fn, dot4_fn, dot_fn, Dot2x4Fn, Dot4Fn, DotFn, Isa};
+use crate::dispatch::{dot4_fn, dot_fn, tile_fn, Dot4Fn, DotFn, Isa, TileFn, TILE_ROWS};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
@@ -158,8 +158,8 @@ pub fn matmul_with_isa(
     } else {
         None
     };
-    let f24 = if n_tokens >= 4 {
-        dot2x4_fn(w.qtype, isa)
+    let ft = if n_tokens >= 4 {
+        tile_fn(w.qtype, isa)
     } else {
         None
     };
@@ -204,22 +204,20 @@ pub fn matmul_with_isa(
         let mut t0 = 0;
         if let Some(f4) = f4 {
             while t0 + 4 <= n_tokens {
-                // pairs of rows through the 2×4 kernel where the level has one
+                // tiles of TILE_ROWS rows where the level has a tile kernel
                 let mut r_single = r0;
-                if let Some(f24) = f24 {
+                if let Some(ft) = ft {
                     let mut r = r0;
-                    while r + 2 <= r1 {
-                        let wr = [
-                            &data[r * rb..(r + 1) * rb],
-                            &data[(r + 1) * rb..(r + 2) * rb],
-                        ];
-                        let v = match f24 {
-                            Dot2x4Fn::Q8x32(f) => {
+                    while r + TILE_ROWS <= r1 {
+                        let wr: [&[u8]; TILE_ROWS] =
+                            std::array::from_fn(|j| &data[(r + j) * rb..(r + j + 1) * rb]);
+                        let v = match ft {
+                            TileFn::Q8x32(f) => {
                                 let nb = cols / 32;
                                 let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];
                                 f(wr, [a(0), a(1), a(2), a(3)])
                             }
-                            Dot2x4Fn::Q8K(f) => {
+                            TileFn::Q8K(f) => {
                                 let nb = cols / 256;
                                 let a = |k: usize| &qk[(t0 + k) * nb..(t0 + k + 1) * nb];
                                 f(wr, [a(0), a(1), a(2), a(3)])
@@ -231,7 +229,7 @@ pub fn matmul_with_isa(
                                 unsafe { dst.write((t0 + k) * rows + r + j, vk) };
                             }
                         }
-                        r += 2;
+                        r += TILE_ROWS;
                     }
                     r_single = r;
                 }

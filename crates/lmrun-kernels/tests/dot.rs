@@ -305,34 +305,37 @@ fn four_token_kernels_match_single_token_kernels() {
 }
 
 #[test]
-fn two_row_kernels_match_four_token_kernels() {
-    use lmrun_kernels::{dot2x4_fn, dot4_fn, Dot2x4Fn, Dot4Fn};
+fn tile_kernels_match_four_token_kernels() {
+    use lmrun_kernels::{dot4_fn, tile_fn, Dot4Fn, TileFn, TILE_ROWS};
     let mut rng = Rng::new(23);
     let mut checked = 0;
     let levels = Isa::ALL.into_iter().filter(|i| i.is_available());
     for (isa, t) in levels.flat_map(|i| WEIGHT_TYPES.map(move |t| (i, t))) {
-        let Some(f24) = dot2x4_fn(t, isa) else {
+        let Some(ft) = tile_fn(t, isa) else {
             continue;
         };
-        let f4 = dot4_fn(t, isa).expect("a level with a 2x4 kernel has a 4-token kernel");
+        let f4 = dot4_fn(t, isa).expect("a level with a tile kernel has a 4-token kernel");
         let cols = 2048;
         for _ in 0..10 {
-            let w = [random_row(t, cols, &mut rng), random_row(t, cols, &mut rng)];
+            let w: Vec<Vec<u8>> = (0..TILE_ROWS)
+                .map(|_| random_row(t, cols, &mut rng))
+                .collect();
+            let wr: [&[u8]; TILE_ROWS] = std::array::from_fn(|r| &w[r][..]);
             let acts: Vec<Act> = (0..4)
                 .map(|_| Act::new((0..cols).map(|_| rng.normalish()).collect()))
                 .collect();
-            let (tile, rows) = match (f24, f4) {
-                (Dot2x4Fn::Q8x32(f24), Dot4Fn::Q8x32(f4)) => {
+            let (tile, rows): (_, Vec<[f32; 4]>) = match (ft, f4) {
+                (TileFn::Q8x32(ft), Dot4Fn::Q8x32(f4)) => {
                     let a = [&acts[0].q32[..], &acts[1].q32, &acts[2].q32, &acts[3].q32];
-                    (f24([&w[0], &w[1]], a), [f4(&w[0], a), f4(&w[1], a)])
+                    (ft(wr, a), wr.iter().map(|w| f4(w, a)).collect())
                 }
-                (Dot2x4Fn::Q8K(f24), Dot4Fn::Q8K(f4)) => {
+                (TileFn::Q8K(ft), Dot4Fn::Q8K(f4)) => {
                     let a = [&acts[0].qk[..], &acts[1].qk, &acts[2].qk, &acts[3].qk];
-                    (f24([&w[0], &w[1]], a), [f4(&w[0], a), f4(&w[1], a)])
+                    (ft(wr, a), wr.iter().map(|w| f4(w, a)).collect())
                 }
                 _ => panic!("{t}: tile kernels take different activations"),
             };
-            for r in 0..2 {
+            for r in 0..TILE_ROWS {
                 for n in 0..4 {
                     // same integer block sums and the same f32 accumulation order per output
                     let (a, b) = (tile[r][n], rows[r][n]);
@@ -346,6 +349,6 @@ fn two_row_kernels_match_four_token_kernels() {
         }
     }
     if checked == 0 {
-        eprintln!("no level with 2-row kernels on this CPU: nothing compared");
+        eprintln!("no level with tile kernels on this CPU: nothing compared");
     }
 }

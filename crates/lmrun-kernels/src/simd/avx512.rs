@@ -20,7 +20,7 @@ use super::avx2::{
     f16_at, f16x8, hsum4, hsum_ps, kscales16, load16, load32, load32_i8, mins_dot_bsums, nb4,
     nibbles32, pair_scales, split_scales,
 };
-use crate::dispatch::{Dot2x4Fn, Dot4Fn};
+use crate::dispatch::{Dot4Fn, TileFn, TILE_ROWS};
 use crate::quant::{BlockQ8K, BlockQ8x32};
 use crate::{DotFn, QType};
 
@@ -49,29 +49,30 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
     })
 }
 
-/// The 2-row × 4-token AVX-512 VNNI kernel for `t`, if there is one. Same precondition.
-pub(crate) fn dot2x4_fn(t: QType) -> Option<Dot2x4Fn> {
+/// The `TILE_ROWS`-row × 4-token AVX-512 VNNI kernel for `t`, if there is one. Same
+/// precondition.
+pub(crate) fn tile_fn(t: QType) -> Option<TileFn> {
     Some(match t {
-        QType::Q4_0 => Dot2x4Fn::Q8x32(dot2x4_q4_0),
-        QType::Q5_0 => Dot2x4Fn::Q8x32(dot2x4_q5_0),
-        QType::Q8_0 => Dot2x4Fn::Q8x32(dot2x4_q8_0),
+        QType::Q4_0 => TileFn::Q8x32(tile_q4_0),
+        QType::Q5_0 => TileFn::Q8x32(tile_q5_0),
+        QType::Q8_0 => TileFn::Q8x32(tile_q8_0),
         _ => return None,
     })
 }
 
-macro_rules! wrap2x4 {
+macro_rules! wrap_tile {
     ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: [&[u8]; 2], a: [&[$act]; 4]) -> [[f32; 4]; 2] {
-            // SAFETY: reachable only through `dot2x4_fn`, after run-time detection of every
+        fn $name(w: [&[u8]; TILE_ROWS], a: [&[$act]; 4]) -> [[f32; 4]; TILE_ROWS] {
+            // SAFETY: reachable only through `tile_fn`, after run-time detection of every
             // feature the kernel enables; the kernel bounds every access by the slice lengths.
             unsafe { $imp(w, a) }
         }
     };
 }
 
-wrap2x4!(dot2x4_q4_0, dot2x4_q4_0_impl, BlockQ8x32);
-wrap2x4!(dot2x4_q5_0, dot2x4_q5_0_impl, BlockQ8x32);
-wrap2x4!(dot2x4_q8_0, dot2x4_q8_0_impl, BlockQ8x32);
+wrap_tile!(tile_q4_0, tile_q4_0_impl, BlockQ8x32);
+wrap_tile!(tile_q5_0, tile_q5_0_impl, BlockQ8x32);
+wrap_tile!(tile_q8_0, tile_q8_0_impl, BlockQ8x32);
 
 /// Safe wrappers, private and handed out only by `dot_fn` / `dot4_fn` (i.e. after detection).
 macro_rules! wrap {
@@ -208,46 +209,47 @@ unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
     unsafe { nibbles32(b, 2) }
 }
 
-/// Defines the 2-row × 4-token kernel for a 32-wide type: each code unpack feeds four tokens
-/// and each activation block (its values, scale and offset start) feeds two rows, which is what
-/// takes prefill from instruction-bound towards the `vpdpbusd`/FMA pipes' limit.
-macro_rules! dot2x4_32 {
+/// Defines the `TILE_ROWS`-row × 4-token kernel for a 32-wide type: each code unpack feeds four
+/// tokens and each activation block (its values, scale and offset start) feeds every row of the
+/// tile, which takes prefill from instruction-bound towards the `vpdpbusd`/FMA pipes' limit.
+/// AVX512VL's 32 vector registers hold the 16 accumulators, four code vectors and four scales.
+/// (Folding the four tokens' sums with `vphaddd` before the f32 step was measured slower.)
+macro_rules! tile_32 {
     ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name(w: [&[u8]; 2], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; 2] {
-            let nb = nb4(w[0].len().min(w[1].len()), $bytes, &a);
-            let mut acc0 = [_mm256_setzero_ps(); 4];
-            let mut acc1 = [_mm256_setzero_ps(); 4];
+        unsafe fn $name(w: [&[u8]; TILE_ROWS], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; TILE_ROWS] {
+            let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
+            let nb = nb4(wl, $bytes, &a);
+            let mut acc = [[_mm256_setzero_ps(); 4]; TILE_ROWS];
             for i in 0..nb {
-                // SAFETY: i < nb, so both weight rows hold block i (nb <= len / $bytes) and
+                // SAFETY: i < nb, so every weight row holds block i (nb <= len / $bytes) and
                 // every activation row holds block i (nb <= its length); register arithmetic.
                 unsafe {
-                    let b0 = w[0].get_unchecked($bytes * i..$bytes * i + $bytes);
-                    let b1 = w[1].get_unchecked($bytes * i..$bytes * i + $bytes);
-                    let (dw0, dw1) = (f16x8(b0, 0), f16x8(b1, 0));
-                    let (q0, q1) = ($codes(b0), $codes(b1));
+                    let mut dw = [_mm256_setzero_ps(); TILE_ROWS];
+                    let mut q = [_mm256_setzero_si256(); TILE_ROWS];
+                    for r in 0..TILE_ROWS {
+                        let b = w[r].get_unchecked($bytes * i..$bytes * i + $bytes);
+                        dw[r] = f16x8(b, 0);
+                        q[r] = $codes(b);
+                    }
                     for n in 0..4 {
                         let y = a[n].get_unchecked(i);
                         let init = offset_init($off, y);
                         let yq = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                         let yd = _mm256_set1_ps(y.d);
-                        let p0 = _mm256_dpbusd_epi32(init, q0, yq);
-                        let p1 = _mm256_dpbusd_epi32(init, q1, yq);
-                        acc0[n] = _mm256_fmadd_ps(
-                            _mm256_mul_ps(dw0, yd),
-                            _mm256_cvtepi32_ps(p0),
-                            acc0[n],
-                        );
-                        acc1[n] = _mm256_fmadd_ps(
-                            _mm256_mul_ps(dw1, yd),
-                            _mm256_cvtepi32_ps(p1),
-                            acc1[n],
-                        );
+                        for r in 0..TILE_ROWS {
+                            let p = _mm256_dpbusd_epi32(init, q[r], yq);
+                            acc[r][n] = _mm256_fmadd_ps(
+                                _mm256_mul_ps(dw[r], yd),
+                                _mm256_cvtepi32_ps(p),
+                                acc[r][n],
+                            );
+                        }
                     }
                 }
             }
             // SAFETY: register arithmetic.
-            unsafe { [hsum4(&acc0), hsum4(&acc1)] }
+            acc.map(|ar| unsafe { hsum4(&ar) })
         }
     };
 }
@@ -258,9 +260,9 @@ dot32!(dot_q8_0_impl, 34, q8_0_codes, 128);
 dot4_32!(dot4_q4_0_impl, 18, q4_0_codes, 8);
 dot4_32!(dot4_q5_0_impl, 22, q5_0_codes, 16);
 dot4_32!(dot4_q8_0_impl, 34, q8_0_codes, 128);
-dot2x4_32!(dot2x4_q4_0_impl, 18, q4_0_codes, 8);
-dot2x4_32!(dot2x4_q5_0_impl, 22, q5_0_codes, 16);
-dot2x4_32!(dot2x4_q8_0_impl, 34, q8_0_codes, 128);
+tile_32!(tile_q4_0_impl, 18, q4_0_codes, 8);
+tile_32!(tile_q5_0_impl, 22, q5_0_codes, 16);
+tile_32!(tile_q8_0_impl, 34, q8_0_codes, 128);
 
 // ---------------------------------------------------------------------------------------------
 // k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
