@@ -146,9 +146,16 @@ pub(crate) struct TokenTable {
     texts: StrList,
     /// Open addressing, linear probing; each slot is a token id or `EMPTY`. 5/3 of the token
     /// count (load factor 0.6: ~1.25 probes to find a token, ~3.6 to miss one), any size: the
-    /// start slot is the hash scaled to the length, not masked.
+    /// start slot is the hash scaled to the length, not masked. With fewer than 2^24 - 1
+    /// tokens the top 8 bits of a slot hold a tag of the text's hash, so most probes of other
+    /// texts are rejected without reading the arena.
     slots: Box<[u32]>,
+    /// Mask of the id bits of a slot (`ID_MASK_TAGGED`, or all bits when untagged).
+    id_mask: u32,
 }
+
+/// The id bits of a tagged slot.
+const ID_MASK_TAGGED: u32 = (1 << 24) - 1;
 
 impl std::fmt::Debug for TokenTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -160,11 +167,16 @@ impl std::fmt::Debug for TokenTable {
     }
 }
 
-/// The start slot of `s` in a table of `n` slots: the hash's high bits scaled to `n`
-/// (Fx's final multiply leaves the low bits weak, so the high ones are used).
+/// The hash of a text.
 #[inline]
-fn start_slot(s: &str, n: usize) -> usize {
-    let h = FxBuildHasher.hash_one(s);
+fn hash(s: &str) -> u64 {
+    FxBuildHasher.hash_one(s)
+}
+
+/// The start slot of a hash in a table of `n` slots: the hash scaled to `n` (its high bits
+/// decide).
+#[inline]
+fn start_slot(h: u64, n: usize) -> usize {
     ((u128::from(h) * n as u128) >> 64) as usize
 }
 
@@ -173,18 +185,29 @@ impl TokenTable {
     pub(crate) fn new(mut texts: StrList) -> Self {
         texts.shrink_to_fit();
         let n_slots = texts.len().saturating_mul(5).div_ceil(3).max(2);
+        // Tagged ids stay below ID_MASK_TAGGED, so no slot can equal EMPTY.
+        let id_mask = if texts.len() < ID_MASK_TAGGED as usize {
+            ID_MASK_TAGGED
+        } else {
+            u32::MAX
+        };
         let mut t = TokenTable {
             texts,
             slots: vec![EMPTY; n_slots].into_boxed_slice(),
+            id_mask,
         };
         for id in 0..t.texts.len() {
             let s = &t.texts[id];
-            let mut i = start_slot(s, n_slots);
+            let h = hash(s);
+            let tag = t.tag(h);
+            let mut i = start_slot(h, n_slots);
             loop {
                 let slot = t.slots[i];
-                if slot == EMPTY || &t.texts[slot as usize] == s {
+                if slot == EMPTY
+                    || (slot & !id_mask == tag && &t.texts[(slot & id_mask) as usize] == s)
+                {
                     // A repeated text: the later id wins.
-                    t.slots[i] = id as u32;
+                    t.slots[i] = tag | id as u32;
                     break;
                 }
                 i = if i + 1 == n_slots { 0 } else { i + 1 };
@@ -193,18 +216,30 @@ impl TokenTable {
         t
     }
 
+    /// The tag bits of a slot for a text of hash `h` (0 when untagged).
+    #[inline]
+    fn tag(&self, h: u64) -> u32 {
+        // Bits 24..32 of the hash, which the start slot (its top bits) hardly depends on.
+        (h as u32) & !self.id_mask
+    }
+
     /// The id of a text.
     #[inline]
     pub(crate) fn get(&self, s: &str) -> Option<TokenId> {
         let n = self.slots.len();
-        let mut i = start_slot(s, n);
+        let h = hash(s);
+        let tag = self.tag(h);
+        let mut i = start_slot(h, n);
         loop {
             let slot = self.slots[i];
             if slot == EMPTY {
                 return None;
             }
-            if &self.texts[slot as usize] == s {
-                return Some(slot);
+            if slot & !self.id_mask == tag {
+                let id = slot & self.id_mask;
+                if &self.texts[id as usize] == s {
+                    return Some(id);
+                }
             }
             i = if i + 1 == n { 0 } else { i + 1 };
         }
