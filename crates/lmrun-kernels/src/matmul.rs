@@ -188,6 +188,11 @@ pub fn matmul_with_isa(
     if n_tokens > 1 {
         chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
     }
+    if ft.is_some() {
+        // whole tiles per chunk: no row falls back to the one-row kernel except at the end,
+        // and which kernel computes a row does not depend on the thread count
+        chunk = chunk.next_multiple_of(TILE_ROWS);
+    }
     let n_chunks = rows.div_ceil(chunk);
     let next = AtomicUsize::new(0);
     let dst = DisjointOut::new(out);

@@ -36,6 +36,9 @@ pub(crate) struct AttnShape {
 /// and value element is converted once for up to this many heads ([`KvBuf::dot4`]).
 pub(crate) const HEADS_PER_ITEM: usize = 4;
 
+/// Fewest work items for which heads are grouped (enough for the pool's threads to share).
+const MIN_GROUPED_ITEMS: usize = 4;
+
 /// `out_hm[h][t][..head_dim_v] = softmax(scale · q_t,h · K) · V` for the `n` tokens at
 /// positions `p0..p0 + n`. `q` is `[n][n_head * head_dim]`; `scores` holds at least
 /// `pool.n_threads() * HEADS_PER_ITEM * capacity` floats.
@@ -70,9 +73,10 @@ pub(crate) fn attend(
     }
     // ... gathered into items of up to HEADS_PER_ITEM heads of one KV group and one block.
     // Grouping shrinks the number of items: when that would leave threads idle (decode: one
-    // token, few KV heads), every head is its own item instead.
+    // token, few KV heads), every head is its own item instead. The rule does not look at the
+    // thread count, so the kernels used (and the bits of the result) do not depend on it.
     let grouped_items = s.n_head_kv * group.div_ceil(HEADS_PER_ITEM) * n_blocks;
-    let per_item = if grouped_items >= 2 * nth {
+    let per_item = if grouped_items >= MIN_GROUPED_ITEMS {
         HEADS_PER_ITEM
     } else {
         1
@@ -123,8 +127,9 @@ pub(crate) fn attend(
                 let nk = pos + 1 - lo;
                 let qh = |j: usize| &q[t * qd + (h0 + j) * s.head_dim..][..s.head_dim];
                 let sc = &mut sc_rows[..m];
-                if m == HEADS_PER_ITEM {
-                    let qs = [qh(0), qh(1), qh(2), qh(3)];
+                if m > 1 && dots.f16dot4.is_some() {
+                    // 2 or 3 heads go through the 4-head kernel with the last one repeated
+                    let qs = [qh(0), qh(1.min(m - 1)), qh(2.min(m - 1)), qh(3.min(m - 1))];
                     for j in 0..nk {
                         let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
                         let v = kv.k.dot4(off, qs, dots);
@@ -144,8 +149,9 @@ pub(crate) fn attend(
                 for r in sc.iter_mut() {
                     softmax_inplace(&mut r[..nk]);
                 }
-                if m == HEADS_PER_ITEM {
-                    let ps = [&sc[0][..nk], &sc[1][..nk], &sc[2][..nk], &sc[3][..nk]];
+                if m > 1 && dots.f16dot4.is_some() {
+                    let r = |j: usize| &sc[j.min(m - 1)][..nk];
+                    let ps = [r(0), r(1), r(2), r(3)];
                     for d in 0..hdv {
                         let off = (kvh * hdv + d) * s.capacity + lo;
                         let v = kv.v.dot4(off, ps, dots);
