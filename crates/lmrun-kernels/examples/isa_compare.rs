@@ -1,9 +1,9 @@
 //! Side-by-side speed of the instruction-set levels on the same weights, interleaved in one
 //! process so that a noisy, shared machine hits every level alike: for each weight type, a
 //! 64-token matmul (prefill) and a one-token matvec on an L2-resident weight (the kernels'
-//! compute-bound speed), one thread, median of the repetitions and the ratio to AVX2.
+//! compute-bound speed), one thread unless asked, median of the repetitions and the ratio to AVX2.
 //!
-//! `cargo run --release -p lmrun-kernels --example isa_compare [-- REPS]`
+//! `cargo run --release -p lmrun-kernels --example isa_compare [-- REPS [THREADS]]`
 
 use std::time::Instant;
 
@@ -52,7 +52,11 @@ fn main() {
         .skip(1)
         .filter(|i| i.is_available())
         .collect();
-    let pool = ThreadPool::new(1).expect("pool");
+    let threads: usize = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let pool = ThreadPool::new(threads).expect("pool");
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     println!(
         "| type | test | {} |",
