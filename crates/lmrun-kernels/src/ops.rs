@@ -48,6 +48,16 @@ pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) -> Result<(), K
 /// Numerically stable softmax in place (max subtracted). `-inf` entries become 0; an empty
 /// slice, or one where every entry is `-inf`, is left unchanged.
 pub fn softmax_inplace(x: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Scalar {
+        crate::simd::avx2::softmax(x);
+        return;
+    }
+    softmax_inplace_scalar(x)
+}
+
+/// Scalar reference for [`softmax_inplace`] (libm `exp`).
+pub fn softmax_inplace_scalar(x: &mut [f32]) {
     let max = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     if x.is_empty() || max == f32::NEG_INFINITY {
         return;
@@ -145,6 +155,36 @@ pub fn rope_inplace_partial(
             x[a] = x0 * c - x1 * s;
             x[b] = x0 * s + x1 * c;
         }
+    }
+    Ok(())
+}
+
+/// Gated activation in place: `g[i] = g[i] * sigmoid(k1 * g[i] + k3 * g[i]^3) * u[i]`. SiLU-gated
+/// FFNs use `k1 = 1, k3 = 0`; the tanh approximation of GELU is `x * sigmoid(2z)` with
+/// `z = √(2/π) (x + 0.044715 x³)`, i.e. `k1 = 2√(2/π), k3 = 0.044715 k1`. SIMD `exp` on AVX2
+/// (within a few ulp of [`sigmoid_gate_mul_scalar`]).
+pub fn sigmoid_gate_mul(g: &mut [f32], u: &[f32], k1: f32, k3: f32) -> Result<(), KernelError> {
+    check_len("gate u", g.len(), u.len())?;
+    #[cfg(target_arch = "x86_64")]
+    if Isa::best() != Isa::Scalar {
+        crate::simd::avx2::sigmoid_gate_mul(g, u, k1, k3);
+        return Ok(());
+    }
+    sigmoid_gate_mul_scalar(g, u, k1, k3)
+}
+
+/// Scalar reference for [`sigmoid_gate_mul`] (libm `exp`).
+pub fn sigmoid_gate_mul_scalar(
+    g: &mut [f32],
+    u: &[f32],
+    k1: f32,
+    k3: f32,
+) -> Result<(), KernelError> {
+    check_len("gate u", g.len(), u.len())?;
+    for (x, &y) in g.iter_mut().zip(u) {
+        let v = *x;
+        let z = v * (k1 + k3 * v * v);
+        *x = v * y / (1.0 + (-z).exp());
     }
     Ok(())
 }

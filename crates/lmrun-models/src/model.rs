@@ -10,8 +10,8 @@ use std::sync::Mutex;
 
 use lmrun_gguf::GgufFile;
 use lmrun_kernels::ops::{
-    add_inplace, embedding_row, mul_inplace, rms_norm, rms_norm_inplace, rope_inplace_partial,
-    scale_inplace, silu_inplace,
+    add_inplace, embedding_row, rms_norm, rms_norm_inplace, rope_inplace_partial, scale_inplace,
+    sigmoid_gate_mul,
 };
 use lmrun_kernels::{matmul, Scratch, ThreadPool};
 
@@ -438,13 +438,12 @@ impl Model {
             let cf = par_chunk(pool, n) * cfg.n_ff;
             let items: Vec<_> = g.chunks_mut(cf).zip(u.chunks(cf)).collect();
             par_items(pool, items, |(gc, uc)| {
-                match spec.ffn_act {
-                    FfnAct::Silu => {
-                        silu_inplace(gc);
-                        mul_inplace(gc, uc)?;
-                    }
-                    FfnAct::GeluTanh => geglu_inplace(gc, uc),
-                }
+                // SiLU(g)·u = g·σ(g)·u; GELU-tanh(g)·u = g·σ(2√(2/π)(g + 0.044715 g³))·u
+                let (k1, k3) = match spec.ffn_act {
+                    FfnAct::Silu => (1.0, 0.0),
+                    FfnAct::GeluTanh => (GELU_K1, GELU_K1 * 0.044715),
+                };
+                sigmoid_gate_mul(gc, uc, k1, k3)?;
                 Ok(())
             })?;
             mat(pool, &lw.down, g, n, o, mm)?;
@@ -573,13 +572,12 @@ fn add_bias(x: &mut [f32], b: Option<&[f32]>) -> Result<(), ModelError> {
 /// `g[i] = gelu_tanh(g[i]) * u[i]`, with `0.5·(1 + tanh(z)) = 1 / (1 + e^(-2z))`: the same
 /// function as the kernels' `gelu_tanh_inplace`, one `exp` instead of a `tanh` (which was 10%
 /// of a Gemma prefill), fused with the gate product. Saturates cleanly: no NaN for finite input.
+/// `2√(2/π)`: GELU's tanh approximation written as a sigmoid, `tanh(z) = 2σ(2z) - 1`.
+const GELU_K1: f32 = 2.0 * 0.797_884_6;
+
+#[cfg(test)]
 fn geglu_inplace(g: &mut [f32], u: &[f32]) {
-    const TWO_SQRT_2_OVER_PI: f32 = 2.0 * 0.797_884_6;
-    for (x, &y) in g.iter_mut().zip(u) {
-        let v = *x;
-        let z = TWO_SQRT_2_OVER_PI * v * (1.0 + 0.044715 * v * v);
-        *x = v / (1.0 + (-z).exp()) * y;
-    }
+    sigmoid_gate_mul(g, u, GELU_K1, GELU_K1 * 0.044715).unwrap();
 }
 
 #[cfg(test)]

@@ -1398,6 +1398,131 @@ unsafe fn axpy_impl(a: f32, x: &[f32], y: &mut [f32]) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// exponential-based element-wise ops (softmax, sigmoid gates)
+
+/// e^x for eight lanes: x clamped to [-87.3, 88.0] (results stay normal, no overflow), split as
+/// n·ln2 + r with |r| <= ln2/2 (ln2 in two parts for an exact reduction), e^r from Cephes'
+/// degree-7 minimax polynomial, scaled by 2^n through the exponent bits. Within 2 ulp of a
+/// correctly rounded exp over the clamped range.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn exp8(x: __m256) -> __m256 {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.3)),
+            _mm256_set1_ps(88.0),
+        );
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let y = _mm256_fmadd_ps(
+            p,
+            _mm256_mul_ps(r, r),
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
+        let e = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        );
+        _mm256_mul_ps(y, _mm256_castsi256_ps(e))
+    }
+}
+
+/// Softmax in place (see `ops::softmax_inplace`). Caller guarantees AVX2+FMA.
+pub(crate) fn softmax(x: &mut [f32]) {
+    // SAFETY: features detected by the caller; accesses bounded by the slice.
+    unsafe { softmax_impl(x) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn softmax_impl(x: &mut [f32]) {
+    let n8 = x.len() / 8 * 8;
+    let mut max = f32::NEG_INFINITY;
+    for &v in &x[n8..] {
+        max = max.max(v);
+    }
+    // SAFETY: 8-float loads/stores at i < n8 <= len; register arithmetic.
+    unsafe {
+        let mut mv = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..n8).step_by(8) {
+            mv = _mm256_max_ps(mv, _mm256_loadu_ps(x.as_ptr().add(i)));
+        }
+        let mut m = [0f32; 8];
+        _mm256_storeu_ps(m.as_mut_ptr(), mv);
+        max = m.iter().fold(max, |a, &b| a.max(b));
+        if x.is_empty() || max == f32::NEG_INFINITY {
+            return;
+        }
+        let vmax = _mm256_set1_ps(max);
+        let mut sv = _mm256_setzero_ps();
+        for i in (0..n8).step_by(8) {
+            let p = x.as_mut_ptr().add(i);
+            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), vmax));
+            _mm256_storeu_ps(p, e);
+            sv = _mm256_add_ps(sv, e);
+        }
+        let mut sum = hsum_ps(sv);
+        for v in &mut x[n8..] {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        let vinv = _mm256_set1_ps(inv);
+        for i in (0..n8).step_by(8) {
+            let p = x.as_mut_ptr().add(i);
+            _mm256_storeu_ps(p, _mm256_mul_ps(_mm256_loadu_ps(p), vinv));
+        }
+        for v in &mut x[n8..] {
+            *v *= inv;
+        }
+    }
+}
+
+/// `g[i] = g[i] * sigmoid(k1 * g[i] + k3 * g[i]^3) * u[i]` (see `ops::sigmoid_gate_mul`).
+/// Caller guarantees AVX2+FMA and equal lengths.
+pub(crate) fn sigmoid_gate_mul(g: &mut [f32], u: &[f32], k1: f32, k3: f32) {
+    // SAFETY: features detected by the caller; accesses bounded by both slices.
+    unsafe { sigmoid_gate_mul_impl(g, u, k1, k3) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sigmoid_gate_mul_impl(g: &mut [f32], u: &[f32], k1: f32, k3: f32) {
+    let n = g.len().min(u.len());
+    let n8 = n / 8 * 8;
+    // SAFETY: 8-float loads/stores at i < n8 <= both lengths; register arithmetic.
+    unsafe {
+        let (vk1, vk3, one) = (_mm256_set1_ps(k1), _mm256_set1_ps(k3), _mm256_set1_ps(1.0));
+        for i in (0..n8).step_by(8) {
+            let p = g.as_mut_ptr().add(i);
+            let x = _mm256_loadu_ps(p);
+            let z = _mm256_mul_ps(x, _mm256_fmadd_ps(vk3, _mm256_mul_ps(x, x), vk1));
+            let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), z));
+            let y = _mm256_mul_ps(x, _mm256_loadu_ps(u.as_ptr().add(i)));
+            _mm256_storeu_ps(p, _mm256_div_ps(y, _mm256_add_ps(one, e)));
+        }
+    }
+    for i in n8..n {
+        let x = g[i];
+        let z = x * (k1 + k3 * x * x);
+        g[i] = x * u[i] / (1.0 + (-z).exp());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
