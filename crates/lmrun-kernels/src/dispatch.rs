@@ -144,28 +144,6 @@ pub enum TileFn {
     Q8K(Tile<BlockQ8K>),
 }
 
-/// [`TILE_ROWS`] weight rows against one activation row (decode): the activation block is
-/// loaded once for all the rows. `out[r]` = weight row `r` · the activation.
-#[derive(Clone, Copy)]
-pub enum RowsFn {
-    /// Against 32-wide quantized activations.
-    Q8x32(fn([&[u8]; TILE_ROWS], &[BlockQ8x32]) -> [f32; TILE_ROWS]),
-}
-
-/// The multi-row one-token kernel for weight type `t` at level `isa`, if that level has one
-/// (AVX-512 VNNI: Q4_0, Q5_0, Q8_0). Bit-identical to [`dot_fn`]'s kernel row by row is not
-/// promised (the f32 summation order differs).
-pub fn rows_fn(t: QType, isa: Isa) -> Option<RowsFn> {
-    if !isa.is_available() {
-        return None;
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => crate::simd::avx512::rows_fn(t),
-        _ => None,
-    }
-}
-
 /// The tile kernel for weight type `t` at level `isa`, if that level has one (AVX-512 VNNI:
 /// Q4_0, Q5_0, Q8_0). `matmul` uses [`dot4_fn`] row by row otherwise.
 pub fn tile_fn(t: QType, isa: Isa) -> Option<TileFn> {

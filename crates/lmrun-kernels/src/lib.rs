@@ -28,8 +28,7 @@ mod simd;
 
 pub use blocks::{dequantize_row, KVALUES_IQ4NL, QK32, QK_K};
 pub use dispatch::{
-    dot4_fn, dot_fn, rows_fn, tile_fn, vec_dot, ActRow, Dot4Fn, DotFn, Isa, RowsFn, Tile, TileFn,
-    TILE_ROWS,
+    dot4_fn, dot_fn, tile_fn, vec_dot, ActRow, Dot4Fn, DotFn, Isa, Tile, TileFn, TILE_ROWS,
 };
 pub use error::KernelError;
 pub use matmul::{matmul, matmul_with_isa, Scratch, WeightRef};

@@ -7,9 +7,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dispatch::{
-    dot4_fn, dot_fn, rows_fn, tile_fn, Dot4Fn, DotFn, Isa, RowsFn, TileFn, TILE_ROWS,
-};
+use crate::dispatch::{dot4_fn, dot_fn, tile_fn, Dot4Fn, DotFn, Isa, TileFn, TILE_ROWS};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
@@ -190,8 +188,7 @@ pub fn matmul_with_isa(
     if n_tokens > 1 {
         chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
     }
-    let fr = rows_fn(w.qtype, isa);
-    if ft.is_some() || fr.is_some() {
+    if ft.is_some() {
         // whole tiles per chunk: no row falls back to the one-row kernel except at the end,
         // and which kernel computes a row does not depend on the thread count
         chunk = chunk.next_multiple_of(TILE_ROWS);
@@ -268,23 +265,7 @@ pub fn matmul_with_isa(
             }
         }
         for t in t0..n_tokens {
-            let mut r_single = r0;
-            if let Some(RowsFn::Q8x32(fr)) = fr {
-                let nb = cols / 32;
-                let a = &q32[t * nb..(t + 1) * nb];
-                let mut r = r0;
-                while r + TILE_ROWS <= r1 {
-                    let wr: [&[u8]; TILE_ROWS] =
-                        std::array::from_fn(|j| &data[(r + j) * rb..(r + j + 1) * rb]);
-                    for (j, v) in fr(wr, a).into_iter().enumerate() {
-                        // SAFETY: as below; rows of this chunk belong to this thread.
-                        unsafe { dst.write(t * rows + r + j, v) };
-                    }
-                    r += TILE_ROWS;
-                }
-                r_single = r;
-            }
-            for r in r_single..r1 {
+            for r in r0..r1 {
                 let wr = &data[r * rb..(r + 1) * rb];
                 let v = match f {
                     DotFn::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),

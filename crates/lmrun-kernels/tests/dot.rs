@@ -352,39 +352,3 @@ fn tile_kernels_match_four_token_kernels() {
         eprintln!("no level with tile kernels on this CPU: nothing compared");
     }
 }
-
-#[test]
-fn multi_row_decode_kernels_match_single_row_kernels() {
-    use lmrun_kernels::{dot_fn, rows_fn, DotFn, RowsFn, TILE_ROWS};
-    let mut rng = Rng::new(29);
-    let levels = Isa::ALL.into_iter().filter(|i| i.is_available());
-    for (isa, t) in levels.flat_map(|i| WEIGHT_TYPES.map(move |t| (i, t))) {
-        let Some(RowsFn::Q8x32(fr)) = rows_fn(t, isa) else {
-            continue;
-        };
-        let Some(DotFn::Q8x32(f1)) = dot_fn(t, isa) else {
-            panic!("{t}: a multi-row kernel without a matching one-row kernel");
-        };
-        let cols = 2048;
-        for _ in 0..10 {
-            let w: Vec<Vec<u8>> = (0..TILE_ROWS)
-                .map(|_| random_row(t, cols, &mut rng))
-                .collect();
-            let wr: [&[u8]; TILE_ROWS] = std::array::from_fn(|r| &w[r][..]);
-            let act = Act::new((0..cols).map(|_| rng.normalish()).collect());
-            let got = fr(wr, &act.q32);
-            for r in 0..TILE_ROWS {
-                let want = f1(&w[r], &act.q32);
-                let mut wf = vec![0f32; cols];
-                dequantize_row(t, &w[r], &mut wf).unwrap();
-                // same integer block sums; only the f32 summation order differs
-                let mag: f32 = wf.iter().zip(&act.x).map(|(a, b)| (a * b).abs()).sum();
-                assert!(
-                    (got[r] - want).abs() <= 1e-5 * mag + 1e-6,
-                    "{t} {isa:?} row {r}: {} vs {want}",
-                    got[r]
-                );
-            }
-        }
-    }
-}

@@ -194,7 +194,7 @@ pub(super) unsafe fn nibbles32(b: &[u8], off: usize) -> __m256i {
 /// Each of the 32 bits of `x` → a byte 0xFF (set) or 0x00.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn bytes_from_bits(x: u32) -> __m256i {
+unsafe fn bytes_from_bits(x: u32) -> __m256i {
     // SAFETY: register arithmetic.
     unsafe {
         let shuf = _mm256_set_epi64x(

@@ -20,7 +20,7 @@ use super::avx2::{
     f16_at, f16x8, hsum4, hsum_ps, kscales16, load16, load32, load32_i8, mins_dot_bsums, nb4,
     nibbles32, pair_scales, split_scales,
 };
-use crate::dispatch::{Dot4Fn, RowsFn, TileFn, TILE_ROWS};
+use crate::dispatch::{Dot4Fn, TileFn, TILE_ROWS};
 use crate::quant::{BlockQ8K, BlockQ8x32};
 use crate::{DotFn, QType};
 
@@ -73,30 +73,6 @@ macro_rules! wrap_tile {
 wrap_tile!(tile_q4_0, tile_q4_0_impl, BlockQ8x32);
 wrap_tile!(tile_q5_0, tile_q5_0_impl, BlockQ8x32);
 wrap_tile!(tile_q8_0, tile_q8_0_impl, BlockQ8x32);
-
-/// The `TILE_ROWS`-row × 1-token AVX-512 VNNI kernel for `t`, if there is one (decode).
-pub(crate) fn rows_fn(t: QType) -> Option<RowsFn> {
-    Some(match t {
-        QType::Q4_0 => RowsFn::Q8x32(rows_q4_0),
-        QType::Q5_0 => RowsFn::Q8x32(rows_q5_0),
-        QType::Q8_0 => RowsFn::Q8x32(rows_q8_0),
-        _ => return None,
-    })
-}
-
-macro_rules! wrap_rows {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: [&[u8]; TILE_ROWS], a: &[$act]) -> [f32; TILE_ROWS] {
-            // SAFETY: reachable only through `rows_fn`, after run-time detection of every
-            // feature the kernel enables; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
-wrap_rows!(rows_q4_0, rows_q4_0_impl, BlockQ8x32);
-wrap_rows!(rows_q5_0, rows_q5_0_impl, BlockQ8x32);
-wrap_rows!(rows_q8_0, rows_q8_0_impl, BlockQ8x32);
 
 /// Safe wrappers, private and handed out only by `dot_fn` / `dot4_fn` (i.e. after detection).
 macro_rules! wrap {
@@ -300,44 +276,6 @@ dot32!(dot_q8_0_impl, 34, q8_0_codes, 128);
 dot4_32!(dot4_q4_0_impl, 18, q4_0_codes, 8);
 dot4_32!(dot4_q5_0_impl, 22, q5_0_codes, 16);
 dot4_32!(dot4_q8_0_impl, 34, q8_0_codes, 128);
-/// Defines the `TILE_ROWS`-row × 1-token kernel for a 32-wide type (decode): the activation
-/// block's load, scale and offset start are shared by the rows, and the rows' independent
-/// accumulation chains keep the pipes busy.
-macro_rules! rows_32 {
-    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name(w: [&[u8]; TILE_ROWS], a: &[BlockQ8x32]) -> [f32; TILE_ROWS] {
-            let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
-            let nb = a.len().min(wl / $bytes);
-            let mut acc = [_mm256_setzero_ps(); TILE_ROWS];
-            for i in 0..nb {
-                // SAFETY: i < nb, so every weight row and the activation hold block i;
-                // register arithmetic.
-                unsafe {
-                    let y = a.get_unchecked(i);
-                    let init = offset_init($off, y);
-                    let yq = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
-                    let yd = _mm256_set1_ps(y.d);
-                    for r in 0..TILE_ROWS {
-                        let b = w[r].get_unchecked($bytes * i..$bytes * i + $bytes);
-                        let p = _mm256_dpbusd_epi32(init, $codes(b), yq);
-                        acc[r] = _mm256_fmadd_ps(
-                            _mm256_mul_ps(f16x8(b, 0), yd),
-                            _mm256_cvtepi32_ps(p),
-                            acc[r],
-                        );
-                    }
-                }
-            }
-            // SAFETY: register arithmetic.
-            acc.map(|v| unsafe { hsum_ps(v) })
-        }
-    };
-}
-
-rows_32!(rows_q4_0_impl, 18, q4_0_codes, 8);
-rows_32!(rows_q5_0_impl, 22, q5_0_codes, 16);
-rows_32!(rows_q8_0_impl, 34, q8_0_codes, 128);
 tile_32!(tile_q4_0_impl, 18, q4_0_codes, 8);
 tile_32!(tile_q5_0_impl, 22, q5_0_codes, 16);
 tile_32!(tile_q8_0_impl, 34, q8_0_codes, 128);
