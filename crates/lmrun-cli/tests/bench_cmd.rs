@@ -52,6 +52,12 @@ fn json_has_one_object_per_test_and_thread_count() {
     for r in rows {
         assert_eq!(r["load_mode"], "mmap");
         assert_eq!(r["repetitions"], 3);
+        // which kernels ran is part of the result (numbers from different levels differ)
+        assert!(
+            ["scalar", "avx2", "avx512-vnni"].contains(&r["isa"].as_str().unwrap_or("")),
+            "isa: {}",
+            r["isa"]
+        );
         let med = r["tokens_per_s"].as_f64().unwrap();
         let lo = r["min_tokens_per_s"].as_f64().unwrap();
         let hi = r["max_tokens_per_s"].as_f64().unwrap();

@@ -43,6 +43,16 @@ impl Isa {
         })
     }
 
+    /// A short name for reports: `scalar`, `avx2` or `avx512-vnni` (what `LMRUN_ISA` takes,
+    /// except that the AVX-512 level is the default and cannot be forced on a CPU without it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
+        }
+    }
+
     /// Whether this level can run on this CPU.
     pub fn is_available(self) -> bool {
         match self {

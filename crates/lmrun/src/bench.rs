@@ -54,6 +54,8 @@ pub struct BenchResult {
     pub model_bytes: u64,
     /// Every repetition's tokens/s.
     pub samples: Vec<f64>,
+    /// Kernel instruction-set level used (`scalar`, `avx2`, `avx512-vnni`).
+    pub isa: String,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -191,13 +193,15 @@ fn result(
         peak_rss_bytes: lmrun_loader::peak_rss_bytes(),
         model_bytes,
         samples: samples.to_vec(),
+        isa: lmrun_kernels::Isa::best().name().to_string(),
     }
 }
 
 /// A markdown table of results (llama-bench style).
 pub fn markdown(model: &Path, results: &[BenchResult]) -> String {
+    let isa = results.first().map_or("", |r| r.isa.as_str());
     let mut s = format!(
-        "model: {}\n\n| test | threads | load mode | t/s (median) | min–max | load ms | TTFT ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
+        "model: {} (kernels: {isa})\n\n| test | threads | load mode | t/s (median) | min–max | load ms | TTFT ms | peak RSS MiB |\n|---|---|---|---|---|---|---|---|\n",
         model.display()
     );
     for r in results {

@@ -49,6 +49,8 @@ pub struct Stats {
     pub rss_after_load_file_bytes: Option<u64>,
     /// Threads the model computes with.
     pub threads: usize,
+    /// Kernel instruction-set level (`scalar`, `avx2`, `avx512-vnni`; empty before a load).
+    pub isa: &'static str,
     pub(crate) sampling_start: Option<std::time::Instant>,
     pub(crate) sampling_ns: u128,
 }
@@ -61,6 +63,7 @@ impl Stats {
             self.model_load_end_ms,
             self.load.clone(),
             self.threads,
+            self.isa,
             self.rss_after_load_anon_bytes,
             self.rss_after_load_file_bytes,
         );
@@ -70,6 +73,7 @@ impl Stats {
             self.model_load_end_ms,
             self.load,
             self.threads,
+            self.isa,
             self.rss_after_load_anon_bytes,
             self.rss_after_load_file_bytes,
         ) = keep;
@@ -162,6 +166,7 @@ impl Stats {
                 self.rss_after_load_file_bytes.into(),
             );
             o.insert("threads".into(), self.threads.into());
+            o.insert("isa".into(), self.isa.into());
             o.insert(
                 "load".into(),
                 serde_json::to_value(&self.load).unwrap_or_default(),
@@ -186,7 +191,7 @@ impl Stats {
             "prompt tokens: {}  generated tokens: {}\n\
              load: {:.3} s, mode {}, mapped {} B, read {} B, locked {} B, mlock {}\n\
              prompt eval: {:.1} tokens/s   decode: {:.1} tokens/s   time to first token: {} ms\n\
-             threads: {}   peak RSS: {}   RssAnon: {}   RssFile: {}\n\
+             threads: {} ({} kernels)   peak RSS: {}   RssAnon: {}   RssFile: {}\n\
              after load: RssAnon {}   RssFile {}   prefetch: {}",
             self.num_prompt_tokens,
             self.num_generated_tokens,
@@ -200,6 +205,7 @@ impl Stats {
             self.decode_tokens_per_s(),
             self.time_to_first_token_ms(),
             self.threads,
+            if self.isa.is_empty() { "no" } else { self.isa },
             mib(self.peak_rss_bytes),
             mib(self.rss_anon_bytes),
             mib(self.rss_file_bytes),
