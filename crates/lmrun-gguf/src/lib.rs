@@ -40,4 +40,4 @@ pub use summary::{
     MAX_ARRAY_SHOWN,
 };
 pub use types::GgmlType;
-pub use value::{FromMeta, MetaArray, MetaValue, Mismatch, StrArray, ValueType};
+pub use value::{FromMeta, MetaArray, MetaValue, Mismatch, StrArray, StrArrayFull, ValueType};

@@ -801,7 +801,9 @@ impl<'a> Reader<'a> {
                 for i in 0..n {
                     let at = self.offset();
                     let ok = self
-                        .string_into(self.limits.max_string_len, "the string", |s| v.push(s))
+                        .string_into(self.limits.max_string_len, "the string", |s| {
+                            v.push(s).is_ok()
+                        })
                         .map_err(|e| e.context(|| format!("array element {i}")))?;
                     match ok {
                         Some(valid) => *invalid_utf8 |= !valid,

@@ -474,20 +474,17 @@ impl StrArray {
         }
     }
 
-    /// Append a string; `false` (and nothing added) when the arena would pass 4 GiB.
-    #[must_use]
-    pub fn push(&mut self, s: &str) -> bool {
-        let Some(end) = self
+    /// Append a string; an error (and nothing added) when the arena would pass 4 GiB.
+    pub fn push(&mut self, s: &str) -> Result<(), StrArrayFull> {
+        let end = self
             .text
             .len()
             .checked_add(s.len())
             .and_then(|e| u32::try_from(e).ok())
-        else {
-            return false;
-        };
+            .ok_or(StrArrayFull)?;
         self.text.push_str(s);
         self.ends.push(end);
-        true
+        Ok(())
     }
 
     /// Number of strings.
@@ -526,7 +523,24 @@ impl StrArray {
         self.text.shrink_to_fit();
         self.ends.shrink_to_fit();
     }
+
+    /// Heap bytes held (arena and offsets, with spare capacity).
+    pub fn heap_bytes(&self) -> usize {
+        self.text.capacity() + self.ends.capacity() * 4
+    }
 }
+
+/// The texts of a [`StrArray`] would exceed its 4 GiB arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrArrayFull;
+
+impl fmt::Display for StrArrayFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("more than 4 GiB of string text")
+    }
+}
+
+impl std::error::Error for StrArrayFull {}
 
 impl std::ops::Index<usize> for StrArray {
     type Output = str;
@@ -551,7 +565,10 @@ impl<S: AsRef<str>> FromIterator<S> for StrArray {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
         let mut a = StrArray::new();
         for s in iter {
-            assert!(a.push(s.as_ref()), "StrArray: more than 4 GiB of text");
+            assert!(
+                a.push(s.as_ref()).is_ok(),
+                "StrArray: more than 4 GiB of text"
+            );
         }
         a
     }

@@ -7,133 +7,15 @@
 //! three allocations.
 
 use std::hash::BuildHasher;
-use std::ops::Index;
 
 use rustc_hash::FxBuildHasher;
 
 use crate::TokenId;
 
-/// A list of strings stored back to back in one arena, with one `u32` end offset each.
-///
-/// The arena holds at most 4 GiB of text ([`StrList::push`] refuses more).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct StrList {
-    text: String,
-    ends: Vec<u32>,
-}
-
-/// The texts of a [`StrList`] would exceed its 4 GiB arena.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StrListFull;
-
-impl std::fmt::Display for StrListFull {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("more than 4 GiB of token text")
-    }
-}
-
-impl std::error::Error for StrListFull {}
-
-impl StrList {
-    /// An empty list.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An empty list with room for `n` strings of `bytes` bytes in total.
-    pub fn with_capacity(n: usize, bytes: usize) -> Self {
-        StrList {
-            text: String::with_capacity(bytes),
-            ends: Vec::with_capacity(n),
-        }
-    }
-
-    /// Append a string.
-    pub fn push(&mut self, s: &str) -> Result<(), StrListFull> {
-        let end = self
-            .text
-            .len()
-            .checked_add(s.len())
-            .and_then(|e| u32::try_from(e).ok())
-            .ok_or(StrListFull)?;
-        self.text.push_str(s);
-        self.ends.push(end);
-        Ok(())
-    }
-
-    /// Number of strings.
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// String `i`.
-    pub fn get(&self, i: usize) -> Option<&str> {
-        let end = *self.ends.get(i)? as usize;
-        let start = match i {
-            0 => 0,
-            _ => self.ends[i - 1] as usize,
-        };
-        // Offsets are pushed at string boundaries, so the range is on char boundaries.
-        self.text.get(start..end)
-    }
-
-    /// The strings in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
-        (0..self.len()).map(|i| &self[i])
-    }
-
-    /// Bytes of text in the arena.
-    pub fn text_len(&self) -> usize {
-        self.text.len()
-    }
-
-    /// Give back spare capacity (after building by `push`).
-    pub fn shrink_to_fit(&mut self) {
-        self.text.shrink_to_fit();
-        self.ends.shrink_to_fit();
-    }
-
-    /// Heap bytes held (arena and offsets, with spare capacity).
-    pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.ends.capacity() * 4
-    }
-}
-
-impl Index<usize> for StrList {
-    type Output = str;
-
-    /// String `i`; panics when `i` is out of range, like a slice.
-    fn index(&self, i: usize) -> &str {
-        match self.get(i) {
-            Some(s) => s,
-            None => panic!("index {i} out of range for a StrList of {}", self.len()),
-        }
-    }
-}
-
-impl std::fmt::Debug for StrList {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
-
-impl<S: AsRef<str>> FromIterator<S> for StrList {
-    /// Collect strings; panics past 4 GiB of text (use [`StrList::push`] to handle that).
-    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut l = StrList::new();
-        for s in iter {
-            if l.push(s.as_ref()).is_err() {
-                panic!("StrList: more than 4 GiB of text");
-            }
-        }
-        l
-    }
-}
+/// The token and merge lists: the GGUF parser's string arena ([`lmrun_gguf::StrArray`], one
+/// text arena plus `u32` end offsets), so a vocabulary moves from the metadata to the tokenizer
+/// without a change of representation.
+pub use lmrun_gguf::{StrArray as StrList, StrArrayFull as StrListFull};
 
 const EMPTY: u32 = u32::MAX;
 

@@ -258,14 +258,7 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
 pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
     let model: &str = g.get("tokenizer.ggml.model")?;
     let id = |k: &str| -> Result<Option<u32>, RunnerError> { Ok(g.get_opt::<u32>(k)?) };
-    let strings = |key: &str, a: &StrArray| -> Result<StrList, RunnerError> {
-        let mut l = StrList::with_capacity(a.len(), a.text_len());
-        for s in a.iter() {
-            l.push(s)
-                .map_err(|e| RunnerError::InvalidArgument(format!("{key}: {e}")))?;
-        }
-        Ok(l)
-    };
+    let strings = |_key: &str, a: &StrArray| -> Result<StrList, RunnerError> { Ok(a.clone()) };
     const TOKENS: &str = "tokenizer.ggml.tokens";
     const MERGES: &str = "tokenizer.ggml.merges";
     Ok(GgufVocab {
