@@ -60,16 +60,6 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
     })
 }
 
-macro_rules! wrap4 {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
-            // SAFETY: reachable only through `dot4_fn`, i.e. after run-time detection of
-            // AVX2+FMA+F16C; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
 wrap4!(dot4_f32w, dot4_f32w_impl, f32);
 wrap4!(dot4_f16w, dot4_f16w_impl, f32);
 wrap4!(dot4_bf16w, dot4_bf16w_impl, f32);
@@ -81,18 +71,6 @@ wrap4!(dot4_iq4xs, dot4_iq4xs_impl, BlockQ8K);
 wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
 wrap4!(dot4_q5k, dot4_q5k_impl, BlockQ8K);
 wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
-
-/// Defines a safe wrapper around an AVX2 kernel. The wrappers are private to this module and
-/// handed out only by `dot_fn`, which is only called once the features were detected.
-macro_rules! wrap {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: &[$act]) -> f32 {
-            // SAFETY: reachable only through `dot_fn`, i.e. after run-time detection of
-            // AVX2+FMA+F16C; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
 
 wrap!(dot_f32w, dot_f32w_impl, f32);
 wrap!(dot_f16w, dot_f16w_impl, f32);

@@ -74,27 +74,6 @@ wrap_tile!(tile_q4_0, tile_q4_0_impl, BlockQ8x32);
 wrap_tile!(tile_q5_0, tile_q5_0_impl, BlockQ8x32);
 wrap_tile!(tile_q8_0, tile_q8_0_impl, BlockQ8x32);
 
-/// Safe wrappers, private and handed out only by `dot_fn` / `dot4_fn` (i.e. after detection).
-macro_rules! wrap {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: &[$act]) -> f32 {
-            // SAFETY: reachable only through `dot_fn`, after run-time detection of every
-            // feature the kernel enables; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
-macro_rules! wrap4 {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
-            // SAFETY: reachable only through `dot4_fn`, after run-time detection of every
-            // feature the kernel enables; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
 wrap!(dot_q4_0, dot_q4_0_impl, BlockQ8x32);
 wrap!(dot_q5_0, dot_q5_0_impl, BlockQ8x32);
 wrap!(dot_q8_0, dot_q8_0_impl, BlockQ8x32);
