@@ -588,21 +588,12 @@ impl<'a> Reader<'a> {
     /// A GGUF string: u64 length, then bytes. Returns the text and whether it was valid UTF-8
     /// (invalid sequences are replaced).
     fn string(&mut self, max_len: u64, what: &str) -> Result<(String, bool)> {
-        let at = self.offset();
-        let len = self.u64(what)?;
-        if len > max_len {
-            return Err(GgufError::LimitExceeded {
-                offset: at,
-                what: format!("the length of {what}"),
-                value: len,
-                limit: max_len,
-            });
-        }
-        let bytes = self.bytes(len, what)?;
-        Ok(match std::str::from_utf8(bytes) {
-            Ok(s) => (s.to_owned(), true),
-            Err(_) => (String::from_utf8_lossy(bytes).into_owned(), false),
-        })
+        let mut out = String::new();
+        let valid = self.string_into(max_len, what, |s| {
+            out = s.to_owned();
+            true
+        })?;
+        Ok((out, valid.unwrap_or(true)))
     }
 
     /// Like [`Reader::string`], but hands the text to `put` instead of allocating a `String`
