@@ -39,6 +39,37 @@ pub struct Sampler {
     state: u64,
     /// Scratch: (token, logit/probability) candidates, reused across calls.
     cand: Vec<(u32, f32)>,
+    /// Scratch: scaled logits, then probabilities, of the whole vocabulary.
+    probs: Vec<f32>,
+}
+
+/// Where [`Sampler::keep`] left the distribution.
+enum Kept {
+    /// No finite logit: fall back to argmax.
+    None,
+    /// Every token, probabilities in `probs` (vocabulary order).
+    All,
+    /// The kept `(token, probability)` pairs in `cand`.
+    Cand,
+}
+
+/// The token whose cumulative probability first exceeds `r` × the total (the last on rounding).
+fn draw(items: impl Iterator<Item = (usize, f32)> + Clone, r: f32) -> u32 {
+    let total: f32 = items.clone().map(|(_, q)| q).sum();
+    let target = r * total;
+    let mut cum = 0.0;
+    let mut last = 0;
+    for (i, q) in items {
+        if q <= 0.0 {
+            continue;
+        }
+        cum += q;
+        last = i;
+        if target < cum {
+            return i as u32;
+        }
+    }
+    last as u32
 }
 
 impl Sampler {
@@ -47,6 +78,7 @@ impl Sampler {
         let mut s = Sampler {
             state: 0,
             cand: Vec::new(),
+            probs: Vec::new(),
         };
         s.reseed(seed);
         s
@@ -91,80 +123,202 @@ impl Sampler {
         if logits.is_empty() {
             return 0;
         }
-        let penalise = p.repetition_penalty != 1.0 && p.repetition_window > 0 && !recent.is_empty();
-        let window = &recent[recent.len().saturating_sub(p.repetition_window)..];
-        let penalised = |id: u32, l: f32| -> f32 {
-            if penalise && window.contains(&id) {
-                if l > 0.0 {
-                    l / p.repetition_penalty
-                } else {
-                    l * p.repetition_penalty
-                }
-            } else {
-                l
-            }
-        };
         if p.temperature <= 0.0 {
-            return argmax_by(logits, |i, l| penalised(i as u32, l));
+            let penalise = p.repetition_penalty != 1.0 && p.repetition_window > 0;
+            if !penalise {
+                return argmax(logits);
+            }
+            self.scaled(logits, recent, p, 1.0);
+            return argmax(&self.probs);
         }
-        let inv_t = 1.0 / p.temperature;
+        let r = self.coin();
+        match self.keep(logits, recent, p) {
+            Kept::None => argmax_by(logits, |_, l| l),
+            Kept::All => draw(self.probs.iter().copied().enumerate(), r),
+            Kept::Cand => draw(self.cand.iter().map(|&(i, q)| (i as usize, q)), r),
+        }
+    }
+
+    /// `self.probs` = the logits times `inv_t`, with the repetition penalty applied to the
+    /// tokens of the recent window (each once, however often it occurs) and non-finite logits
+    /// as -inf. Returns whether every logit was finite.
+    fn scaled(&mut self, logits: &[f32], recent: &[u32], p: &SamplerParams, inv_t: f32) -> bool {
+        let mut finite = true;
+        self.probs.clear();
+        self.probs.extend(logits.iter().map(|&l| {
+            if l.is_finite() {
+                l * inv_t
+            } else {
+                finite = false;
+                f32::NEG_INFINITY
+            }
+        }));
+        if p.repetition_penalty != 1.0 && p.repetition_window > 0 {
+            let window = &recent[recent.len().saturating_sub(p.repetition_window)..];
+            for &id in window {
+                let Some(&l) = logits.get(id as usize) else {
+                    continue;
+                };
+                if l.is_finite() {
+                    let pen = if l > 0.0 {
+                        l / p.repetition_penalty
+                    } else {
+                        l * p.repetition_penalty
+                    };
+                    self.probs[id as usize] = pen * inv_t;
+                }
+            }
+        }
+        finite
+    }
+
+    /// The distribution to draw from: temperature and repetition penalty applied, then top-k,
+    /// softmax, min-p and top-p. Leaves the probabilities of the whole vocabulary in
+    /// `self.probs` ([`Kept::All`]) or the kept `(token, probability)` pairs in `self.cand`
+    /// ([`Kept::Cand`]).
+    fn keep(&mut self, logits: &[f32], recent: &[u32], p: &SamplerParams) -> Kept {
+        let finite = self.scaled(logits, recent, p, 1.0 / p.temperature);
+        if !finite && self.probs.iter().all(|v| *v == f32::NEG_INFINITY) {
+            return Kept::None;
+        }
+        if p.top_k > 0 {
+            self.cand.clear();
+            let probs = &self.probs;
+            self.cand.extend(
+                probs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v > f32::NEG_INFINITY)
+                    .map(|(i, &v)| (i as u32, v)),
+            );
+            self.cut(p);
+            return Kept::Cand;
+        }
+        // Softmax over the vocabulary (SIMD), then the cuts by probability threshold: only the
+        // tokens above the threshold are ever gathered and sorted (a full sort of Gemma's
+        // 262,144 logits took 12 ms a token, more than the model's forward pass).
+        lmrun_kernels::ops::softmax_inplace(&mut self.probs);
+        if !finite {
+            // the SIMD exp is clamped, not exactly 0 far below the maximum
+            for (v, l) in self.probs.iter_mut().zip(logits) {
+                if !l.is_finite() {
+                    *v = 0.0;
+                }
+            }
+        }
+        let pmax = self.probs.iter().fold(0f32, |m, &v| m.max(v));
+        let floor = if p.min_p > 0.0 {
+            (pmax * p.min_p).min(pmax)
+        } else {
+            0.0
+        };
+        let top_p = p.top_p > 0.0 && p.top_p < 1.0;
+        if !top_p && floor == 0.0 {
+            return Kept::All;
+        }
+        // Top-p keeps the shortest head (descending) whose mass reaches p, min-p the tokens at
+        // or above `floor`; both are heads of the sorted order, so together the shorter one.
+        // A threshold whose tokens already hold p of the mass contains the whole top-p head.
+        let mut t = floor;
+        if top_p {
+            for rel in [1e-3f32, 1e-5, 1e-7] {
+                let cand_t = (pmax * rel).max(floor);
+                let mass: f64 = self
+                    .probs
+                    .iter()
+                    .filter(|&&v| v >= cand_t)
+                    .map(|&v| v as f64)
+                    .sum();
+                if mass >= p.top_p as f64 {
+                    t = cand_t;
+                    break;
+                }
+            }
+        }
         self.cand.clear();
+        let probs = &self.probs;
         self.cand.extend(
-            logits
+            probs
                 .iter()
                 .enumerate()
-                .filter(|(_, l)| l.is_finite())
-                .map(|(i, &l)| (i as u32, penalised(i as u32, l) * inv_t)),
+                .filter(|(_, v)| **v >= t && **v > 0.0)
+                .map(|(i, &v)| (i as u32, v)),
         );
-        if self.cand.is_empty() {
-            return argmax_by(logits, |_, l| l);
+        if top_p {
+            let by_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+            self.cand.sort_unstable_by(by_desc);
+            // f64: over a flat distribution f32 running sums drift by dozens of tokens
+            let mut cum = 0.0f64;
+            let mut keep = self.cand.len();
+            for (i, c) in self.cand.iter().enumerate() {
+                cum += c.1 as f64;
+                if cum >= p.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            self.cand.truncate(keep.max(1));
         }
-        // Sort by logit, descending (top-k first keeps the sort cheap when it is on).
+        Kept::Cand
+    }
+
+    /// Top-k, softmax, min-p and top-p over `self.cand` (scaled logits), leaving the kept
+    /// tokens with their probabilities. Top-p and min-p each keep a prefix of the candidates in
+    /// descending order, so together they keep the shorter one; only that head is ever sorted
+    /// (found by partial selection of 256, 1024, … candidates until their mass reaches
+    /// `top_p`), never the whole vocabulary: a full sort of Gemma's 262,144 logits took 12 ms a
+    /// token, more than the model's forward pass. With top-p off the candidates stay in
+    /// vocabulary order (the draw is from the same distribution).
+    fn cut(&mut self, p: &SamplerParams) {
         let by_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < self.cand.len() {
             self.cand.select_nth_unstable_by(p.top_k - 1, by_desc);
             self.cand.truncate(p.top_k);
         }
-        self.cand.sort_unstable_by(by_desc);
         // Softmax.
-        let max = self.cand[0].1;
+        let max = self.cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
         let mut sum = 0.0f32;
         for c in &mut self.cand {
             c.1 = (c.1 - max).exp();
             sum += c.1;
         }
+        let inv = 1.0 / sum;
         for c in &mut self.cand {
-            c.1 /= sum;
+            c.1 *= inv;
         }
-        // Top-p: keep the shortest prefix reaching p.
+        // Min-p: relative to the most likely token (whose probability is `inv`), which stays.
+        if p.min_p > 0.0 {
+            let floor = (inv * p.min_p).min(inv);
+            self.cand.retain(|c| c.1 >= floor);
+        }
+        // Top-p: the shortest prefix in descending order whose mass reaches p.
         if p.top_p > 0.0 && p.top_p < 1.0 {
-            let mut cum = 0.0;
+            let n = self.cand.len();
+            let mut k = n.min(256);
+            loop {
+                if k < n {
+                    self.cand.select_nth_unstable_by(k - 1, by_desc);
+                }
+                let mass: f64 = self.cand[..k].iter().map(|c| c.1 as f64).sum();
+                if mass >= p.top_p as f64 || k == n {
+                    break;
+                }
+                k = (k * 4).min(n);
+            }
+            self.cand.truncate(k);
+            self.cand.sort_unstable_by(by_desc);
+            // f64: over a flat distribution f32 running sums drift by dozens of tokens
+            let mut cum = 0.0f64;
             let mut keep = self.cand.len();
             for (i, c) in self.cand.iter().enumerate() {
-                cum += c.1;
-                if cum >= p.top_p {
+                cum += c.1 as f64;
+                if cum >= p.top_p as f64 {
                     keep = i + 1;
                     break;
                 }
             }
             self.cand.truncate(keep);
         }
-        // Min-p: relative to the most likely token.
-        if p.min_p > 0.0 {
-            let floor = self.cand[0].1 * p.min_p;
-            let keep = self.cand.iter().take_while(|c| c.1 >= floor).count().max(1);
-            self.cand.truncate(keep);
-        }
-        let total: f32 = self.cand.iter().map(|c| c.1).sum();
-        let r = self.coin() * total;
-        let mut cum = 0.0;
-        for c in &self.cand {
-            cum += c.1;
-            if r < cum {
-                return c.0;
-            }
-        }
-        self.cand.last().map_or(0, |c| c.0)
     }
 }
 
@@ -246,6 +400,134 @@ mod tests {
         for _ in 0..50 {
             let t = s.sample(&logits, &[], &p);
             assert!(t == 1 || t == 2, "{t}");
+        }
+    }
+
+    /// The kept set the straightforward way: sort everything, softmax, top-p prefix, min-p.
+    fn reference_cut(logits: &[f32], p: &SamplerParams) -> Vec<u32> {
+        let mut c: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| (i as u32, l / p.temperature))
+            .collect();
+        c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if p.top_k > 0 {
+            c.truncate(p.top_k);
+        }
+        let max = c[0].1;
+        let sum: f64 = c.iter().map(|x| ((x.1 - max) as f64).exp()).sum();
+        let probs: Vec<f64> = c.iter().map(|x| ((x.1 - max) as f64).exp() / sum).collect();
+        let mut keep = c.len();
+        if p.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, q) in probs.iter().enumerate() {
+                cum += q;
+                if cum >= p.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p as f64;
+            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+        }
+        let mut ids: Vec<u32> = c[..keep].iter().map(|x| x.0).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn cut_keeps_what_a_full_sort_keeps_on_a_large_vocabulary() {
+        let mut rng = Sampler::new(5);
+        let n = 50_000;
+        for (top_k, top_p, min_p, scale) in [
+            (0usize, 0.9f32, 0.0f32, 3.0f32),
+            (0, 0.5, 0.0, 8.0),
+            (0, 0.99, 0.0, 0.5),
+            (0, 0.9, 0.05, 3.0),
+            (40, 0.95, 0.05, 3.0),
+            (0, 1.0, 0.1, 5.0),
+        ] {
+            let logits: Vec<f32> = (0..n).map(|_| (rng.coin() * 2.0 - 1.0) * scale).collect();
+            let p = SamplerParams {
+                temperature: 0.8,
+                top_k,
+                top_p,
+                min_p,
+                ..Default::default()
+            };
+            let mut s = Sampler::new(1);
+            s.cand = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l / p.temperature))
+                .collect();
+            s.cut(&p);
+            let mut got: Vec<u32> = s.cand.iter().map(|c| c.0).collect();
+            got.sort_unstable();
+            let want = reference_cut(&logits, &p);
+            // f32 vs f64 sums may move a top-p boundary by a token
+            assert!(
+                got.len().abs_diff(want.len()) <= 1,
+                "{top_k} {top_p} {min_p}: kept {} vs {}",
+                got.len(),
+                want.len()
+            );
+            let common = got.iter().filter(|t| want.binary_search(t).is_ok()).count();
+            assert!(
+                common + 1 >= want.len().max(got.len()),
+                "{top_k} {top_p} {min_p}"
+            );
+            let total: f32 = s.cand.iter().map(|c| c.1).sum();
+            assert!(total > 0.0 && total <= 1.0 + 1e-4);
+        }
+    }
+
+    #[test]
+    fn threshold_cuts_keep_what_a_full_sort_keeps() {
+        let mut rng = Sampler::new(8);
+        let n = 262_144;
+        for (top_p, min_p, scale) in [
+            (0.9f32, 0.0f32, 3.0f32),
+            (0.5, 0.0, 8.0),
+            (0.99, 0.0, 0.3),
+            (0.9, 0.05, 3.0),
+            (1.0, 0.1, 5.0),
+            (0.95, 2.0, 5.0),
+        ] {
+            let logits: Vec<f32> = (0..n).map(|_| (rng.coin() * 2.0 - 1.0) * scale).collect();
+            let p = SamplerParams {
+                temperature: 0.8,
+                top_p,
+                min_p,
+                ..Default::default()
+            };
+            let mut s = Sampler::new(1);
+            let mut got: Vec<u32> = match s.keep(&logits, &[], &p) {
+                Kept::Cand => s.cand.iter().map(|c| c.0).collect(),
+                _ => panic!("a cut was asked for"),
+            };
+            got.sort_unstable();
+            let want = reference_cut(&logits, &p);
+            // f32 vs f64 sums may move a top-p boundary by a token
+            let common = got.iter().filter(|t| want.binary_search(t).is_ok()).count();
+            assert!(
+                common + 1 >= want.len().max(got.len()),
+                "top_p {top_p} min_p {min_p}: kept {} vs {} ({common} common)",
+                got.len(),
+                want.len()
+            );
+        }
+        // non-finite logits are never drawn
+        let mut logits = vec![f32::NEG_INFINITY; 1000];
+        logits[3] = 0.0;
+        logits[7] = f32::NAN;
+        logits[9] = 0.5;
+        let mut s = Sampler::new(2);
+        for _ in 0..200 {
+            let t = s.sample(&logits, &[], &params(1.0));
+            assert!(t == 3 || t == 9, "{t}");
         }
     }
 
