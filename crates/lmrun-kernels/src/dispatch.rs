@@ -24,14 +24,22 @@ impl Isa {
     pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni];
 
     /// The best level this CPU supports (detected once, then cached). `LMRUN_ISA=scalar|avx2`
-    /// caps it (to compare levels on one machine); a level the CPU lacks is never chosen.
+    /// caps it (to compare levels on one machine; any other value is warned about and
+    /// ignored); a level the CPU lacks is never chosen.
     pub fn best() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
             let cap = match std::env::var("LMRUN_ISA").as_deref() {
                 Ok("scalar") => Isa::Scalar,
                 Ok("avx2") => Isa::Avx2,
-                _ => Isa::Avx512Vnni,
+                Ok("avx512-vnni") | Err(_) => Isa::Avx512Vnni,
+                Ok(other) => {
+                    log::warn!(
+                        "LMRUN_ISA={other:?} is not one of scalar, avx2, avx512-vnni: using the \
+                         best level this CPU has"
+                    );
+                    Isa::Avx512Vnni
+                }
             };
             if cap == Isa::Avx512Vnni && Isa::Avx512Vnni.is_available() {
                 Isa::Avx512Vnni
