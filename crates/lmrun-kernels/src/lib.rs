@@ -33,7 +33,7 @@ pub use dispatch::{
     dot4_fn, dot_fn, tile_fn, vec_dot, ActRow, Dot4Fn, DotFn, Isa, Tile, TileFn, TILE_ROWS,
 };
 pub use error::KernelError;
-pub use matmul::{matmul, matmul_with_isa, Scratch, WeightRef};
+pub use matmul::{matmul, matmul_with_isa, matvec_many, Scratch, WeightRef};
 pub use ops::RopeMode;
 pub use pool::ThreadPool;
 pub use qtype::QType;

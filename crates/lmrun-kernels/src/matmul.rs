@@ -286,3 +286,99 @@ pub fn matmul_with_isa(
     });
     Ok(())
 }
+
+/// Several matrix × vector products over one input vector in a single pass of the pool: `x`
+/// is quantized once (per activation kind) and the row chunks of all `N` weights go through one
+/// work queue. For decode, where the Q/K/V (or gate/up) projections read the same normed input:
+/// one wake-up and one barrier of the pool instead of `N`. Each output equals what
+/// [`matmul`] with one token gives, bit for bit (the same kernel per row).
+pub fn matvec_many<const N: usize>(
+    pool: &ThreadPool,
+    ws: [&WeightRef<'_>; N],
+    x: &[f32],
+    outs: [&mut [f32]; N],
+    scratch: &mut Scratch,
+) -> Result<(), KernelError> {
+    let isa = Isa::best();
+    let mut rbs = [0usize; N];
+    let mut fs = [None; N];
+    let (mut need32, mut needk) = (false, false);
+    for i in 0..N {
+        let w = ws[i];
+        rbs[i] = w.validate()?;
+        if x.len() != w.cols {
+            return Err(KernelError::Length {
+                what: "matvec x",
+                expected: w.cols,
+                got: x.len(),
+            });
+        }
+        if outs[i].len() != w.rows {
+            return Err(KernelError::Length {
+                what: "matvec out",
+                expected: w.rows,
+                got: outs[i].len(),
+            });
+        }
+        fs[i] = Some(dot_fn(w.qtype, isa).ok_or(KernelError::Unsupported {
+            qtype: w.qtype,
+            op: "matmul",
+        })?);
+        match act_kind(w.qtype) {
+            ActKind::F32 => {}
+            ActKind::Q8x32 => need32 = true,
+            ActKind::Q8K => needk = true,
+        }
+    }
+    let cols = x.len();
+    if need32 {
+        let n = cols / 32;
+        if scratch.q32.len() < n {
+            scratch.q32.resize(n, BlockQ8x32::default());
+        }
+        quantize_q8x32(x, &mut scratch.q32[..n]);
+    }
+    if needk {
+        let n = cols / 256;
+        if scratch.qk.len() < n {
+            scratch.qk.resize(n, BlockQ8K::default());
+        }
+        quantize_q8k(x, &mut scratch.qk[..n]);
+    }
+    let nth = pool.n_threads();
+    // chunk sizes and the first work item of each weight
+    let mut chunk = [1usize; N];
+    let mut first = [0usize; N];
+    let mut n_items = 0;
+    for i in 0..N {
+        chunk[i] = ws[i].rows.div_ceil(nth * 8).max(1);
+        first[i] = n_items;
+        n_items += ws[i].rows.div_ceil(chunk[i]);
+    }
+    let dsts = outs.map(DisjointOut::new);
+    let (q32, qk) = (&scratch.q32[..], &scratch.qk[..]);
+    let next = AtomicUsize::new(0);
+    pool.run_dynamic(|_ith, _nth| loop {
+        let item = next.fetch_add(1, Ordering::Relaxed);
+        if item >= n_items {
+            break;
+        }
+        let i = (0..N).rev().find(|&i| first[i] <= item).unwrap_or(0);
+        let (w, rb) = (ws[i], rbs[i]);
+        let r0 = (item - first[i]) * chunk[i];
+        let r1 = (r0 + chunk[i]).min(w.rows);
+        let Some(f) = fs[i] else { break };
+        for r in r0..r1 {
+            let wr = &w.data[r * rb..(r + 1) * rb];
+            let v = match f {
+                DotFn::F32(f) => f(wr, x),
+                DotFn::Q8x32(f) => f(wr, &q32[..cols / 32]),
+                DotFn::Q8K(f) => f(wr, &qk[..cols / 256]),
+            };
+            // SAFETY: each work item (weight `i`, row chunk) is taken by exactly one thread and
+            // owns rows r0..r1 of output `i`.
+            unsafe { dsts[i].write(r, v) };
+        }
+    });
+    Ok(())
+}

@@ -352,3 +352,53 @@ fn tile_kernels_match_four_token_kernels() {
         eprintln!("no level with tile kernels on this CPU: nothing compared");
     }
 }
+
+#[test]
+fn matvec_many_equals_one_matmul_per_weight() {
+    use lmrun_kernels::{matmul, matvec_many};
+    let mut rng = Rng::new(31);
+    let pools = [ThreadPool::new(1).unwrap(), ThreadPool::new(3).unwrap()];
+    let cols = 1024;
+    // three weights of different types and row counts over one input (Q/K/V-like)
+    let types = [QType::Q5_0, QType::Q8_0, QType::Q6K];
+    let rows = [37usize, 8, 21];
+    let data: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            (0..rows[i])
+                .flat_map(|_| random_row(types[i], cols, &mut rng))
+                .collect()
+        })
+        .collect();
+    let ws: Vec<WeightRef> = (0..3)
+        .map(|i| WeightRef::new(types[i], &data[i], rows[i], cols).unwrap())
+        .collect();
+    let x: Vec<f32> = (0..cols).map(|_| rng.normalish()).collect();
+    for pool in &pools {
+        let mut scratch = Scratch::new();
+        let mut want: Vec<Vec<f32>> = rows.iter().map(|&r| vec![0f32; r]).collect();
+        for i in 0..3 {
+            matmul(pool, &ws[i], &x, 1, &mut want[i], &mut scratch).unwrap();
+        }
+        let (mut a, mut b, mut c) = (vec![f32::NAN; 37], vec![f32::NAN; 8], vec![f32::NAN; 21]);
+        matvec_many(
+            pool,
+            [&ws[0], &ws[1], &ws[2]],
+            &x,
+            [&mut a, &mut b, &mut c],
+            &mut scratch,
+        )
+        .unwrap();
+        assert_eq!([a, b, c].to_vec(), want, "{} threads", pool.n_threads());
+        // a wrong output length is an error, not a panic
+        let mut short = vec![0f32; 36];
+        let mut b2 = vec![0f32; 8];
+        assert!(matvec_many(
+            pool,
+            [&ws[0], &ws[1]],
+            &x,
+            [&mut short, &mut b2],
+            &mut scratch
+        )
+        .is_err());
+    }
+}

@@ -13,7 +13,7 @@ use lmrun_kernels::ops::{
     add_inplace, embedding_row, rms_norm, rms_norm_inplace, rope_inplace_partial, scale_inplace,
     sigmoid_gate_mul,
 };
-use lmrun_kernels::{matmul, Scratch, ThreadPool};
+use lmrun_kernels::{matmul, matvec_many, Scratch, ThreadPool};
 
 use crate::arch::{ArchSpec, FfnAct};
 use crate::attention::{attend, AttnShape, HEADS_PER_ITEM};
@@ -342,9 +342,15 @@ impl Model {
             let swa = cfg.is_swa(il);
             // --- attention block ---
             par_norm_rows(pool, x, &lw.attn_norm, eps, xn, n)?;
-            mat(pool, &lw.wq, xn, n, q, mm)?;
-            mat(pool, &lw.wk, xn, n, k, mm)?;
-            mat(pool, &lw.wv, xn, n, v, mm)?;
+            if n == 1 {
+                // decode: the three projections in one pass of the pool
+                let ws = [&lw.wq.as_ref(), &lw.wk.as_ref(), &lw.wv.as_ref()];
+                matvec_many(pool, ws, xn, [&mut *q, &mut *k, &mut *v], mm)?;
+            } else {
+                mat(pool, &lw.wq, xn, n, q, mm)?;
+                mat(pool, &lw.wk, xn, n, k, mm)?;
+                mat(pool, &lw.wv, xn, n, v, mm)?;
+            }
             add_bias(q, lw.bq.as_deref())?;
             add_bias(k, lw.bk.as_deref())?;
             add_bias(v, lw.bv.as_deref())?;
@@ -433,8 +439,13 @@ impl Model {
 
             // --- feed-forward block ---
             par_norm_rows(pool, x, &lw.ffn_norm, eps, xn, n)?;
-            mat(pool, &lw.gate, xn, n, g, mm)?;
-            mat(pool, &lw.up, xn, n, u, mm)?;
+            if n == 1 {
+                let ws = [&lw.gate.as_ref(), &lw.up.as_ref()];
+                matvec_many(pool, ws, xn, [&mut *g, &mut *u], mm)?;
+            } else {
+                mat(pool, &lw.gate, xn, n, g, mm)?;
+                mat(pool, &lw.up, xn, n, u, mm)?;
+            }
             let cf = par_chunk(pool, n) * cfg.n_ff;
             let items: Vec<_> = g.chunks_mut(cf).zip(u.chunks(cf)).collect();
             par_items(pool, items, |(gc, uc)| {
