@@ -53,6 +53,28 @@ enum Kept {
     Cand,
 }
 
+/// Candidates in descending order, the ties by token id.
+fn by_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Sorts `cand` (descending) and keeps its shortest head whose probability mass reaches
+/// `top_p` (at least one token). The running sum is f64: over a flat distribution f32 sums
+/// drift by dozens of tokens.
+fn top_p_head(cand: &mut Vec<(u32, f32)>, top_p: f32) {
+    cand.sort_unstable_by(by_desc);
+    let mut cum = 0.0f64;
+    let mut keep = cand.len();
+    for (i, c) in cand.iter().enumerate() {
+        cum += c.1 as f64;
+        if cum >= top_p as f64 {
+            keep = i + 1;
+            break;
+        }
+    }
+    cand.truncate(keep.max(1));
+}
+
 /// The token whose cumulative probability first exceeds `r` × the total (the last on rounding).
 fn draw(items: impl Iterator<Item = (usize, f32)> + Clone, r: f32) -> u32 {
     let total: f32 = items.clone().map(|(_, q)| q).sum();
@@ -245,19 +267,7 @@ impl Sampler {
                 .map(|(i, &v)| (i as u32, v)),
         );
         if top_p {
-            let by_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-            self.cand.sort_unstable_by(by_desc);
-            // f64: over a flat distribution f32 running sums drift by dozens of tokens
-            let mut cum = 0.0f64;
-            let mut keep = self.cand.len();
-            for (i, c) in self.cand.iter().enumerate() {
-                cum += c.1 as f64;
-                if cum >= p.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            self.cand.truncate(keep.max(1));
+            top_p_head(&mut self.cand, p.top_p);
         }
         Kept::Cand
     }
@@ -270,7 +280,6 @@ impl Sampler {
     /// token, more than the model's forward pass. With top-p off the candidates stay in
     /// vocabulary order (the draw is from the same distribution).
     fn cut(&mut self, p: &SamplerParams) {
-        let by_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if p.top_k > 0 && p.top_k < self.cand.len() {
             self.cand.select_nth_unstable_by(p.top_k - 1, by_desc);
             self.cand.truncate(p.top_k);
@@ -306,18 +315,7 @@ impl Sampler {
                 k = (k * 4).min(n);
             }
             self.cand.truncate(k);
-            self.cand.sort_unstable_by(by_desc);
-            // f64: over a flat distribution f32 running sums drift by dozens of tokens
-            let mut cum = 0.0f64;
-            let mut keep = self.cand.len();
-            for (i, c) in self.cand.iter().enumerate() {
-                cum += c.1 as f64;
-                if cum >= p.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            self.cand.truncate(keep);
+            top_p_head(&mut self.cand, p.top_p);
         }
     }
 }
