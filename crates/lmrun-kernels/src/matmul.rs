@@ -102,6 +102,52 @@ impl Scratch {
     pub fn new() -> Scratch {
         Scratch::default()
     }
+
+    /// Quantizes the activation rows `x` into this scratch in the form `kind` (nothing for
+    /// f32), growing it as needed.
+    fn quantize(&mut self, kind: ActKind, x: &[f32]) {
+        match kind {
+            ActKind::F32 => {}
+            ActKind::Q8x32 => {
+                let n = x.len() / 32;
+                if self.q32.len() < n {
+                    self.q32.resize(n, BlockQ8x32::default());
+                }
+                quantize_q8x32(x, &mut self.q32[..n]);
+            }
+            ActKind::Q8K => {
+                let n = x.len() / 256;
+                if self.qk.len() < n {
+                    self.qk.resize(n, BlockQ8K::default());
+                }
+                quantize_q8k(x, &mut self.qk[..n]);
+            }
+        }
+    }
+}
+
+/// One weight row against token `t`'s activation row, in the form `f` consumes.
+#[inline(always)]
+fn dot_row(
+    f: DotFn,
+    wr: &[u8],
+    t: usize,
+    cols: usize,
+    x: &[f32],
+    q32: &[BlockQ8x32],
+    qk: &[BlockQ8K],
+) -> f32 {
+    match f {
+        DotFn::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
+        DotFn::Q8x32(f) => {
+            let nb = cols / 32;
+            f(wr, &q32[t * nb..(t + 1) * nb])
+        }
+        DotFn::Q8K(f) => {
+            let nb = cols / 256;
+            f(wr, &qk[t * nb..(t + 1) * nb])
+        }
+    }
 }
 
 /// `out[t * rows + r] = dot(W[r, :], x[t * cols ..][..cols])` for `t < n_tokens`, using the
@@ -166,23 +212,7 @@ pub fn matmul_with_isa(
     if rows == 0 || n_tokens == 0 {
         return Ok(());
     }
-    match act_kind(w.qtype) {
-        ActKind::F32 => {}
-        ActKind::Q8x32 => {
-            let n = xlen / 32;
-            if scratch.q32.len() < n {
-                scratch.q32.resize(n, BlockQ8x32::default());
-            }
-            quantize_q8x32(x, &mut scratch.q32[..n]);
-        }
-        ActKind::Q8K => {
-            let n = xlen / 256;
-            if scratch.qk.len() < n {
-                scratch.qk.resize(n, BlockQ8K::default());
-            }
-            quantize_q8k(x, &mut scratch.qk[..n]);
-        }
-    }
+    scratch.quantize(act_kind(w.qtype), x);
     let nth = pool.n_threads();
     let mut chunk = rows.div_ceil(nth * 8).max(1);
     if n_tokens > 1 {
@@ -266,18 +296,7 @@ pub fn matmul_with_isa(
         }
         for t in t0..n_tokens {
             for r in r0..r1 {
-                let wr = &data[r * rb..(r + 1) * rb];
-                let v = match f {
-                    DotFn::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
-                    DotFn::Q8x32(f) => {
-                        let nb = cols / 32;
-                        f(wr, &q32[t * nb..(t + 1) * nb])
-                    }
-                    DotFn::Q8K(f) => {
-                        let nb = cols / 256;
-                        f(wr, &qk[t * nb..(t + 1) * nb])
-                    }
-                };
+                let v = dot_row(f, &data[r * rb..(r + 1) * rb], t, cols, x, q32, qk);
                 // SAFETY: each chunk index `c` is taken by exactly one thread, and the indices
                 // `t * rows + r` for `r` in that chunk's rows are disjoint across chunks.
                 unsafe { dst.write(t * rows + r, v) };
@@ -332,18 +351,10 @@ pub fn matvec_many<const N: usize>(
     }
     let cols = x.len();
     if need32 {
-        let n = cols / 32;
-        if scratch.q32.len() < n {
-            scratch.q32.resize(n, BlockQ8x32::default());
-        }
-        quantize_q8x32(x, &mut scratch.q32[..n]);
+        scratch.quantize(ActKind::Q8x32, x);
     }
     if needk {
-        let n = cols / 256;
-        if scratch.qk.len() < n {
-            scratch.qk.resize(n, BlockQ8K::default());
-        }
-        quantize_q8k(x, &mut scratch.qk[..n]);
+        scratch.quantize(ActKind::Q8K, x);
     }
     let nth = pool.n_threads();
     // chunk sizes and the first work item of each weight
@@ -369,12 +380,7 @@ pub fn matvec_many<const N: usize>(
         let r1 = (r0 + chunk[i]).min(w.rows);
         let Some(f) = fs[i] else { break };
         for r in r0..r1 {
-            let wr = &w.data[r * rb..(r + 1) * rb];
-            let v = match f {
-                DotFn::F32(f) => f(wr, x),
-                DotFn::Q8x32(f) => f(wr, &q32[..cols / 32]),
-                DotFn::Q8K(f) => f(wr, &qk[..cols / 256]),
-            };
+            let v = dot_row(f, &w.data[r * rb..(r + 1) * rb], 0, cols, x, q32, qk);
             // SAFETY: each work item (weight `i`, row chunk) is taken by exactly one thread and
             // owns rows r0..r1 of output `i`.
             unsafe { dsts[i].write(r, v) };

@@ -164,36 +164,6 @@ macro_rules! dot32 {
     };
 }
 
-/// Defines the 4-token kernel for a 32-wide type (one code unpack feeds four tokens).
-macro_rules! dot4_32 {
-    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
-        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
-            let nb = nb4(w.len(), $bytes, &a);
-            let mut acc = [_mm256_setzero_ps(); 4];
-            for i in 0..nb {
-                let b = &w[$bytes * i..$bytes * i + $bytes];
-                // SAFETY: bounds-checked loads, register arithmetic.
-                unsafe {
-                    let dw = f16x8(b, 0);
-                    let q = $codes(b);
-                    for n in 0..4 {
-                        let y = &a[n][i];
-                        let p = _mm256_dpbusd_epi32(offset_init($off, y), q, load32_i8(&y.qs, 0));
-                        acc[n] = _mm256_fmadd_ps(
-                            _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
-                            _mm256_cvtepi32_ps(p),
-                            acc[n],
-                        );
-                    }
-                }
-            }
-            // SAFETY: register arithmetic.
-            unsafe { hsum4(&acc) }
-        }
-    };
-}
-
 /// Q4_0's codes: the 32 nibbles.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -202,7 +172,8 @@ unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
     unsafe { nibbles32(b, 2) }
 }
 
-/// Defines the `TILE_ROWS`-row × 4-token kernel for a 32-wide type: each code unpack feeds four
+/// Defines the `R`-row × 4-token kernel for a 32-wide type (`R = TILE_ROWS` for the tiles,
+/// `R = 1` for the one-row 4-token kernel): each code unpack feeds four
 /// tokens and each activation block (its values, scale and offset start) feeds every row of the
 /// tile, which takes prefill from instruction-bound towards the `vpdpbusd`/FMA pipes' limit.
 /// AVX512VL's 32 vector registers hold the 16 accumulators, four code vectors and four scales.
@@ -210,17 +181,17 @@ unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
 macro_rules! tile_32 {
     ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-        unsafe fn $name(w: [&[u8]; TILE_ROWS], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; TILE_ROWS] {
+        unsafe fn $name<const R: usize>(w: [&[u8]; R], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; R] {
             let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
             let nb = nb4(wl, $bytes, &a);
-            let mut acc = [[_mm256_setzero_ps(); 4]; TILE_ROWS];
+            let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for i in 0..nb {
                 // SAFETY: i < nb, so every weight row holds block i (nb <= len / $bytes) and
                 // every activation row holds block i (nb <= its length); register arithmetic.
                 unsafe {
-                    let mut dw = [_mm256_setzero_ps(); TILE_ROWS];
-                    let mut q = [_mm256_setzero_si256(); TILE_ROWS];
-                    for r in 0..TILE_ROWS {
+                    let mut dw = [_mm256_setzero_ps(); R];
+                    let mut q = [_mm256_setzero_si256(); R];
+                    for r in 0..R {
                         let b = w[r].get_unchecked($bytes * i..$bytes * i + $bytes);
                         dw[r] = f16x8(b, 0);
                         q[r] = $codes(b);
@@ -230,7 +201,7 @@ macro_rules! tile_32 {
                         let init = offset_init($off, y);
                         let yq = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
                         let yd = _mm256_set1_ps(y.d);
-                        for r in 0..TILE_ROWS {
+                        for r in 0..R {
                             let p = _mm256_dpbusd_epi32(init, q[r], yq);
                             acc[r][n] = _mm256_fmadd_ps(
                                 _mm256_mul_ps(dw[r], yd),
@@ -250,12 +221,24 @@ macro_rules! tile_32 {
 dot32!(dot_q4_0_impl, 18, q4_0_codes, 8);
 dot32!(dot_q5_0_impl, 22, q5_0_codes, 16);
 dot32!(dot_q8_0_impl, 34, q8_0_codes, 128);
-dot4_32!(dot4_q4_0_impl, 18, q4_0_codes, 8);
-dot4_32!(dot4_q5_0_impl, 22, q5_0_codes, 16);
-dot4_32!(dot4_q8_0_impl, 34, q8_0_codes, 128);
 tile_32!(tile_q4_0_impl, 18, q4_0_codes, 8);
 tile_32!(tile_q5_0_impl, 22, q5_0_codes, 16);
 tile_32!(tile_q8_0_impl, 34, q8_0_codes, 128);
+
+/// The 4-token kernels of the 32-wide types: their tile kernels with one row.
+macro_rules! dot4_32 {
+    ($name:ident, $tile:ident) => {
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
+            // SAFETY: same features; the tile kernel bounds every access by the slice lengths.
+            unsafe { $tile::<1>([w], a)[0] }
+        }
+    };
+}
+
+dot4_32!(dot4_q4_0_impl, tile_q4_0_impl);
+dot4_32!(dot4_q5_0_impl, tile_q5_0_impl);
+dot4_32!(dot4_q8_0_impl, tile_q8_0_impl);
 
 // ---------------------------------------------------------------------------------------------
 // k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
