@@ -203,6 +203,8 @@ impl Sampler {
         if !finite && self.probs.iter().all(|v| *v == f32::NEG_INFINITY) {
             return Kept::None;
         }
+        // Top-k: only the k largest stay (ties by token id); the rest are masked out below.
+        let mut top_k = false;
         if p.top_k > 0 {
             self.cand.clear();
             let probs = &self.probs;
@@ -213,15 +215,30 @@ impl Sampler {
                     .filter(|(_, v)| **v > f32::NEG_INFINITY)
                     .map(|(i, &v)| (i as u32, v)),
             );
-            self.cut(p);
-            return Kept::Cand;
+            if p.top_k < self.cand.len() {
+                self.cand.select_nth_unstable_by(p.top_k - 1, by_desc);
+                self.cand.truncate(p.top_k);
+                self.probs.fill(f32::NEG_INFINITY);
+                for &(i, v) in &self.cand {
+                    self.probs[i as usize] = v;
+                }
+                top_k = true;
+            }
         }
         // Softmax over the vocabulary (SIMD), then the cuts by probability threshold: only the
         // tokens above the threshold are ever gathered and sorted (a full sort of Gemma's
         // 262,144 logits took 12 ms a token, more than the model's forward pass).
         lmrun_kernels::ops::softmax_inplace(&mut self.probs);
-        if !finite {
-            // the SIMD exp is clamped, not exactly 0 far below the maximum
+        // the SIMD exp is clamped, not exactly 0 far below the maximum: masked tokens to 0
+        if top_k {
+            for c in &mut self.cand {
+                c.1 = self.probs[c.0 as usize];
+            }
+            self.probs.fill(0.0);
+            for &(i, q) in &self.cand {
+                self.probs[i as usize] = q;
+            }
+        } else if !finite {
             for (v, l) in self.probs.iter_mut().zip(logits) {
                 if !l.is_finite() {
                     *v = 0.0;
@@ -270,53 +287,6 @@ impl Sampler {
             top_p_head(&mut self.cand, p.top_p);
         }
         Kept::Cand
-    }
-
-    /// Top-k, softmax, min-p and top-p over `self.cand` (scaled logits), leaving the kept
-    /// tokens with their probabilities. Top-p and min-p each keep a prefix of the candidates in
-    /// descending order, so together they keep the shorter one; only that head is ever sorted
-    /// (found by partial selection of 256, 1024, … candidates until their mass reaches
-    /// `top_p`), never the whole vocabulary: a full sort of Gemma's 262,144 logits took 12 ms a
-    /// token, more than the model's forward pass. With top-p off the candidates stay in
-    /// vocabulary order (the draw is from the same distribution).
-    fn cut(&mut self, p: &SamplerParams) {
-        if p.top_k > 0 && p.top_k < self.cand.len() {
-            self.cand.select_nth_unstable_by(p.top_k - 1, by_desc);
-            self.cand.truncate(p.top_k);
-        }
-        // Softmax.
-        let max = self.cand.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
-        let mut sum = 0.0f32;
-        for c in &mut self.cand {
-            c.1 = (c.1 - max).exp();
-            sum += c.1;
-        }
-        let inv = 1.0 / sum;
-        for c in &mut self.cand {
-            c.1 *= inv;
-        }
-        // Min-p: relative to the most likely token (whose probability is `inv`), which stays.
-        if p.min_p > 0.0 {
-            let floor = (inv * p.min_p).min(inv);
-            self.cand.retain(|c| c.1 >= floor);
-        }
-        // Top-p: the shortest prefix in descending order whose mass reaches p.
-        if p.top_p > 0.0 && p.top_p < 1.0 {
-            let n = self.cand.len();
-            let mut k = n.min(256);
-            loop {
-                if k < n {
-                    self.cand.select_nth_unstable_by(k - 1, by_desc);
-                }
-                let mass: f64 = self.cand[..k].iter().map(|c| c.1 as f64).sum();
-                if mass >= p.top_p as f64 || k == n {
-                    break;
-                }
-                k = (k * 4).min(n);
-            }
-            self.cand.truncate(k);
-            top_p_head(&mut self.cand, p.top_p);
-        }
     }
 }
 
@@ -436,7 +406,7 @@ mod tests {
     }
 
     #[test]
-    fn cut_keeps_what_a_full_sort_keeps_on_a_large_vocabulary() {
+    fn top_k_and_cuts_keep_what_a_full_sort_keeps() {
         let mut rng = Sampler::new(5);
         let n = 50_000;
         for (top_k, top_p, min_p, scale) in [
@@ -456,12 +426,7 @@ mod tests {
                 ..Default::default()
             };
             let mut s = Sampler::new(1);
-            s.cand = logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, l / p.temperature))
-                .collect();
-            s.cut(&p);
+            assert!(matches!(s.keep(&logits, &[], &p), Kept::Cand));
             let mut got: Vec<u32> = s.cand.iter().map(|c| c.0).collect();
             got.sort_unstable();
             let want = reference_cut(&logits, &p);
