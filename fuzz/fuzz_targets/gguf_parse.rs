@@ -10,9 +10,9 @@ use lmrun_gguf::{render_text, GgufFile, Limits};
 use lmrun_loader::{Buffer, BufferLoader};
 
 fuzz_target!(|data: &[u8]| {
-    // A tiny first header load, so the grow-and-retry path runs too.
+    // The loader path parses in place (arrays as views of the loaded bytes).
     let loader = BufferLoader::new(Buffer::from_vec(data.to_vec()));
-    let parsed = GgufFile::from_loader_with(Box::new(loader), &Limits::default(), 64);
+    let parsed = GgufFile::from_loader_with(Box::new(loader), &Limits::default());
     // The whole-buffer parser must agree on success or failure.
     let direct = lmrun_gguf::parse_header(data);
     assert_eq!(

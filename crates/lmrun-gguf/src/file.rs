@@ -1,10 +1,10 @@
-//! A loaded GGUF file. Loading mirrors ExecuTorch's segments: a small first load for the header,
-//! metadata and tensor infos (1 MiB, doubled until the parse no longer runs out of bytes, capped
-//! at the file size), then **one** load of the tensor data section with the chosen load mode.
-//! The header is copied into a temporary buffer (`DataLoader::load_into`, so it is never mapped
-//! or locked) and dropped after parsing; tensor views borrow from (or share) the data buffer, so
-//! in the mmap modes weights are used in place and `mlock` covers exactly them. The file's
-//! [`LoadReport`] is the sum of the header reads and the data load.
+//! A loaded GGUF file. After a read of its first bytes (magic and version, so a file that is
+//! not GGUF fails before anything else is loaded) the whole file is loaded **once** with the
+//! chosen load mode and the header is parsed where it lies: tensor views and the vocabulary's
+//! strings and scores are views of that one buffer, nothing is copied. In the mmap modes the
+//! weights and the tokenizer's tables are page cache (shared, evictable, not anonymous memory)
+//! and `mlock` covers both; in `file` mode the buffer is one heap copy of the file. The file's
+//! [`LoadReport`] is the sum of the probe read and the load.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,12 +12,14 @@ use std::path::{Path, PathBuf};
 use lmrun_loader::{open_loader, Buffer, BufferLoader, DataLoader, LoadMode, LoadReport};
 
 use crate::error::{GgufError, Result};
-use crate::parse::{parse_header_prefix, GgufHeader, Limits, Metadata, TensorInfo};
+use crate::parse::{
+    parse_header_in, parse_header_prefix, GgufHeader, Limits, Metadata, TensorInfo,
+};
 use crate::types::GgmlType;
-use crate::value::{FromMeta, MetaArray, StrArray};
+use crate::value::{FromMeta, LeArray, MetaArray, StrArray};
 
-/// Size of the first header load; doubled while the header runs past it.
-pub const INITIAL_HEADER_LOAD: usize = 1 << 20;
+/// Bytes read to check the magic and version before the file is loaded.
+const PROBE_LEN: usize = 8;
 
 /// A GGUF file: its parsed header and its tensor data section, loaded once.
 pub struct GgufFile {
@@ -84,7 +86,7 @@ impl GgufFile {
 
     /// Load from any [`DataLoader`] with the default limits.
     pub fn from_loader(loader: Box<dyn DataLoader>) -> Result<GgufFile> {
-        GgufFile::from_loader_with(loader, &Limits::default(), INITIAL_HEADER_LOAD)
+        GgufFile::from_loader_with(loader, &Limits::default())
     }
 
     /// Parse a GGUF file held in memory (tensor views share `bytes`).
@@ -92,58 +94,40 @@ impl GgufFile {
         GgufFile::from_loader(Box::new(BufferLoader::new(bytes.into())))
     }
 
-    /// Load from any [`DataLoader`] with explicit limits and first header load size.
-    pub fn from_loader_with(
-        loader: Box<dyn DataLoader>,
-        limits: &Limits,
-        initial_header_load: usize,
-    ) -> Result<GgufFile> {
+    /// Load from any [`DataLoader`] with explicit limits.
+    pub fn from_loader_with(loader: Box<dyn DataLoader>, limits: &Limits) -> Result<GgufFile> {
         let path = loader.path().map(Path::to_path_buf);
         let wrap = |e: GgufError| match &path {
             Some(p) => e.in_file(p),
             None => e,
         };
         let size = loader.size();
-        let cap = usize::try_from(size).unwrap_or(usize::MAX);
-        let mut want = initial_header_load.max(64).min(cap);
-        // The header is copied (`load_into`: a pread, never a mapping, so never locked), and
-        // each retry reads only the bytes it adds.
-        let mut prefix: Vec<u8> = Vec::new();
-        let header = loop {
-            let old = prefix.len();
-            prefix.resize(want, 0);
-            loader
-                .load_into(old as u64, want - old, &mut prefix[old..])
-                .map_err(|e| wrap(e.into()))?;
-            match parse_header_prefix(&prefix, size, limits) {
-                Ok(h) => break h,
-                Err(GgufError::PrefixTooShort { needed_end, .. }) if want < cap => {
-                    let needed = usize::try_from(needed_end).unwrap_or(usize::MAX);
-                    let next = want.saturating_mul(2).max(needed).min(cap);
-                    log::debug!("GGUF header runs past {want} bytes; loading {next}");
-                    want = next;
-                }
-                Err(e) => return Err(wrap(e)),
-            }
+        // Magic and version first, from a read of a few bytes: a file that is not GGUF (or is
+        // too short to say) fails before the whole of it is loaded.
+        let mut probe = [0u8; PROBE_LEN];
+        let probe_len = PROBE_LEN.min(usize::try_from(size).unwrap_or(PROBE_LEN));
+        loader
+            .load_into(0, probe_len, &mut probe[..probe_len])
+            .map_err(|e| wrap(e.into()))?;
+        match parse_header_prefix(&probe[..probe_len], size, limits) {
+            Ok(_) | Err(GgufError::PrefixTooShort { .. }) => {}
+            Err(e) => return Err(wrap(e)),
+        }
+        let len = usize::try_from(size).map_err(|_| {
+            wrap(GgufError::Malformed {
+                offset: 0,
+                what: format!("the file ({size} bytes) does not fit in this platform's memory"),
+            })
+        })?;
+        let file = loader.load(0, len).map_err(|e| wrap(e.into()))?;
+        let header = parse_header_in(&file, limits).map_err(wrap)?;
+        // The parse checked that every tensor lies inside the file, so the section does too.
+        let data_start = usize::try_from(header.data_offset).unwrap_or(len).min(len);
+        let data = match header.data_len {
+            0 => Buffer::empty(),
+            _ => file.slice(data_start..len).unwrap_or_default(),
         };
-        drop(prefix);
-
-        let data = if header.data_len == 0 {
-            Buffer::empty()
-        } else {
-            let len = usize::try_from(header.data_len).map_err(|_| {
-                wrap(GgufError::Malformed {
-                    offset: header.data_offset,
-                    what: format!(
-                        "the data section ({} bytes) does not fit in this platform's memory",
-                        header.data_len
-                    ),
-                })
-            })?;
-            loader
-                .load(header.data_offset, len)
-                .map_err(|e| wrap(e.into()))?
-        };
+        drop(file);
 
         let tensor_index = header
             .tensors
@@ -348,7 +332,7 @@ forward_getters! {
     get_str -> &str;
     get_array -> &MetaArray;
     get_str_array -> &StrArray;
-    get_f32_array -> &[f32];
-    get_i32_array -> &[i32];
-    get_u32_array -> &[u32];
+    get_f32_array -> &LeArray<f32>;
+    get_i32_array -> &LeArray<i32>;
+    get_u32_array -> &LeArray<u32>;
 }

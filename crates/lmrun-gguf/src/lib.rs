@@ -1,12 +1,12 @@
 //! The GGUF container: header, typed metadata, tensor infos and zero-copy tensor views over
 //! [`lmrun_loader::Buffer`]s from any load mode.
 //!
-//! GGUF is what llama.cpp users have on disk. This crate reads it the way ExecuTorch reads a
-//! `.pte`'s segments: one small load for the header, metadata and tensor infos (grown until the
-//! parse no longer runs out of bytes), then one load of the whole tensor data section with the
-//! chosen [`LoadMode`], so `mlock` covers exactly the weights and tensor views point into that
-//! one buffer. Every count, length, type id and offset in the file is checked; a malformed file
-//! is a [`GgufError`] naming the offset, never a panic.
+//! GGUF is what llama.cpp users have on disk. This crate loads the whole file once with the
+//! chosen [`LoadMode`] and parses the header in place: tensor views, and the big metadata
+//! arrays (a vocabulary's strings, scores and token types), are views of that one buffer, so in
+//! the mmap modes neither weights nor vocabulary become anonymous memory. Every count, length,
+//! type id and offset in the file is checked; a malformed file is a [`GgufError`] naming the
+//! offset, never a panic.
 //!
 //! ```no_run
 //! use lmrun_gguf::GgufFile;
@@ -29,15 +29,18 @@ mod types;
 mod value;
 
 pub use error::{GgufError, Result};
-pub use file::{GgufFile, OwnedTensor, TensorView, INITIAL_HEADER_LOAD};
+pub use file::{GgufFile, OwnedTensor, TensorView};
 pub use lmrun_loader::LoadMode;
 pub use parse::{
-    parse_header, parse_header_prefix, GgufHeader, Limits, Metadata, TensorInfo, DEFAULT_ALIGNMENT,
-    MAX_DIMS,
+    parse_header, parse_header_in, parse_header_prefix, GgufHeader, Limits, Metadata, TensorInfo,
+    DEFAULT_ALIGNMENT, MAX_DIMS,
 };
 pub use summary::{
     inspect, render_text, MetaRow, Summary, SummaryValue, TensorRow, TokenizerSummary, TypeBytes,
     MAX_ARRAY_SHOWN,
 };
 pub use types::GgmlType;
-pub use value::{FromMeta, MetaArray, MetaValue, Mismatch, StrArray, StrArrayFull, ValueType};
+pub use value::{
+    FromMeta, LeArray, LeNum, MetaArray, MetaValue, Mismatch, StrArray, StrArrayFull, StrIter,
+    ValueType, MARK_STRIDE,
+};

@@ -14,7 +14,8 @@ use std::collections::HashMap;
 
 use crate::error::{GgufError, Result};
 use crate::types::GgmlType;
-use crate::value::{FromMeta, MetaArray, MetaValue, Mismatch, StrArray, ValueType};
+use crate::value::{FromMeta, LeArray, LeNum, MetaArray, MetaValue, Mismatch, StrArray, ValueType};
+use lmrun_loader::Buffer;
 
 /// The alignment of the data section when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
@@ -178,11 +179,11 @@ typed_getters! {
     /// An array of strings.
     get_str_array -> &StrArray;
     /// An array of `f32`.
-    get_f32_array -> &[f32];
+    get_f32_array -> &LeArray<f32>;
     /// An array of `i32`.
-    get_i32_array -> &[i32];
+    get_i32_array -> &LeArray<i32>;
     /// An array of `u32`.
-    get_u32_array -> &[u32];
+    get_u32_array -> &LeArray<u32>;
 }
 
 /// One tensor's entry in the tensor info table, validated.
@@ -245,6 +246,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader> {
 /// Parse the header from `prefix`, the first bytes of a file of `file_size` bytes. Returns
 /// [`GgufError::PrefixTooShort`] when the header goes on past the prefix.
 pub fn parse_header_prefix(prefix: &[u8], file_size: u64, limits: &Limits) -> Result<GgufHeader> {
+    parse_with(prefix, None, file_size, limits)
+}
+
+/// Parse the header of the whole file held in `file` (as a loader returns it: a mapping, or a
+/// heap copy in `file` mode). String and number arrays are not copied: they are read in place
+/// from `file`, whose clones keep it alive (a vocabulary under a mapping stays page cache).
+pub fn parse_header_in(file: &Buffer, limits: &Limits) -> Result<GgufHeader> {
+    parse_with(file, Some(file), file.len() as u64, limits)
+}
+
+/// The parser: `prefix` is the file's first bytes; `owner`, when given, is the buffer whose
+/// bytes `prefix` is, so arrays can be views of it.
+fn parse_with(
+    prefix: &[u8],
+    owner: Option<&Buffer>,
+    file_size: u64,
+    limits: &Limits,
+) -> Result<GgufHeader> {
     let prefix = match usize::try_from(file_size) {
         Ok(n) if n < prefix.len() => &prefix[..n],
         _ => prefix,
@@ -252,6 +271,7 @@ pub fn parse_header_prefix(prefix: &[u8], file_size: u64, limits: &Limits) -> Re
     let file_size = file_size.max(prefix.len() as u64);
     let mut r = Reader {
         buf: prefix,
+        owner,
         pos: 0,
         file_size,
         limits,
@@ -499,6 +519,8 @@ impl RawTensorInfo {
 /// A cursor over the prefix that knows the file's size.
 struct Reader<'a> {
     buf: &'a [u8],
+    /// The buffer `buf` is the bytes of, when arrays may be views of it.
+    owner: Option<&'a Buffer>,
     pos: usize,
     file_size: u64,
     limits: &'a Limits,
@@ -621,6 +643,32 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// The `n` strings of an array starting here as a view of the owner buffer, the cursor
+    /// moved past them; `None` (cursor unmoved) without an owner or when some string is not
+    /// valid UTF-8 (the caller copies and repairs). Errors are the element reads' own.
+    fn string_array_in_place(&mut self, n: u64) -> Result<Option<StrArray>> {
+        let Some(owner) = self.owner else {
+            return Ok(None);
+        };
+        let start = self.pos;
+        let mut valid = true;
+        for i in 0..n {
+            let ok = self
+                .string_into(self.limits.max_string_len, "the string", |_| true)
+                .map_err(|e| e.context(|| format!("array element {i}")))?;
+            valid &= ok == Some(true);
+        }
+        // n elements were read, so n fits in usize.
+        let view = owner.slice(start..self.pos);
+        match view.and_then(|b| StrArray::in_place(b, n as usize).filter(|_| valid)) {
+            Some(v) => Ok(Some(v)),
+            None => {
+                self.pos = start;
+                Ok(None)
+            }
+        }
+    }
+
     /// Total text bytes of the `n` strings of an array starting here, read from their length
     /// fields without moving the cursor; stops early (with what it has) at the end of the
     /// prefix or at a length the element reads will refuse.
@@ -741,18 +789,17 @@ impl<'a> Reader<'a> {
 
         macro_rules! fixed {
             ($variant:ident, $t:ty) => {{
-                let size = std::mem::size_of::<$t>();
+                let size = <$t as LeNum>::SIZE;
+                let start = self.pos;
                 let bytes = self.bytes(n * size as u64, "the array elements")?;
-                MetaArray::$variant(
-                    bytes
+                MetaArray::$variant(match self.owner.and_then(|o| o.slice(start..self.pos)) {
+                    Some(view) => LeArray::in_place(view),
+                    None => bytes
                         .chunks_exact(size)
-                        .map(|c| {
-                            let mut a = [0u8; std::mem::size_of::<$t>()];
-                            a.copy_from_slice(c);
-                            <$t>::from_le_bytes(a)
-                        })
-                        .collect(),
-                )
+                        .map(<$t as LeNum>::from_le)
+                        .collect::<Vec<_>>()
+                        .into(),
+                })
             }};
         }
 
@@ -785,6 +832,9 @@ impl<'a> Reader<'a> {
                 MetaArray::Bool(v)
             }
             ValueType::String => {
+                if let Some(v) = self.string_array_in_place(n)? {
+                    return Ok(MetaArray::String(v));
+                }
                 // Sized in a first pass over the lengths (each element is an 8-byte length and
                 // its bytes), so the arena is allocated once at its final size.
                 let n_bytes = self.string_array_extent(n);

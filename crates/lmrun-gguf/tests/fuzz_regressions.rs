@@ -9,7 +9,7 @@ use lmrun_loader::{Buffer, BufferLoader};
 
 fn drive(data: &[u8]) {
     let loader = BufferLoader::new(Buffer::from_vec(data.to_vec()));
-    let parsed = GgufFile::from_loader_with(Box::new(loader), &Limits::default(), 64);
+    let parsed = GgufFile::from_loader_with(Box::new(loader), &Limits::default());
     assert_eq!(parsed.is_ok(), parse_header(data).is_ok());
     let Ok(file) = parsed else { return };
     let _ = render_text(&file.summary());

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 
 use aho_corasick::AhoCorasick;
+use lmrun_gguf::LeArray;
 use rustc_hash::FxHashMap;
 
 use crate::bpe::{merge_word, BpeScratch, MergeTable};
@@ -26,10 +27,10 @@ pub struct GgufVocab {
     pub pre: Option<String>,
     /// `tokenizer.ggml.tokens` (kept, without copying, as the tokenizer's vocabulary).
     pub tokens: StrList,
-    /// `tokenizer.ggml.scores` (needed by `llama`).
-    pub scores: Option<Vec<f32>>,
+    /// `tokenizer.ggml.scores` (needed by `llama`; kept, without copying, by the tokenizer).
+    pub scores: Option<LeArray<f32>>,
     /// `tokenizer.ggml.token_type` (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
-    pub token_types: Option<Vec<i32>>,
+    pub token_types: Option<LeArray<i32>>,
     /// `tokenizer.ggml.merges` (needed by `gpt2`), `"left right"` per entry in rank order.
     pub merges: Option<StrList>,
     /// `tokenizer.ggml.bos_token_id`.
@@ -231,7 +232,7 @@ impl GgufTokenizer {
             }
         };
         let mut types: Vec<TokenType> = match &v.token_types {
-            Some(t) if t.len() == n => t.iter().map(|&x| TokenType::from_i32(x)).collect(),
+            Some(t) if t.len() == n => t.iter().map(TokenType::from_i32).collect(),
             Some(t) => {
                 return Err(TokenizerError::Vocab(format!(
                     "tokenizer.ggml.token_type has {} entries, tokens has {n}",
@@ -286,7 +287,8 @@ impl GgufTokenizer {
                             s.len()
                         )))
                     }
-                    None => vec![0.0; n],
+                    // Every score 0 (what a missing entry reads as).
+                    None => LeArray::default(),
                 };
                 let unk = check_id("unknown_token_id", v.unk_id.or(Some(0)))?;
                 let spm = SpmModel::new(&vocab, scores, unk);
@@ -749,10 +751,10 @@ mod tests {
         GgufVocab {
             model: "llama".into(),
             tokens: toks.iter().collect(),
-            scores: Some(vec![
+            scores: Some(LeArray::from(vec![
                 0.0, 0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, 0.0, 0.0,
-            ]),
-            token_types: Some(vec![2, 3, 3, 6, 1, 1, 1, 1, 1, 3, 4]),
+            ])),
+            token_types: Some(vec![2, 3, 3, 6, 1, 1, 1, 1, 1, 3, 4].into()),
             ..Default::default()
         }
     }

@@ -273,7 +273,12 @@ impl SentencePieceTokenizer {
                         .map_err(|e| TokenizerError::format(path, FORMAT, e.to_string()))?;
                 }
                 let texts = TokenTable::new(texts);
-                let scores = p.pieces.iter().map(|&(_, s, _)| s).collect();
+                let scores = p
+                    .pieces
+                    .iter()
+                    .map(|&(_, s, _)| s)
+                    .collect::<Vec<_>>()
+                    .into();
                 let mut m = SpmModel::new(&texts, scores, id_of(p.unk_id));
                 // Byte pieces are not mergeable text, so give the merger the byte table here.
                 *m.byte_ids = if p.byte_fallback {

@@ -15,6 +15,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use rustc_hash::FxHashMap;
 
+use lmrun_gguf::LeArray;
+
 use crate::vocab::TokenTable;
 
 /// A hasher for the `u64` character-pair keys: splitmix64's finalizer, so both halves of the
@@ -48,7 +50,8 @@ use crate::TokenId;
 /// that the owner keeps and passes to [`SpmModel::encode`], so it is held once.
 #[derive(Debug, Clone)]
 pub(crate) struct SpmModel {
-    pub(crate) scores: Vec<f32>,
+    /// One score per token, in place in the GGUF file when it came from one (missing: 0).
+    pub(crate) scores: LeArray<f32>,
     /// Ids for raw bytes (`<0xXX>`, else the one-byte token); `None` when the vocab lacks both.
     pub(crate) byte_ids: Box<[Option<TokenId>; 256]>,
     pub(crate) unk_id: Option<TokenId>,
@@ -111,7 +114,7 @@ fn pair_key(a: char, b: char) -> u64 {
 
 impl SpmModel {
     /// Build from a vocabulary and its scores.
-    pub(crate) fn new(vocab: &TokenTable, scores: Vec<f32>, unk_id: Option<TokenId>) -> Self {
+    pub(crate) fn new(vocab: &TokenTable, scores: LeArray<f32>, unk_id: Option<TokenId>) -> Self {
         let mut pairs = PairSet::default();
         for t in vocab.texts().iter() {
             let mut it = t.chars();
@@ -141,11 +144,11 @@ impl SpmModel {
 
     /// Heap bytes held: scores and the character-pair set (8-byte keys, 1 control byte).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.scores.capacity() * 4 + self.pairs.capacity() * 9
+        self.scores.heap_bytes() + self.pairs.capacity() * 9
     }
 
     fn score(&self, id: TokenId) -> f32 {
-        self.scores.get(id as usize).copied().unwrap_or(0.0)
+        self.scores.get(id as usize).unwrap_or(0.0)
     }
 
     /// Tokenize `text` (already whitespace-escaped) over `vocab` (the table the model was
@@ -290,7 +293,7 @@ mod tests {
             .collect(),
         );
         let scores = vec![0.0, 0.0, 0.0, -1.0, -1.0, -1.0, -2.0, -3.0, -2.5];
-        let m = SpmModel::new(&toks, scores, Some(0));
+        let m = SpmModel::new(&toks, scores.into(), Some(0));
         let mut out = Vec::new();
         m.encode(&toks, "▁abé", &mut SpmScratch::default(), &mut out);
         assert_eq!(out, [7, 1, 2]);

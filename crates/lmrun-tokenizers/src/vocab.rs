@@ -1,10 +1,10 @@
 //! Compact vocabulary storage. A vocabulary of 262,144 tokens held as `Vec<String>` costs one
 //! heap block per token (24 bytes of `String` plus a 32-byte minimum malloc chunk, ~15 MiB for
 //! Gemma's 2.3 MB of text), and a `HashMap<Box<str>, u32>` for text → id as much again. Here
-//! the texts live in one byte arena with one `u32` end offset per token ([`StrList`]), and the
-//! text → id index is an open-addressing table of `u32` ids that compares against the arena
-//! ([`TokenTable`]): about 3.3 MiB of texts and offsets plus 1.7 MiB of index for Gemma, in
-//! three allocations.
+//! the texts are the GGUF parser's [`StrList`]: read in place from the loaded file (page cache
+//! under a mapping; 4 bytes of heap per 16 tokens) or, built in memory, one byte arena with a
+//! `u32` end offset per token. The text → id index is an open-addressing table of `u32` ids
+//! that compares against the list ([`TokenTable`]): 1.3 MiB for Gemma.
 
 use std::hash::BuildHasher;
 
@@ -12,9 +12,9 @@ use rustc_hash::FxBuildHasher;
 
 use crate::TokenId;
 
-/// The token and merge lists: the GGUF parser's string arena ([`lmrun_gguf::StrArray`], one
-/// text arena plus `u32` end offsets), so a vocabulary moves from the metadata to the tokenizer
-/// without a change of representation.
+/// The token and merge lists: the GGUF parser's string array ([`lmrun_gguf::StrArray`], in
+/// place in the loaded file or an arena), so a vocabulary moves from the metadata to the
+/// tokenizer without a change of representation or a copy.
 pub use lmrun_gguf::{StrArray as StrList, StrArrayFull as StrListFull};
 
 const EMPTY: u32 = u32::MAX;
@@ -26,9 +26,9 @@ const EMPTY: u32 = u32::MAX;
 #[derive(Clone)]
 pub(crate) struct TokenTable {
     texts: StrList,
-    /// Open addressing, linear probing; each slot is a token id or `EMPTY`. 5/3 of the token
-    /// count (load factor 0.6: ~1.25 probes to find a token, ~3.6 to miss one), any size: the
-    /// start slot is the hash scaled to the length, not masked. With fewer than 2^24 - 1
+    /// Open addressing, linear probing; each slot is a token id or `EMPTY`. 4/3 of the token
+    /// count (load factor 0.75: ~2.5 probes to find a token, ~8.5 to miss one, 4-byte reads
+    /// in a row), any size: the start slot is the hash scaled to the length, not masked. With fewer than 2^24 - 1
     /// tokens the top 8 bits of a slot hold a tag of the text's hash, so most probes of other
     /// texts are rejected without reading the arena.
     slots: Box<[u32]>,
@@ -55,6 +55,13 @@ fn hash(s: &str) -> u64 {
     FxBuildHasher.hash_one(s)
 }
 
+/// The tag bits of a slot for a text of hash `h` (0 when untagged): bits 24..32 of the hash,
+/// which the start slot (its top bits) hardly depends on.
+#[inline]
+fn tag_bits(h: u64, id_mask: u32) -> u32 {
+    (h as u32) & !id_mask
+}
+
 /// The start slot of a hash in a table of `n` slots: the hash scaled to `n` (its high bits
 /// decide).
 #[inline]
@@ -66,43 +73,37 @@ impl TokenTable {
     /// Index `texts` (at most `u32::MAX - 1` of them; callers check the vocabulary size).
     pub(crate) fn new(mut texts: StrList) -> Self {
         texts.shrink_to_fit();
-        let n_slots = texts.len().saturating_mul(5).div_ceil(3).max(2);
+        let n_slots = texts.len().saturating_mul(4).div_ceil(3).max(2);
         // Tagged ids stay below ID_MASK_TAGGED, so no slot can equal EMPTY.
         let id_mask = if texts.len() < ID_MASK_TAGGED as usize {
             ID_MASK_TAGGED
         } else {
             u32::MAX
         };
-        let mut t = TokenTable {
-            texts,
-            slots: vec![EMPTY; n_slots].into_boxed_slice(),
-            id_mask,
-        };
-        for id in 0..t.texts.len() {
-            let s = &t.texts[id];
+        let mut slots = vec![EMPTY; n_slots].into_boxed_slice();
+        // In id order, walking the texts once (an in-place list is cheap to walk, dearer to
+        // index); a probe that meets a tag match compares against the list.
+        for (id, s) in texts.iter().enumerate() {
             let h = hash(s);
-            let tag = t.tag(h);
+            let tag = tag_bits(h, id_mask);
             let mut i = start_slot(h, n_slots);
             loop {
-                let slot = t.slots[i];
+                let slot = slots[i];
                 if slot == EMPTY
-                    || (slot & !id_mask == tag && &t.texts[(slot & id_mask) as usize] == s)
+                    || (slot & !id_mask == tag && &texts[(slot & id_mask) as usize] == s)
                 {
                     // A repeated text: the later id wins.
-                    t.slots[i] = tag | id as u32;
+                    slots[i] = tag | id as u32;
                     break;
                 }
                 i = if i + 1 == n_slots { 0 } else { i + 1 };
             }
         }
-        t
-    }
-
-    /// The tag bits of a slot for a text of hash `h` (0 when untagged).
-    #[inline]
-    fn tag(&self, h: u64) -> u32 {
-        // Bits 24..32 of the hash, which the start slot (its top bits) hardly depends on.
-        (h as u32) & !self.id_mask
+        TokenTable {
+            texts,
+            slots,
+            id_mask,
+        }
     }
 
     /// The id of a text.
@@ -110,7 +111,7 @@ impl TokenTable {
     pub(crate) fn get(&self, s: &str) -> Option<TokenId> {
         let n = self.slots.len();
         let h = hash(s);
-        let tag = self.tag(h);
+        let tag = tag_bits(h, self.id_mask);
         let mut i = start_slot(h, n);
         loop {
             let slot = self.slots[i];
@@ -180,8 +181,8 @@ mod tests {
         assert_eq!(t.get("w5000"), None);
         assert_eq!(t.get(""), None);
         assert_eq!(t.len(), 5001);
-        // 5/3 slots of 4 bytes per token, plus the offsets and the texts.
-        assert!(t.heap_bytes() >= 5001 * 4 * 5 / 3 + 5001 * 4 + t.texts().text_len());
+        // 4/3 slots of 4 bytes per token, plus the offsets and the texts (an arena here).
+        assert!(t.heap_bytes() >= 5001 * 4 * 4 / 3 + 5001 * 4 + t.texts().text_len());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use lmrun_gguf::{GgufFile, StrArray};
+use lmrun_gguf::{GgufFile, LeArray, StrArray};
 use lmrun_loader::LoadReport;
 use lmrun_models::{KvDtype, Model, ModelOptions};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab, StrList, Tokenizer};
@@ -253,28 +253,22 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     })
 }
 
-/// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`]. The token and merge texts are copied
-/// arena to arena (two allocations each, whatever the vocabulary size).
+/// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`]. The token and merge texts, scores and
+/// token types are shared with the file's buffer, not copied (page cache under a mapping).
 pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
     let model: &str = g.get("tokenizer.ggml.model")?;
     let id = |k: &str| -> Result<Option<u32>, RunnerError> { Ok(g.get_opt::<u32>(k)?) };
-    let strings = |_key: &str, a: &StrArray| -> Result<StrList, RunnerError> { Ok(a.clone()) };
-    const TOKENS: &str = "tokenizer.ggml.tokens";
-    const MERGES: &str = "tokenizer.ggml.merges";
     Ok(GgufVocab {
         model: model.to_string(),
         pre: g.get_opt::<&str>("tokenizer.ggml.pre")?.map(str::to_string),
-        tokens: strings(TOKENS, g.get::<&StrArray>(TOKENS)?)?,
+        tokens: g.get::<&StrArray>("tokenizer.ggml.tokens")?.clone(),
         scores: g
-            .get_opt::<&[f32]>("tokenizer.ggml.scores")?
-            .map(<[f32]>::to_vec),
+            .get_opt::<&LeArray<f32>>("tokenizer.ggml.scores")?
+            .cloned(),
         token_types: g
-            .get_opt::<&[i32]>("tokenizer.ggml.token_type")?
-            .map(<[i32]>::to_vec),
-        merges: g
-            .get_opt::<&StrArray>(MERGES)?
-            .map(|m| strings(MERGES, m))
-            .transpose()?,
+            .get_opt::<&LeArray<i32>>("tokenizer.ggml.token_type")?
+            .cloned(),
+        merges: g.get_opt::<&StrArray>("tokenizer.ggml.merges")?.cloned(),
         bos_id: id("tokenizer.ggml.bos_token_id")?,
         eos_id: id("tokenizer.ggml.eos_token_id")?,
         unk_id: id("tokenizer.ggml.unknown_token_id")?,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use lmrun_gguf::{GgufFile, LoadMode, StrArray};
+use lmrun_gguf::{GgufFile, LeArray, LoadMode, StrArray};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab};
 
 pub const GEMMA: &str = "gemma-3-270m-q4_k_m.gguf";
@@ -49,13 +49,13 @@ pub fn gguf_vocab(name: &str) -> GgufVocab {
             .iter()
             .collect(),
         scores: md
-            .get_opt::<&[f32]>("tokenizer.ggml.scores")
+            .get_opt::<&LeArray<f32>>("tokenizer.ggml.scores")
             .unwrap()
-            .map(<[f32]>::to_vec),
+            .cloned(),
         token_types: md
-            .get_opt::<&[i32]>("tokenizer.ggml.token_type")
+            .get_opt::<&LeArray<i32>>("tokenizer.ggml.token_type")
             .unwrap()
-            .map(<[i32]>::to_vec),
+            .cloned(),
         merges: md
             .get_opt::<&StrArray>("tokenizer.ggml.merges")
             .unwrap()
