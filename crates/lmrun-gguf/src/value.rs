@@ -737,6 +737,18 @@ impl StrArray {
                 // Offsets are pushed at string boundaries, so the range is on char boundaries.
                 text.get(start..end)
             }
+            // Checked again (it was at parse time): a file changed under its mapping must not
+            // yield a `&str` that is not UTF-8.
+            StrRepr::InPlace { .. } => std::str::from_utf8(self.get_bytes(i)?).ok(),
+        }
+    }
+
+    /// The bytes of string `i`, without the UTF-8 check of [`StrArray::get`] (for comparing
+    /// against a `&str`, where equality implies validity).
+    #[inline]
+    pub fn get_bytes(&self, i: usize) -> Option<&[u8]> {
+        match &self.repr {
+            StrRepr::Arena { .. } => self.get(i).map(str::as_bytes),
             StrRepr::InPlace {
                 bytes, len, marks, ..
             } => {
@@ -747,9 +759,7 @@ impl StrArray {
                 for _ in 0..i % MARK_STRIDE {
                     pos = element_at(bytes, pos)?.end;
                 }
-                // Checked again (it was at parse time): a file changed under its mapping
-                // must not yield a `&str` that is not UTF-8.
-                std::str::from_utf8(&bytes[element_at(bytes, pos)?]).ok()
+                bytes.get(element_at(bytes, pos)?)
             }
         }
     }

@@ -90,7 +90,8 @@ impl TokenTable {
             loop {
                 let slot = slots[i];
                 if slot == EMPTY
-                    || (slot & !id_mask == tag && &texts[(slot & id_mask) as usize] == s)
+                    || (slot & !id_mask == tag
+                        && texts.get_bytes((slot & id_mask) as usize) == Some(s.as_bytes()))
                 {
                     // A repeated text: the later id wins.
                     slots[i] = tag | id as u32;
@@ -120,7 +121,7 @@ impl TokenTable {
             }
             if slot & !self.id_mask == tag {
                 let id = slot & self.id_mask;
-                if &self.texts[id as usize] == s {
+                if self.texts.get_bytes(id as usize) == Some(s.as_bytes()) {
                     return Some(id);
                 }
             }

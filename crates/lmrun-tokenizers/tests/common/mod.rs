@@ -43,11 +43,8 @@ pub fn gguf_vocab(name: &str) -> GgufVocab {
     GgufVocab {
         model: s("tokenizer.ggml.model").expect("tokenizer.ggml.model"),
         pre: s("tokenizer.ggml.pre"),
-        tokens: md
-            .get_str_array("tokenizer.ggml.tokens")
-            .unwrap()
-            .iter()
-            .collect(),
+        // As the runner reads them: in place in the loaded file, not copied.
+        tokens: md.get_str_array("tokenizer.ggml.tokens").unwrap().clone(),
         scores: md
             .get_opt::<&LeArray<f32>>("tokenizer.ggml.scores")
             .unwrap()
@@ -59,7 +56,7 @@ pub fn gguf_vocab(name: &str) -> GgufVocab {
         merges: md
             .get_opt::<&StrArray>("tokenizer.ggml.merges")
             .unwrap()
-            .map(|m| m.iter().collect()),
+            .cloned(),
         bos_id: u("tokenizer.ggml.bos_token_id"),
         eos_id: u("tokenizer.ggml.eos_token_id"),
         unk_id: u("tokenizer.ggml.unknown_token_id"),
