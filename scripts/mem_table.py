@@ -4,8 +4,9 @@ and model: the markdown table of README "Memory and start-up".
 
 Why: the load mode decides where the weights live. In the mmap modes they are file-backed page
 cache (RssFile), so the process's anonymous memory should be only the KV cache, scratch and the
-runtime (target: <= KV cache + scratch + 2 % of the weight bytes; scratch as
-`mem_common.scratch_bytes` estimates it for the prompt chunk); in `file` mode they are
+runtime (target: <= KV cache + scratch + 2 % of the weight bytes, each as the run's stats
+report them: `kv_cache_bytes`, `scratch_bytes`, `weight_bytes`; `mem_common` estimates them
+from the hyperparameters as a cross-check, in the JSON rows); in `file` mode they are
 anonymous heap memory. "After load" comes from the runner's stats (`rss_after_load_*_bytes`,
 read right after the model is built), "after N tokens" from the stats at the end of the run.
 
@@ -55,9 +56,10 @@ def main():
             row = {
                 "model": model.name,
                 "mode": mode,
-                "weights": weights,
-                "kv": kv,
-                "scratch": scratch,
+                "weights": s["weight_bytes"],
+                "kv": s["kv_cache_bytes"],
+                "scratch": s["scratch_bytes"],
+                "estimated": {"weights": weights, "kv": kv, "scratch": scratch},
                 "context": ctx,
                 "load_anon": s["rss_after_load_anon_bytes"],
                 "load_file": s["rss_after_load_file_bytes"],

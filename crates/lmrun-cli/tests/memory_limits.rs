@@ -1,6 +1,6 @@
 //! Running under a memory limit smaller than the model: the reason the mmap modes exist. Qwen2.5
 //! 0.5B (491 MB) runs in a memory cgroup limited to about 60 % of the file plus the KV cache
-//! (the runtime's own ~65 MiB comes out of the same budget). In `mmap` mode the weights are page cache that the kernel may drop and re-read,
+//! (the runtime's own ~35 MiB comes out of the same budget). In `mmap` mode the weights are page cache that the kernel may drop and re-read,
 //! so the generation completes (slower); in `file` mode the weights are anonymous memory that
 //! has nowhere to go (no swap), so the process is OOM-killed or fails to allocate. The default
 //! mode, which would try to `mlock` the whole file as root and be OOM-killed for it, skips the
@@ -166,9 +166,9 @@ fn signal_of(status: &std::process::ExitStatus) -> Option<i32> {
 fn mmap_runs_under_a_limit_smaller_than_the_model_and_file_does_not() {
     let model = qwen();
     let size = std::fs::metadata(&model).unwrap().len();
-    // 60 % of the file plus the KV cache. (The runtime's own ~65 MiB of anonymous memory —
-    // tokenizer and header tables — comes out of the same budget, so the page cache left for
-    // the weights is under half the file.)
+    // 60 % of the file plus the KV cache. (The runtime's own ~35 MiB of anonymous memory —
+    // scratch, tokenizer index and merge table — comes out of the same budget, so the page
+    // cache left for the weights is about half the file.)
     let limit = size * 6 / 10 + qwen_kv_bytes(CTX);
     let name = format!("lmrun-memtest-{}", std::process::id());
     let cg = match Cgroup::create(&name, limit) {

@@ -268,3 +268,63 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+/// The load modes' memory promise, from the stats of a run to ~512 positions: in the mmap modes
+/// the process's anonymous memory is at most the KV cache + scratch + 2 % of the weight bytes
+/// (weights and vocabulary stay page cache); `file` holds the weights in anonymous memory.
+#[test]
+fn mmap_modes_keep_anonymous_memory_within_kv_scratch_and_two_percent() {
+    let prompt = "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(30);
+    for m in [gemma(), qwen()] {
+        for mode in ["mmap", "mmap-mlock-ignore-errors", "file"] {
+            let args = [
+                "run",
+                "-m",
+                m.to_str().unwrap(),
+                "-p",
+                &prompt,
+                "-n",
+                "100",
+                "--temperature",
+                "0",
+                "--ignore-eos",
+                "--no-echo",
+                "--ctx-size",
+                "640",
+                "--threads",
+                "2",
+                "--load-mode",
+                mode,
+                "--output",
+                "json",
+            ];
+            let out = lmrun(&args);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let s = &v["stats"];
+            let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("stats.{k}: {s}"));
+            assert!(n("prompt_tokens") + n("generated_tokens") >= 480, "{s}");
+            let (anon, weights) = (n("rss_anon_bytes"), n("weight_bytes"));
+            let budget = n("kv_cache_bytes") + n("scratch_bytes") + weights / 50;
+            let mib = |b: u64| b as f64 / 1048576.0;
+            let what = format!(
+                "{} {mode}: RssAnon {:.1} MiB, budget {:.1} MiB (KV {:.1}, scratch {:.1})",
+                m.display(),
+                mib(anon),
+                mib(budget),
+                mib(n("kv_cache_bytes")),
+                mib(n("scratch_bytes"))
+            );
+            eprintln!("{what}");
+            if mode == "file" {
+                assert!(anon > weights, "{what}");
+            } else {
+                assert!(anon <= budget, "{what}");
+            }
+        }
+    }
+}

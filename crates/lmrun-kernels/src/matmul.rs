@@ -103,6 +103,12 @@ impl Scratch {
         Scratch::default()
     }
 
+    /// Heap bytes held (the quantized activations of the largest input so far).
+    pub fn heap_bytes(&self) -> usize {
+        self.q32.capacity() * std::mem::size_of::<BlockQ8x32>()
+            + self.qk.capacity() * std::mem::size_of::<BlockQ8K>()
+    }
+
     /// Quantizes the activation rows `x` into this scratch in the form `kind` (nothing for
     /// f32), growing it as needed.
     fn quantize(&mut self, kind: ActKind, x: &[f32]) {

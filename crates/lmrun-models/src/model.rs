@@ -197,19 +197,19 @@ impl Model {
         self.kv.dtype()
     }
 
-    /// Bytes held by the activation buffers, attention scores and logits: the model's scratch
-    /// besides the KV cache. It grows to the largest chunk run so far (up to [`UBATCH`] tokens)
-    /// and stays. The matmuls' quantized-activation scratch (about one byte per input value of
-    /// the chunk) is not counted.
+    /// Bytes held by the activation buffers, attention scores, logits and the matmuls'
+    /// quantized activations: the model's scratch besides the KV cache. It grows to the largest
+    /// chunk run so far (up to [`UBATCH`] tokens) and stays.
     pub fn scratch_bytes(&self) -> usize {
         let b = &self.buf;
-        [
+        let f32s: usize = [
             &b.x, &b.xn, &b.q, &b.k, &b.v, &b.att_hm, &b.att, &b.o, &b.g, &b.u, &b.scores,
             &b.logits,
         ]
         .iter()
         .map(|v| v.capacity() * 4)
-        .sum()
+        .sum();
+        f32s + b.mm.heap_bytes()
     }
 
     /// Bytes of weight matrices read per decoded token.

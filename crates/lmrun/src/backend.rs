@@ -10,7 +10,7 @@ use lmrun_loader::LoadReport;
 use lmrun_models::{KvDtype, Model, ModelOptions};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab, StrList, Tokenizer};
 
-use crate::decoder::keys;
+use crate::decoder::{keys, DecoderMemory};
 use crate::{RunnerError, RunnerOptions, TextDecoder};
 
 /// Context used when the caller does not choose one and the model's training context is larger.
@@ -247,6 +247,7 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
             report,
             eos,
             method_loaded: false,
+            tensor_bytes: gguf.tensor_bytes(),
         }),
         tokenizer: tokenizer.map(|t| Box::new(t) as Box<dyn Tokenizer>),
         vocab_sample,
@@ -338,6 +339,8 @@ struct GgufDecoder {
     report: LoadReport,
     eos: Vec<i64>,
     method_loaded: bool,
+    /// The file's tensor bytes.
+    tensor_bytes: u64,
 }
 
 const METHODS: [&str; 8] = [
@@ -396,5 +399,13 @@ impl TextDecoder for GgufDecoder {
 
     fn threads(&self) -> usize {
         self.model.n_threads()
+    }
+
+    fn memory(&self) -> DecoderMemory {
+        DecoderMemory {
+            weight_bytes: self.tensor_bytes,
+            kv_cache_bytes: self.model.kv_cache_bytes() as u64,
+            scratch_bytes: self.model.scratch_bytes() as u64,
+        }
     }
 }

@@ -52,4 +52,21 @@ pub trait TextDecoder: Send {
     fn threads(&self) -> usize {
         1
     }
+
+    /// Where the decoder's memory goes (all zero when it cannot say).
+    fn memory(&self) -> DecoderMemory {
+        DecoderMemory::default()
+    }
+}
+
+/// The memory a decoder accounts for itself, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DecoderMemory {
+    /// Weight tensors (file-backed in the mmap modes, anonymous in `file` mode).
+    pub weight_bytes: u64,
+    /// The KV cache.
+    pub kv_cache_bytes: u64,
+    /// Activation buffers, attention scores, logits and quantized activations (it grows to the
+    /// largest chunk run so far).
+    pub scratch_bytes: u64,
 }

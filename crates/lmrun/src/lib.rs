@@ -16,7 +16,7 @@ pub mod sampler;
 mod stats;
 
 pub use config::GenerationConfig;
-pub use decoder::TextDecoder;
+pub use decoder::{DecoderMemory, TextDecoder};
 pub use error::RunnerError;
 pub use lmrun_loader::{LoadMode, LoadReport, MlockOutcome};
 pub use metadata::{get_eos_ids, get_llm_metadata};

@@ -507,6 +507,7 @@ impl TextLLMRunner {
         self.stats.num_generated_tokens = decode_steps;
         self.stats.load = self.decoder.load_report();
         self.stats.threads = self.decoder.threads();
+        self.stats.memory = self.decoder.memory();
         self.stats.isa = lmrun_kernels::Isa::best().name();
         let mem = ProcessMemory::read();
         self.stats.peak_rss_bytes = lmrun_loader::peak_rss_bytes().or(mem.peak_rss_bytes);

@@ -4,6 +4,8 @@
 
 use lmrun_loader::LoadReport;
 
+use crate::decoder::DecoderMemory;
+
 /// Milliseconds since the Unix epoch (ExecuTorch uses wall-clock time for its stats).
 pub fn time_in_ms() -> i64 {
     std::time::SystemTime::now()
@@ -49,6 +51,8 @@ pub struct Stats {
     pub rss_after_load_file_bytes: Option<u64>,
     /// Threads the model computes with.
     pub threads: usize,
+    /// The model's own memory accounting at the end of generation (weights, KV cache, scratch).
+    pub memory: DecoderMemory,
     /// Kernel instruction-set level (`scalar`, `avx2`, `avx512-vnni`; empty before a load).
     pub isa: &'static str,
     pub(crate) sampling_start: Option<std::time::Instant>,
@@ -166,6 +170,9 @@ impl Stats {
                 self.rss_after_load_file_bytes.into(),
             );
             o.insert("threads".into(), self.threads.into());
+            o.insert("weight_bytes".into(), self.memory.weight_bytes.into());
+            o.insert("kv_cache_bytes".into(), self.memory.kv_cache_bytes.into());
+            o.insert("scratch_bytes".into(), self.memory.scratch_bytes.into());
             o.insert("isa".into(), self.isa.into());
             o.insert(
                 "load".into(),
@@ -192,7 +199,8 @@ impl Stats {
              load: {:.3} s, mode {}, mapped {} B, read {} B, locked {} B, mlock {}\n\
              prompt eval: {:.1} tokens/s   decode: {:.1} tokens/s   time to first token: {} ms\n\
              threads: {} ({} kernels)   peak RSS: {}   RssAnon: {}   RssFile: {}\n\
-             after load: RssAnon {}   RssFile {}   prefetch: {}",
+             after load: RssAnon {}   RssFile {}   prefetch: {}\n\
+             model memory: weights {}, KV cache {}, scratch {}",
             self.num_prompt_tokens,
             self.num_generated_tokens,
             load_s,
@@ -212,6 +220,9 @@ impl Stats {
             mib(self.rss_after_load_anon_bytes),
             mib(self.rss_after_load_file_bytes),
             self.load.prefetch.summary(),
+            mib(Some(self.memory.weight_bytes)),
+            mib(Some(self.memory.kv_cache_bytes)),
+            mib(Some(self.memory.scratch_bytes)),
         )
     }
 }
