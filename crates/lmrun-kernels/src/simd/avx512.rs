@@ -19,8 +19,8 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, load16, load32, load32_i8, nb4, nibbles32, pair_scales,
-    split_scales,
+    f16_at, f16x8, hsum4, hsum_ps, kscales16, load16, load32, load32_i8, nb4, nibbles32,
+    pair_scales, split_scales,
 };
 use crate::dispatch::{Dot4Fn, TileFn, TILE_ROWS};
 use crate::quant::{BlockQ8K, BlockQ8x32};
@@ -44,6 +44,7 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
         QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
         QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
         QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
+        QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
         QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
         _ => return None,
     })
@@ -81,6 +82,7 @@ wrap!(dot_q6k, dot_q6k_impl, BlockQ8K);
 wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
 wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
 wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
+wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
 wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
 
 // ---------------------------------------------------------------------------------------------
@@ -89,6 +91,27 @@ wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
 // the integer result is exactly Σ (u - offset) a.
 
 /// `[-off * y.sum, 0, 0, 0, 0, 0, 0, 0]`: the start value that removes the code offset.
+/// `vpdpwssd`: i16 pair products of `a` and `b` summed into the i32 lanes of `acc`, as the one
+/// instruction. Written as assembly because LLVM splits the intrinsic into `vpmaddwd` +
+/// `vpaddd` (two instructions where one does the work), which is what the k-quant kernels'
+/// instruction budget cannot afford.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dpwssd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    let mut r = acc;
+    // SAFETY: a register-only instruction of a feature this function requires.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {r:y}, {a:y}, {b:y}",
+            r = inout(zmm_reg) r,
+            a = in(zmm_reg) a,
+            b = in(zmm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    r
+}
+
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn offset_init(off: i32, y: &BlockQ8x32) -> __m256i {
@@ -306,7 +329,7 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                 let q = q6k_codes(b, h);
                 for g in 0..4 {
                     let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                    sumi = _mm256_dpwssd_epi32(sumi, p, pair_scales(slo, shi, 4 * h + g));
+                    sumi = dpwssd(sumi, p, pair_scales(slo, shi, 4 * h + g));
                 }
             }
             let d = _mm256_set1_ps(y.d * f16_at(b, 208));
@@ -341,13 +364,58 @@ unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
                     for n in 0..4 {
                         let y = &a[n][i];
                         let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                        sumi[n] = _mm256_dpwssd_epi32(sumi[n], p, sv);
+                        sumi[n] = dpwssd(sumi[n], p, sv);
                     }
                 }
             }
             for n in 0..4 {
                 let dd = _mm256_set1_ps(a[n][i].d * d);
                 acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+            }
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum4(&acc) }
+}
+
+/// Q4_K × 4 tokens: per 32 codes and token one `vpmaddubsw` and one `vpdpwssd` (sub-block
+/// scale applied in the integer sum, exact), and the mins term `Σ m_j · bsum_j` as one
+/// `vpmaddwd` per token and super-block, folded into the same float accumulator.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    let nb = nb4(w.len(), 144, &a);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let b = &w[144 * i..144 * i + 144];
+        let sc = kscales16(&b[4..16]);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        // SAFETY: bounds-checked loads, register arithmetic.
+        unsafe {
+            let m4 = _mm256_set1_epi8(0x0F);
+            // Scales as i16 (bytes 0..8) and each min twice (bytes 8..16), one per bsum of 16.
+            let s8 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
+            let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let q4 = load32(b, 16 + 32 * j);
+                let lo = _mm256_and_si256(q4, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                let sl = _mm256_set1_epi16(i16::from(sc[2 * j]));
+                let sh = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
+                for n in 0..4 {
+                    let y = &a[n][i];
+                    let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                    let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                    sumi[n] = dpwssd(dpwssd(sumi[n], pl, sl), ph, sh);
+                }
+            }
+            for n in 0..4 {
+                let y = &a[n][i];
+                let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
+                acc[n] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
+                acc[n] = _mm256_fnmadd_ps(_mm256_set1_ps(y.d * dmin), m, acc[n]);
             }
         }
     }
