@@ -138,9 +138,12 @@ pub fn rope_inplace_partial(
         check_len("rope freq_factors", half, ff.len())?;
     }
     let p = pos as f32 * freq_scale;
+    // base^(-2i/n_rot) as a running product, as ggml computes it (one powf per call).
+    let step = theta_base.powf(-2.0 / n_rot as f32);
+    let mut inv = 1.0f32;
     for i in 0..half {
-        let inv = theta_base.powf(-2.0 * i as f32 / n_rot as f32);
         let mut theta = p * inv;
+        inv *= step;
         if let Some(ff) = freq_factors {
             theta /= ff[i];
         }

@@ -820,10 +820,25 @@ macro_rules! float_dot4 {
             let n = x.iter().fold(w.len() / $elem, |m, v| m.min(v.len()));
             let n8 = n / 8 * 8;
             let mut acc = [_mm256_setzero_ps(); 4];
+            let mut acc2 = [_mm256_setzero_ps(); 4];
             let mut i = 0;
+            while i + 16 <= n8 {
+                // SAFETY: `$load` reads weights i..i + 16 <= n (bounds-checked); the activation
+                // loads read x[t][i..i + 16] with i + 16 <= n <= x[t].len().
+                unsafe {
+                    let wv = $load(w, i);
+                    let wv2 = $load(w, i + 8);
+                    for t in 0..4 {
+                        let xv = _mm256_loadu_ps(x[t].as_ptr().add(i));
+                        let xv2 = _mm256_loadu_ps(x[t].as_ptr().add(i + 8));
+                        acc[t] = _mm256_fmadd_ps(wv, xv, acc[t]);
+                        acc2[t] = _mm256_fmadd_ps(wv2, xv2, acc2[t]);
+                    }
+                }
+                i += 16;
+            }
             while i < n8 {
-                // SAFETY: `$load` reads weights i..i + 8 < n (bounds-checked); the activation
-                // loads read x[t][i..i + 8] with i + 8 <= n <= x[t].len().
+                // SAFETY: as above, for i..i + 8.
                 unsafe {
                     let wv = $load(w, i);
                     for t in 0..4 {
@@ -834,7 +849,14 @@ macro_rules! float_dot4 {
                 i += 8;
             }
             // SAFETY: register arithmetic.
-            let mut r = unsafe { hsum4(&acc) };
+            let mut r = unsafe {
+                hsum4(&[
+                    _mm256_add_ps(acc[0], acc2[0]),
+                    _mm256_add_ps(acc[1], acc2[1]),
+                    _mm256_add_ps(acc[2], acc2[2]),
+                    _mm256_add_ps(acc[3], acc2[3]),
+                ])
+            };
             for j in n8..n {
                 let wj = $one(w, j);
                 for t in 0..4 {
