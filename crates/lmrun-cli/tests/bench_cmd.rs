@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 const TINY: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -28,12 +30,7 @@ fn json_has_one_object_per_test_and_thread_count() {
         .args(["--load-mode", "mmap", "--output", "json"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::success_json(&out, "lmrun bench");
     let rows = v.as_array().unwrap();
     let names: Vec<(String, u64)> = rows
         .iter()

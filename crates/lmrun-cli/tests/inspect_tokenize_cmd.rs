@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 
 fn model(name: &str) -> PathBuf {
@@ -22,12 +24,7 @@ fn model(name: &str) -> PathBuf {
 
 fn stdout_json(args: &[&str]) -> serde_json::Value {
     let out = Command::new(BIN).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::success_json(&out, &format!("{args:?}"))
 }
 
 #[test]

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 const CTX: usize = 256;
 const NEW_TOKENS: &str = "8";
@@ -353,12 +355,7 @@ fn stats_carry_after_load_memory_and_the_prefetch_report() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = common::success_json(&out, mode);
         let s = &v["stats"];
         let pf = &s["load"]["prefetch"];
         assert_eq!(pf["requested"], prefetch, "{mode}: {pf}");

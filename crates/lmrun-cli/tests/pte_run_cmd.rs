@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 
 fn data() -> PathBuf {
@@ -57,12 +59,7 @@ fn every_fixture_matches_executorch_in_every_load_mode() {
         let ptd = has_ptd.then(|| data().join(format!("tiny_{variant}.ptd")));
         for mode in ["file", "mmap", "mmap-mlock", "mmap-mlock-ignore-errors"] {
             let out = run(&pte, ptd.as_deref(), mode);
-            assert!(
-                out.status.success(),
-                "{variant} {mode}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = common::success_json(&out, &format!("{variant} {mode}"));
             assert_eq!(
                 v["prompt_token_ids"],
                 serde_json::json!([325, 259, 66, 337])

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
 
 fn models_dir() -> PathBuf {
@@ -47,12 +49,7 @@ fn check(reference: &str, tie: f64, min_compared: usize) {
             .args(["--ignore-eos", "--ctx-size", "1024", "--output", "json"])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = common::success_json(&out, name);
         assert_eq!(
             v["prompt_token_ids"], p["prompt"],
             "{name}: prompt tokens differ from llama.cpp"

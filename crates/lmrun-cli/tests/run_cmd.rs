@@ -58,12 +58,7 @@ fn json_run(model: &Path, prompt: &str, extra: &[&str]) -> serde_json::Value {
     ];
     args.extend_from_slice(extra);
     let out = lmrun(&args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    common::success_json(&out, &format!("{args:?}"))
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u64> {
@@ -201,12 +196,7 @@ fn mlock_failure_branch_when_generating() {
         assert!(last.contains(needle), "missing {needle:?}: {last}");
     }
     let out = run("mmap-mlock-ignore-errors");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = common::success_json(&out, "run mmap-mlock-ignore-errors");
     assert_eq!(ids(&v).len(), 3);
     assert_eq!(v["stats"]["load"]["mlock"], "failed");
     assert!(v["stats"]["load"]["mlock_errno"].as_i64().unwrap() > 0);
@@ -299,12 +289,7 @@ fn mmap_modes_keep_anonymous_memory_within_kv_scratch_and_two_percent() {
                 "json",
             ];
             let out = lmrun(&args);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = common::success_json(&out, mode);
             let s = &v["stats"];
             let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("stats.{k}: {s}"));
             assert!(n("prompt_tokens") + n("generated_tokens") >= 480, "{s}");

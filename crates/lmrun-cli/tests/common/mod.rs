@@ -1,6 +1,6 @@
 //! Helpers shared by the binary tests that exercise the real mlock failure branch: the command
 //! prefix that drops CAP_IPC_LOCK and lowers RLIMIT_MEMLOCK, and a world-readable copy of the
-//! binary that uid 65534 can run.
+//! binary that uid 65534 can run, and the JSON of a successful run.
 #![allow(dead_code)] // each test binary uses only some of these
 
 use std::path::{Path, PathBuf};
@@ -57,4 +57,21 @@ pub fn private_binary(bin: &str, prefix: &str) -> (tempfile::TempDir, PathBuf) {
 pub fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The JSON that a successful run of the binary printed on stdout; panics naming `what`, the
+/// exit status and stderr when the run failed, or stdout when it is not JSON.
+pub fn success_json(out: &std::process::Output, what: &str) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{what} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }

@@ -993,53 +993,20 @@ unsafe fn dot4_q5_0_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
     unsafe { hsum4(&acc) }
 }
 
+/// `sum + pl·sl + ph·sh` (i16 pair products into i32 lanes) with `vpmaddwd` and adds.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let nb = nb4(w.len(), 144, &a);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut summ = [0f32; 4];
-    for i in 0..nb {
-        let b = &w[144 * i..144 * i + 144];
-        let sc = kscales16(&b[4..16]);
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        // SAFETY: bounds-checked loads, register arithmetic.
-        unsafe {
-            let m4 = _mm256_set1_epi8(0x0F);
-            let mut sumi = [_mm256_setzero_si256(); 4];
-            for j in 0..4 {
-                let q4 = load32(b, 16 + 32 * j);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
-                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
-                for n in 0..4 {
-                    let y = &a[n][i];
-                    let pl =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j)), sl);
-                    let ph = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32)),
-                        sh,
-                    );
-                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_add_epi32(pl, ph));
-                }
-            }
-            for n in 0..4 {
-                let y = &a[n][i];
-                summ[n] += y.d * dmin * mins_dot_bsums(&sc, &y.bsums) as f32;
-                acc[n] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
-            }
-        }
-    }
+unsafe fn dot2_avx2(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m256i) -> __m256i {
     // SAFETY: register arithmetic.
-    let h = unsafe { hsum4(&acc) };
-    [
-        h[0] - summ[0],
-        h[1] - summ[1],
-        h[2] - summ[2],
-        h[3] - summ[3],
-    ]
+    unsafe {
+        _mm256_add_epi32(
+            sum,
+            _mm256_add_epi32(_mm256_madd_epi16(pl, sl), _mm256_madd_epi16(ph, sh)),
+        )
+    }
 }
+
+q4k_dot4!(dot4_q4k_impl, "avx2,fma,f16c", dot2_avx2);
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn dot4_iq4nl_impl(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {

@@ -378,47 +378,16 @@ unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     unsafe { hsum4(&acc) }
 }
 
-/// Q4_K × 4 tokens: per 32 codes and token one `vpmaddubsw` and one `vpdpwssd` (sub-block
-/// scale applied in the integer sum, exact), and the mins term `Σ m_j · bsum_j` as one
-/// `vpmaddwd` per token and super-block, folded into the same float accumulator.
+/// `sum + pl·sl + ph·sh` (i16 pair products into i32 lanes) as two `vpdpwssd`.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot4_q4k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let nb = nb4(w.len(), 144, &a);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for i in 0..nb {
-        let b = &w[144 * i..144 * i + 144];
-        let sc = kscales16(&b[4..16]);
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        // SAFETY: bounds-checked loads, register arithmetic.
-        unsafe {
-            let m4 = _mm256_set1_epi8(0x0F);
-            // Scales as i16 (bytes 0..8) and each min twice (bytes 8..16), one per bsum of 16.
-            let s8 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
-            let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
-            let mut sumi = [_mm256_setzero_si256(); 4];
-            for j in 0..4 {
-                let q4 = load32(b, 16 + 32 * j);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let sl = _mm256_set1_epi16(i16::from(sc[2 * j]));
-                let sh = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
-                for n in 0..4 {
-                    let y = &a[n][i];
-                    let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
-                    let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
-                    sumi[n] = dpwssd(dpwssd(sumi[n], pl, sl), ph, sh);
-                }
-            }
-            for n in 0..4 {
-                let y = &a[n][i];
-                let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-                let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
-                acc[n] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(y.d * d), _mm256_cvtepi32_ps(sumi[n]), acc[n]);
-                acc[n] = _mm256_fnmadd_ps(_mm256_set1_ps(y.d * dmin), m, acc[n]);
-            }
-        }
-    }
+unsafe fn dot2_vnni(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m256i) -> __m256i {
     // SAFETY: register arithmetic.
-    unsafe { hsum4(&acc) }
+    unsafe { dpwssd(dpwssd(sum, pl, sl), ph, sh) }
 }
+
+q4k_dot4!(
+    dot4_q4k_impl,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dot2_vnni
+);

@@ -29,6 +29,62 @@ macro_rules! wrap4 {
     };
 }
 
+/// Defines the Q4_K × 4-token kernel `unsafe fn $name` for the target features `$features`:
+/// per 32 codes and token one `maddubs` (codes × activations, i16 pairs), then
+/// `$dot2(sum, pl, sl, ph, sh)` adds the two sub-blocks' pair products times their i16 scales
+/// to the i32 sums (exact); the mins term `Σ m_j · bsum_j` is one `vpmaddwd` per token and
+/// super-block, folded into the same float accumulator. The module expanding it provides the
+/// helpers (`nb4`, `kscales16`, `f16_at`, `load32`, `load32_i8`, `hsum4`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! q4k_dot4 {
+    ($name:ident, $features:literal, $dot2:ident) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+            let nb = nb4(w.len(), 144, &a);
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for i in 0..nb {
+                let b = &w[144 * i..144 * i + 144];
+                let sc = kscales16(&b[4..16]);
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                // SAFETY: bounds-checked loads, register arithmetic.
+                unsafe {
+                    let m4 = _mm256_set1_epi8(0x0F);
+                    // Each min twice (bytes 8..16 of `sc`), once per bsum of 16 values.
+                    let s8 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
+                    let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
+                    let mut sumi = [_mm256_setzero_si256(); 4];
+                    for j in 0..4 {
+                        let q4 = load32(b, 16 + 32 * j);
+                        let lo = _mm256_and_si256(q4, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                        let sl = _mm256_set1_epi16(i16::from(sc[2 * j]));
+                        let sh = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
+                        for n in 0..4 {
+                            let y = &a[n][i];
+                            let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                            let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                            sumi[n] = $dot2(sumi[n], pl, sl, ph, sh);
+                        }
+                    }
+                    for n in 0..4 {
+                        let y = &a[n][i];
+                        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                        let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
+                        acc[n] = _mm256_fmadd_ps(
+                            _mm256_set1_ps(y.d * d),
+                            _mm256_cvtepi32_ps(sumi[n]),
+                            acc[n],
+                        );
+                        acc[n] = _mm256_fnmadd_ps(_mm256_set1_ps(y.d * dmin), m, acc[n]);
+                    }
+                }
+            }
+            // SAFETY: register arithmetic.
+            unsafe { hsum4(&acc) }
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
