@@ -58,6 +58,18 @@ fn by_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
     b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
+/// Refill `cand` with the `(token, value)` pairs of `values` that `keep` accepts, in token order.
+fn gather(cand: &mut Vec<(u32, f32)>, values: &[f32], keep: impl Fn(f32) -> bool) {
+    cand.clear();
+    cand.extend(
+        values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| keep(**v))
+            .map(|(i, &v)| (i as u32, v)),
+    );
+}
+
 /// Sorts `cand` (descending) and keeps its shortest head whose probability mass reaches
 /// `top_p` (at least one token). The running sum is f64: over a flat distribution f32 sums
 /// drift by dozens of tokens.
@@ -206,15 +218,7 @@ impl Sampler {
         // Top-k: only the k largest stay (ties by token id); the rest are masked out below.
         let mut top_k = false;
         if p.top_k > 0 {
-            self.cand.clear();
-            let probs = &self.probs;
-            self.cand.extend(
-                probs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, v)| **v > f32::NEG_INFINITY)
-                    .map(|(i, &v)| (i as u32, v)),
-            );
+            gather(&mut self.cand, &self.probs, |v| v > f32::NEG_INFINITY);
             if p.top_k < self.cand.len() {
                 self.cand.select_nth_unstable_by(p.top_k - 1, by_desc);
                 self.cand.truncate(p.top_k);
@@ -274,15 +278,7 @@ impl Sampler {
                 }
             }
         }
-        self.cand.clear();
-        let probs = &self.probs;
-        self.cand.extend(
-            probs
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| **v >= t && **v > 0.0)
-                .map(|(i, &v)| (i as u32, v)),
-        );
+        gather(&mut self.cand, &self.probs, |v| v >= t && v > 0.0);
         if top_p {
             top_p_head(&mut self.cand, p.top_p);
         }
