@@ -643,30 +643,21 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The `n` strings of an array starting here as a view of the owner buffer, the cursor
-    /// moved past them; `None` (cursor unmoved) without an owner or when some string is not
-    /// valid UTF-8 (the caller copies and repairs). Errors are the element reads' own.
-    fn string_array_in_place(&mut self, n: u64) -> Result<Option<StrArray>> {
-        let Some(owner) = self.owner else {
-            return Ok(None);
-        };
-        let start = self.pos;
-        let mut valid = true;
-        for i in 0..n {
-            let ok = self
-                .string_into(self.limits.max_string_len, "the string", |_| true)
-                .map_err(|e| e.context(|| format!("array element {i}")))?;
-            valid &= ok == Some(true);
+    /// The `n` strings of an array starting here as a view of the owner buffer, in one walk,
+    /// the cursor moved past them; `None` (cursor unmoved) without an owner, or when the walk
+    /// meets anything the element reads would refuse or repair (an over-long or truncated
+    /// string, invalid UTF-8, the header length limit): the copying path then reports or
+    /// repairs it.
+    fn string_array_in_place(&mut self, n: u64) -> Option<StrArray> {
+        let rest = self.owner?.slice(self.pos..self.buf.len())?;
+        let n = usize::try_from(n).ok()?;
+        let (v, used) = StrArray::in_place_prefix(&rest, n, self.limits.max_string_len)?;
+        let end = self.pos + used;
+        if end as u64 > self.limits.max_header_len {
+            return None;
         }
-        // n elements were read, so n fits in usize.
-        let view = owner.slice(start..self.pos);
-        match view.and_then(|b| StrArray::in_place(b, n as usize).filter(|_| valid)) {
-            Some(v) => Ok(Some(v)),
-            None => {
-                self.pos = start;
-                Ok(None)
-            }
-        }
+        self.pos = end;
+        Some(v)
     }
 
     /// Total text bytes of the `n` strings of an array starting here, read from their length
@@ -832,7 +823,7 @@ impl<'a> Reader<'a> {
                 MetaArray::Bool(v)
             }
             ValueType::String => {
-                if let Some(v) = self.string_array_in_place(n)? {
+                if let Some(v) = self.string_array_in_place(n) {
                     return Ok(MetaArray::String(v));
                 }
                 // Sized in a first pass over the lengths (each element is an 8-byte length and

@@ -660,28 +660,49 @@ impl StrArray {
 
     /// View `len` GGUF-encoded strings (8-byte little-endian length, then the bytes) that fill
     /// `bytes` exactly, in place. `None` if they do not fit, do not fill it, are not all valid
-    /// UTF-8, or span 4 GiB or more (the caller then copies them into an arena).
+    /// UTF-8, or span 4 GiB or more. (The parser uses [`StrArray::in_place_prefix`].)
+    #[cfg(test)]
     pub(crate) fn in_place(bytes: Buffer, len: usize) -> Option<StrArray> {
-        u32::try_from(bytes.len()).ok()?;
-        let mut marks = Vec::with_capacity(len.div_ceil(MARK_STRIDE));
+        let full = bytes.len();
+        StrArray::in_place_prefix(&bytes, len, u64::MAX)
+            .filter(|(_, used)| *used == full)
+            .map(|(a, _)| a)
+    }
+
+    /// View the `len` GGUF-encoded strings at the start of `rest`, in one walk: each length at
+    /// most `max_len`, each text valid UTF-8, all of them within `rest` and under 4 GiB.
+    /// Returns the array and the bytes it spans, or `None` (the caller copies, repairs or
+    /// reports the error).
+    pub(crate) fn in_place_prefix(
+        rest: &Buffer,
+        len: usize,
+        max_len: u64,
+    ) -> Option<(StrArray, usize)> {
+        let mut marks = Vec::with_capacity(len.div_ceil(MARK_STRIDE).min(rest.len() / 8));
         let (mut pos, mut text_len) = (0usize, 0usize);
         for i in 0..len {
             if i % MARK_STRIDE == 0 {
-                marks.push(pos as u32);
+                marks.push(u32::try_from(pos).ok()?);
             }
-            let text = element_at(&bytes, pos)?;
-            std::str::from_utf8(&bytes[text.clone()]).ok()?;
+            let text = element_at(rest, pos)?;
+            if text.len() as u64 > max_len {
+                return None;
+            }
+            std::str::from_utf8(&rest[text.clone()]).ok()?;
             text_len += text.len();
             pos = text.end;
         }
-        (pos == bytes.len()).then_some(StrArray {
+        u32::try_from(pos).ok()?;
+        let bytes = rest.slice(0..pos)?;
+        let array = StrArray {
             repr: StrRepr::InPlace {
                 bytes,
                 len,
                 text_len,
                 marks,
             },
-        })
+        };
+        Some((array, pos))
     }
 
     /// Whether the strings are read in place from the loaded file (not copied to the heap).

@@ -27,10 +27,10 @@ const EMPTY: u32 = u32::MAX;
 pub(crate) struct TokenTable {
     texts: StrList,
     /// Open addressing, linear probing; each slot is a token id or `EMPTY`. 4/3 of the token
-    /// count (load factor 0.75: ~2.5 probes to find a token, ~8.5 to miss one, 4-byte reads
-    /// in a row), any size: the start slot is the hash scaled to the length, not masked. With fewer than 2^24 - 1
-    /// tokens the top 8 bits of a slot hold a tag of the text's hash, so most probes of other
-    /// texts are rejected without reading the arena.
+    /// count (load factor 0.75: ~2.5 probes to find a token, ~8.5 to miss one, 4-byte reads in
+    /// a row), any size: the start slot is the hash scaled to the length, not masked. With
+    /// fewer than 2^24 - 1 tokens the top 8 bits of a slot hold a tag of the text's hash, so
+    /// most probes of other texts are rejected without reading the text list.
     slots: Box<[u32]>,
     /// Mask of the id bits of a slot (`ID_MASK_TAGGED`, or all bits when untagged).
     id_mask: u32,
