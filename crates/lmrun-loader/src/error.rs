@@ -18,6 +18,19 @@ pub enum LoadError {
         /// The path asked for.
         path: PathBuf,
     },
+    /// The path names a pipe, a device or a socket: a model must be a regular file (it is
+    /// mapped or read at offsets).
+    #[error(
+        "{}: is {kind}, not a regular file; lmrun reads models at offsets and maps them, so \
+         save the model to a file first",
+        path.display()
+    )]
+    NotRegularFile {
+        /// The path asked for.
+        path: PathBuf,
+        /// What it is instead ("a pipe (FIFO)", "a character device", …).
+        kind: &'static str,
+    },
     /// The file has no bytes.
     #[error("{}: the file is empty", path.display())]
     EmptyFile {
@@ -161,6 +174,7 @@ impl LoadError {
             LoadError::OutOfMemory { .. } => 0x21,
             LoadError::NotFound { .. }
             | LoadError::IsDirectory { .. }
+            | LoadError::NotRegularFile { .. }
             | LoadError::EmptyFile { .. }
             | LoadError::PermissionDenied { .. }
             | LoadError::MapFailed { .. }

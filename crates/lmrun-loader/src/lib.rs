@@ -5,10 +5,13 @@
 //! separate from the load mode, asks the OS to read a mapping's pages ahead of use.
 //!
 //! Mapped files are assumed not to be truncated or rewritten while a model is loaded (as with
-//! every mmap-based runner); a truncated mapping would fault on access.
+//! every mmap-based runner): a truncated mapping faults on access. The `fault` module makes
+//! that fault explain itself (one line naming the file) instead of killing the process silently.
 
 mod buffer;
 mod error;
+#[cfg(unix)]
+mod fault;
 mod file;
 mod headroom;
 mod memstat;
@@ -20,6 +23,10 @@ mod report;
 
 pub use buffer::{Buffer, HEAP_ALIGN};
 pub use error::LoadError;
+#[cfg(unix)]
+pub use fault::{
+    fault_message, install_fault_handler, is_model_mapping, FileStamp, FAULT_EXIT_CODE,
+};
 pub use file::{FileLoader, ProgressFn};
 pub use headroom::{headroom_from, memory_headroom, LOCK_MARGIN_BYTES};
 pub use memstat::{peak_rss_bytes, ProcessMemory};
@@ -74,6 +81,7 @@ pub fn open_loader(path: &Path, mode: LoadMode) -> Result<Box<dyn DataLoader>, L
 /// Open a model file for reading and check that it is a non-empty regular file.
 pub(crate) fn open_model_file(path: &Path) -> Result<(File, u64), LoadError> {
     let p = || path.to_path_buf();
+    check_regular_file(path)?;
     let file = File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => LoadError::NotFound { path: p() },
         std::io::ErrorKind::PermissionDenied => LoadError::PermissionDenied { path: p() },
@@ -91,10 +99,67 @@ pub(crate) fn open_model_file(path: &Path) -> Result<(File, u64), LoadError> {
     if meta.is_dir() {
         return Err(LoadError::IsDirectory { path: p() });
     }
+    if !meta.is_file() {
+        return Err(LoadError::NotRegularFile {
+            path: p(),
+            kind: file_kind(&meta),
+        });
+    }
     if meta.len() == 0 {
         return Err(LoadError::EmptyFile { path: p() });
     }
     Ok((file, meta.len()))
+}
+
+/// What kind of non-regular file `meta` describes, in words.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a pipe (FIFO)";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Check `path` before opening it: a directory or a non-regular file (a pipe, a device) is
+/// refused by its metadata, so opening a FIFO never blocks and a pipe is never half-read.
+pub fn check_regular_file(path: &Path) -> Result<(), LoadError> {
+    let p = || path.to_path_buf();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => LoadError::NotFound { path: p() },
+        std::io::ErrorKind::PermissionDenied => LoadError::PermissionDenied { path: p() },
+        _ => LoadError::Io {
+            path: p(),
+            what: "stat",
+            source: e,
+        },
+    })?;
+    if meta.is_dir() {
+        return Err(LoadError::IsDirectory { path: p() });
+    }
+    if !meta.is_file() {
+        return Err(LoadError::NotRegularFile {
+            path: p(),
+            kind: file_kind(&meta),
+        });
+    }
+    Ok(())
 }
 
 /// Check that `[offset, offset + len)` lies inside a file of `size` bytes, without overflow.

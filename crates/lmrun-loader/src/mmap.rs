@@ -12,6 +12,8 @@ use crate::{LoadError, Prefetch, PrefetchOutcome, PrefetchReport};
 pub(crate) struct Mapping {
     base: *mut libc::c_void,
     len: usize,
+    /// The range's entry in the fault report table (taken out in `Drop` before the unmap).
+    fault: Option<crate::fault::Registration>,
 }
 
 // SAFETY: the mapping is read-only (PROT_READ) and owned by this value; concurrent reads of
@@ -58,7 +60,8 @@ impl Mapping {
                 source,
             });
         }
-        Ok(Mapping { base, len })
+        let fault = Some(crate::fault::register(base as *const u8, len, path));
+        Ok(Mapping { base, len, fault })
     }
 
     pub(crate) fn addr(&self) -> *const u8 {
@@ -121,6 +124,8 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        // Unregister before unmapping: the range may be reused by another mapping.
+        drop(self.fault.take());
         // SAFETY: base/len are exactly what mmap returned; unmapped once. munmap also unlocks.
         let rc = unsafe { libc::munmap(self.base, self.len) };
         if rc != 0 {

@@ -149,6 +149,26 @@ fn bad_paths_are_clear_errors() {
     }
 }
 
+#[test]
+fn pipes_and_devices_are_refused_by_kind_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("model.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for mode in LoadMode::ALL {
+        // Opening a FIFO with no writer would block forever: the check must come first.
+        let e = open_loader(&fifo, mode).err().unwrap();
+        assert!(matches!(e, LoadError::NotRegularFile { .. }), "{e}");
+        assert!(e.to_string().contains("pipe (FIFO)"), "{e}");
+        assert!(e.to_string().contains("model.fifo"), "{e}");
+        let e = open_loader(std::path::Path::new("/dev/null"), mode)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("character device"), "{e}");
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn permission_denied_is_reported() {
