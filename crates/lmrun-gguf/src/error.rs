@@ -149,10 +149,11 @@ fn version_hint(version: u32) -> &'static str {
 }
 
 impl GgufError {
-    /// Wrap this error with the path of the file it came from (once).
+    /// Wrap this error with the path of the file it came from (once; loader errors already
+    /// name their file and stay as they are).
     pub fn in_file(self, path: impl Into<PathBuf>) -> GgufError {
         match self {
-            e @ GgufError::InFile { .. } => e,
+            e @ (GgufError::InFile { .. } | GgufError::Load(_)) => e,
             e => GgufError::InFile {
                 path: path.into(),
                 source: Box::new(e),

@@ -88,6 +88,25 @@ pub enum ModelError {
     /// `step` was called with no tokens.
     #[error("step called with no tokens")]
     EmptyInput,
+    /// The KV cache asked for does not fit in the memory this process has left.
+    #[error(
+        "a KV cache of {context_len} positions needs {} but only {} of memory is available; \
+         ask for a smaller context",
+        fmt_bytes(*bytes),
+        fmt_bytes(*available)
+    )]
+    KvCacheTooLarge {
+        /// Positions asked for.
+        context_len: usize,
+        /// Bytes the cache would take.
+        bytes: u64,
+        /// Bytes of memory available (MemAvailable or the cgroup's limit, the tighter).
+        available: u64,
+    },
+    /// A `step` was cancelled through the model's cancel flag (a stop request); the positions
+    /// finished before it are in the KV cache ([`crate::Model::n_past`]).
+    #[error("cancelled")]
+    Cancelled,
     /// Invalid options (e.g. a zero context length).
     #[error("invalid model options: {0}")]
     BadOptions(String),
@@ -97,4 +116,20 @@ pub enum ModelError {
     /// An error from a kernel (length or type mismatch; indicates a bug or a bad file).
     #[error("kernel error: {0}")]
     Kernel(#[from] KernelError),
+}
+
+/// Bytes in binary units with one decimal (`1.5 GiB`).
+pub(crate) fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -148,6 +148,17 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// Bytes a cache of these dimensions holds (computed without overflow).
+    pub(crate) fn bytes_needed(
+        dtype: KvDtype,
+        n_layer: usize,
+        capacity: usize,
+        k_dim: usize,
+        v_dim: usize,
+    ) -> u128 {
+        (k_dim as u128 + v_dim as u128) * capacity as u128 * n_layer as u128 * dtype.size() as u128
+    }
+
     /// Allocates `capacity` positions for `n_layer` layers of `k_dim` key and `v_dim` value
     /// elements per position; an error (not an abort) if the size overflows or the memory
     /// cannot be allocated.
@@ -159,10 +170,7 @@ impl KvCache {
         v_dim: usize,
     ) -> Result<KvCache, ModelError> {
         let too_big = || {
-            let total = (k_dim as u128 + v_dim as u128)
-                * capacity as u128
-                * n_layer as u128
-                * dtype.size() as u128;
+            let total = Self::bytes_needed(dtype, n_layer, capacity, k_dim, v_dim);
             ModelError::BadOptions(format!(
                 "a KV cache of {capacity} positions needs {total} bytes, which cannot be \
                  allocated; ask for a smaller context_len"

@@ -5,8 +5,8 @@
 //! from `lmrun-kernels`. A prompt is processed in chunks of up to [`UBATCH`] tokens, each chunk
 //! one batched pass (every matmul multiplies the chunk's tokens at once).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lmrun_gguf::GgufFile;
 use lmrun_kernels::ops::{
@@ -96,6 +96,8 @@ pub struct Model {
     pool: ThreadPool,
     buf: Buffers,
     n_past: usize,
+    /// Set by another thread to stop a long `step` between chunks and between blocks.
+    cancel: Option<Arc<AtomicBool>>,
 }
 
 impl Model {
@@ -133,6 +135,22 @@ impl Model {
         } else {
             opts.n_threads
         };
+        let kv_bytes = KvCache::bytes_needed(
+            opts.kv_dtype,
+            cfg.n_layer,
+            opts.context_len,
+            cfg.k_dim(),
+            cfg.v_dim(),
+        );
+        if let Some(available) = lmrun_loader::memory_headroom() {
+            if kv_bytes > u128::from(available) {
+                return Err(ModelError::KvCacheTooLarge {
+                    context_len: opts.context_len,
+                    bytes: u64::try_from(kv_bytes).unwrap_or(u64::MAX),
+                    available,
+                });
+            }
+        }
         let pool = ThreadPool::new(n_threads)?;
         let kv = KvCache::new(
             opts.kv_dtype,
@@ -169,7 +187,15 @@ impl Model {
             pool,
             buf,
             n_past: 0,
+            cancel: None,
         })
+    }
+
+    /// Give the model a flag that, once set, makes a running [`Model::step`] return
+    /// [`ModelError::Cancelled`] at the next chunk or block boundary (tens of milliseconds on a
+    /// long prefill). The flag is only read; clearing it is the owner's business.
+    pub fn set_cancel_flag(&mut self, flag: Option<Arc<AtomicBool>>) {
+        self.cancel = flag;
     }
 
     /// The hyperparameters.
@@ -281,7 +307,11 @@ impl Model {
         for chunk in tokens.chunks(UBATCH) {
             let last = done + chunk.len() == tokens.len();
             let out_off = if all_logits { done } else { 0 };
-            self.forward(chunk, start_pos + done, all_logits, last, out_off)?;
+            if let Err(e) = self.forward(chunk, start_pos + done, all_logits, last, out_off) {
+                // Only the finished chunks are valid in the cache now.
+                self.n_past = start_pos + done;
+                return Err(e);
+            }
             done += chunk.len();
             self.n_past = start_pos + done;
         }
@@ -305,8 +335,13 @@ impl Model {
             kv,
             pool,
             buf,
+            cancel,
             ..
         } = self;
+        let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
+        if cancelled() {
+            return Err(ModelError::Cancelled);
+        }
         let n = tokens.len();
         buf.ensure(cfg, n);
         let e = cfg.n_embd;
@@ -339,6 +374,10 @@ impl Model {
         let mm = &mut buf.mm;
 
         for (il, lw) in w.layers.iter().enumerate() {
+            // A stop request ends a long prefill within one block, not one whole pass.
+            if il > 0 && n > 1 && cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             let swa = cfg.is_swa(il);
             // --- attention block ---
             par_norm_rows(pool, x, &lw.attn_norm, eps, xn, n)?;
@@ -438,6 +477,9 @@ impl Model {
             add_inplace(x, o)?;
 
             // --- feed-forward block ---
+            if n > 1 && cancelled() {
+                return Err(ModelError::Cancelled);
+            }
             par_norm_rows(pool, x, &lw.ffn_norm, eps, xn, n)?;
             if n == 1 {
                 let ws = [&lw.gate.as_ref(), &lw.up.as_ref()];

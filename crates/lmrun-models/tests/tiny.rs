@@ -202,6 +202,31 @@ fn bad_inputs_are_errors() {
     assert!(matches!(e, ModelError::BadOptions(_)));
 }
 
+#[test]
+fn a_set_cancel_flag_stops_a_step_and_keeps_the_finished_positions() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let g = open("llama", LoadMode::Mmap);
+    let opts = ModelOptions {
+        context_len: 64,
+        kv_dtype: KvDtype::F16,
+        n_threads: 1,
+    };
+    let mut m = Model::from_gguf(&g, &opts).unwrap();
+    let flag = Arc::new(AtomicBool::new(false));
+    m.set_cancel_flag(Some(flag.clone()));
+    let want = m.step(&[1, 2, 3], 0, false).unwrap().to_vec();
+    assert_eq!(m.n_past(), 3);
+    flag.store(true, Ordering::SeqCst);
+    let e = m.step(&[4, 5], 3, false).unwrap_err();
+    assert!(matches!(e, ModelError::Cancelled), "{e}");
+    assert_eq!(m.n_past(), 3, "the cancelled positions are not kept");
+    // Cleared, the model goes on from the finished positions as if nothing happened.
+    flag.store(false, Ordering::SeqCst);
+    m.reset();
+    assert_eq!(m.step(&[1, 2, 3], 0, false).unwrap(), &want[..]);
+}
+
 fn load_err(file: &str) -> ModelError {
     let g = GgufFile::open(&data(file), LoadMode::File).unwrap();
     Model::from_gguf(&g, &ModelOptions::default()).unwrap_err()
