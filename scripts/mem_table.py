@@ -52,7 +52,7 @@ def main():
                 ]
             )
             s = out["stats"]
-            ctx = s["prompt_tokens"] + s["generated_tokens"] + 1
+            ctx = s["prompt_tokens"] + s["decode_steps"] + 1
             row = {
                 "model": model.name,
                 "mode": mode,

@@ -38,6 +38,8 @@ pub enum Format {
 /// Identify the container of `path` from its magic bytes.
 pub fn detect_format(path: &Path) -> Result<Format, RunnerError> {
     let mut head = [0u8; 8];
+    // By metadata first: a FIFO is refused without blocking on open or losing bytes to a read.
+    lmrun_loader::check_regular_file(path)?;
     let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => RunnerError::Load(lmrun_loader::LoadError::NotFound {
             path: path.to_path_buf(),
@@ -53,11 +55,6 @@ pub fn detect_format(path: &Path) -> Result<Format, RunnerError> {
             source: e,
         }),
     })?;
-    if path.is_dir() {
-        return Err(RunnerError::Load(lmrun_loader::LoadError::IsDirectory {
-            path: path.to_path_buf(),
-        }));
-    }
     let n = read_up_to(&mut f, &mut head).map_err(|e| {
         RunnerError::Load(lmrun_loader::LoadError::Io {
             path: path.to_path_buf(),
@@ -221,12 +218,32 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     } else {
         (None, Vec::new())
     };
-    let train_ctx = gguf
-        .get_opt::<u64>(&gguf.arch_key("context_length")?)?
-        .unwrap_or(DEFAULT_CONTEXT_CAP as u64) as usize;
-    let context_len = opts
-        .context_len
-        .unwrap_or_else(|| train_ctx.min(DEFAULT_CONTEXT_CAP));
+    let ctx_key = gguf.arch_key("context_length")?;
+    let train_ctx = match gguf.get_opt::<u64>(&ctx_key)? {
+        Some(0) => {
+            log::warn!(
+                "{}: {ctx_key} is 0 (the file does not say how long a context the model was \
+                 trained for); using at most {DEFAULT_CONTEXT_CAP} positions",
+                path.display()
+            );
+            None
+        }
+        v => v.map(|v| usize::try_from(v).unwrap_or(usize::MAX)),
+    };
+    let context_len = opts.context_len.unwrap_or_else(|| {
+        train_ctx
+            .unwrap_or(DEFAULT_CONTEXT_CAP)
+            .min(DEFAULT_CONTEXT_CAP)
+    });
+    if let Some(trained) = train_ctx {
+        if context_len > trained && !opts.allow_long_context {
+            return Err(RunnerError::ContextTooLong {
+                path: path.to_path_buf(),
+                requested: context_len,
+                trained,
+            });
+        }
+    }
     let model_opts = ModelOptions {
         context_len,
         kv_dtype: KvDtype::default(),
@@ -391,6 +408,10 @@ impl TextDecoder for GgufDecoder {
 
     fn step(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32], RunnerError> {
         Ok(self.model.step(tokens, start_pos, false)?)
+    }
+
+    fn set_cancel_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.model.set_cancel_flag(Some(flag));
     }
 
     fn load_report(&self) -> LoadReport {

@@ -197,6 +197,12 @@ impl Conversation {
         self.seen.push_str(text);
     }
 
+    /// Say that the model no longer holds the conversation (its KV cache was reset): the next
+    /// turn feeds the whole rendered conversation again.
+    pub fn model_forgot(&mut self) {
+        self.seen.clear();
+    }
+
     /// The messages so far.
     pub fn messages(&self) -> &[Message] {
         &self.messages

@@ -3,6 +3,9 @@
 //! …), a `forward` method that takes tokens at a position and returns logits, and the load
 //! report. The runner knows nothing of GGUF or `.pte`.
 
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use lmrun_loader::LoadReport;
 
 use crate::RunnerError;
@@ -47,6 +50,14 @@ pub trait TextDecoder: Send {
 
     /// What loading the model did (summed over its loads).
     fn load_report(&self) -> LoadReport;
+
+    /// Give the decoder the runner's stop flag. A decoder that can interrupt a long `step`
+    /// (between prompt chunks or layers) returns an error for which
+    /// [`RunnerError::is_cancelled`] holds once the flag is set; the default ignores the flag
+    /// (the runner still checks it between steps).
+    fn set_cancel_flag(&mut self, flag: Arc<AtomicBool>) {
+        let _ = flag;
+    }
 
     /// Threads the decoder computes with.
     fn threads(&self) -> usize {

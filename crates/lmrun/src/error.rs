@@ -30,13 +30,37 @@ pub enum RunnerError {
         /// What was found.
         what: String,
     },
+    /// The context asked for is longer than the model was trained for.
+    #[error(
+        "{}: a context of {requested} tokens is longer than the {trained} the model was trained \
+         for (quality degrades past it); ask for at most {trained}, or allow it explicitly \
+         (allow_long_context)",
+        path.display()
+    )]
+    ContextTooLong {
+        /// The model file.
+        path: PathBuf,
+        /// Positions asked for.
+        requested: usize,
+        /// The model's training context (`<arch>.context_length`).
+        trained: usize,
+    },
     /// The prompt is empty.
     #[error("the prompt is empty")]
     EmptyPrompt,
     /// The prompt does not fit in the context that is left.
     #[error(
-        "the prompt has {prompt_tokens} tokens but only {left} positions are left in the \
-         context of {context} (use a shorter prompt, a larger --seq-len, or reset)"
+        "the prompt has {prompt_tokens} tokens but only {left} of the context's {context} \
+         positions are left{}",
+        if *left == *context {
+            " (use a shorter prompt or a larger context)".to_string()
+        } else {
+            format!(
+                " ({} hold the conversation so far; use a shorter prompt, a larger context, \
+                 or reset)",
+                context - left
+            )
+        }
     )]
     PromptTooLong {
         /// Tokens in the prompt.
@@ -46,13 +70,17 @@ pub enum RunnerError {
         /// The context size.
         context: usize,
     },
-    /// No room to generate any token.
-    #[error("no room to generate: {left} positions left in the context of {context}, max_new_tokens resolves to 0")]
+    /// No room to generate any token: `seq_len` caps prompt + generated tokens at or below
+    /// the prompt's length.
+    #[error(
+        "no room to generate: the prompt has {prompt_tokens} tokens and seq_len caps the whole \
+         sequence at {seq_len} tokens (raise seq_len, or -1 for the context)"
+    )]
     NoRoom {
-        /// Positions left.
-        left: usize,
-        /// The context size.
-        context: usize,
+        /// Tokens in the prompt.
+        prompt_tokens: usize,
+        /// The cap on prompt + generated tokens.
+        seq_len: i64,
     },
     /// The tokenizer does not fit the model.
     #[error("tokenizer does not match the model: {0}")]
@@ -60,7 +88,21 @@ pub enum RunnerError {
     /// A method the runner needs is missing.
     #[error("the model has no method '{0}'")]
     MissingMethod(String),
+    /// A stop request (`stop()`, Ctrl-C) interrupted a call before it finished; nothing was
+    /// added to the conversation.
+    #[error("stopped")]
+    Cancelled,
     /// A bad argument.
     #[error("{0}")]
     InvalidArgument(String),
+}
+
+impl RunnerError {
+    /// Whether this error only says that a stop request interrupted the call.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(
+            self,
+            RunnerError::Cancelled | RunnerError::Model(lmrun_models::ModelError::Cancelled)
+        )
+    }
 }

@@ -43,6 +43,9 @@ pub struct RunnerOptions {
     pub context_len: Option<usize>,
     /// Opt-in prefetch of the mapped weights, separate from the load mode (default: none).
     pub prefetch: Prefetch,
+    /// Allow a `context_len` above the model's training context (quality degrades past it);
+    /// without it such a context is an error.
+    pub allow_long_context: bool,
 }
 
 impl Default for RunnerOptions {
@@ -56,6 +59,7 @@ impl Default for RunnerOptions {
             threads: 0,
             context_len: None,
             prefetch: Prefetch::None,
+            allow_long_context: false,
         }
     }
 }
@@ -98,6 +102,11 @@ fn build(
     opts: &RunnerOptions,
 ) -> Result<TextLLMRunner, RunnerError> {
     let load_start = time_in_ms();
+    let stamps = [Some(model_path), opts.data_path.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| lmrun_loader::FileStamp::of(p).map(|s| (p.to_path_buf(), s)))
+        .collect();
     let opened = backend::open(model_path, opts)?;
     let load_end = time_in_ms();
     // Memory once the model is built (weights loaded, KV cache and scratch allocated).
@@ -128,6 +137,8 @@ fn build(
         ..Default::default()
     };
     stats.reset();
+    let stop = StopHandle::default();
+    decoder.set_cancel_flag(stop.0.clone());
     Ok(TextLLMRunner {
         tokenizer,
         decoder,
@@ -137,9 +148,10 @@ fn build(
         temperature: opts.temperature,
         pos: 0,
         stats,
-        stop: StopHandle::default(),
+        stop,
         sampler: Sampler::from_clock(),
         history: Vec::new(),
+        stamps,
     })
 }
 
@@ -148,7 +160,8 @@ fn build(
 pub struct StopHandle(Arc<AtomicBool>);
 
 impl StopHandle {
-    /// Ask the current generation to stop after the token being produced.
+    /// Ask the current generation to stop: after the token being produced, or during a long
+    /// prompt at the next chunk or layer boundary of the model.
     pub fn stop(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -160,6 +173,14 @@ impl StopHandle {
     fn is_set(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// How a prefill ended.
+enum Prefilled {
+    /// The whole prompt is in the KV cache; the first generated token when one was asked for.
+    Done(Option<u32>),
+    /// A stop request interrupted it; the position is back where the prompt started.
+    Stopped,
 }
 
 /// Why generation ended.
@@ -203,6 +224,8 @@ pub struct TextLLMRunner {
     sampler: Sampler,
     /// Tokens in the KV cache (for the repetition penalty).
     history: Vec<u32>,
+    /// The model (and data) files as they were when loaded, to notice a change under a mapping.
+    stamps: Vec<(PathBuf, lmrun_loader::FileStamp)>,
 }
 
 impl TextLLMRunner {
@@ -220,6 +243,8 @@ impl TextLLMRunner {
             threads: decoder.threads(),
             ..Default::default()
         };
+        let stop = StopHandle::default();
+        decoder.set_cancel_flag(stop.0.clone());
         Ok(TextLLMRunner {
             tokenizer,
             decoder,
@@ -229,9 +254,10 @@ impl TextLLMRunner {
             temperature,
             pos: 0,
             stats,
-            stop: StopHandle::default(),
+            stop,
             sampler: Sampler::from_clock(),
             history: Vec::new(),
+            stamps: Vec::new(),
         })
     }
 
@@ -304,6 +330,17 @@ impl TextLLMRunner {
         self.history.clear();
     }
 
+    /// Files the model was loaded from that were changed in place since (size or modification
+    /// time of the same inode), each with what changed, in words. Empty when nothing changed. Under a mapping a changed
+    /// file means the weights changed under the model (garbage or, if it shrank, a `SIGBUS`);
+    /// the CLI warns at the end of a run when this is not empty.
+    pub fn changed_model_files(&self) -> Vec<(PathBuf, String)> {
+        self.stamps
+            .iter()
+            .filter_map(|(p, s)| s.changes(p).map(|c| (p.clone(), c)))
+            .collect()
+    }
+
     /// The stats of the last call.
     pub fn stats(&self) -> &Stats {
         &self.stats
@@ -328,10 +365,13 @@ impl TextLLMRunner {
         if prompt.is_empty() {
             return Err(RunnerError::EmptyPrompt);
         }
+        self.stop.take();
         let tokens = self.encode(prompt, config)?;
         self.check_room(tokens.len())?;
-        self.prefill_tokens(&tokens, None)?;
-        Ok(())
+        match self.prefill_tokens(&tokens, None)? {
+            Prefilled::Stopped => Err(RunnerError::Cancelled),
+            Prefilled::Done(_) => Ok(()),
+        }
     }
 
     fn check_room(&self, n_prompt: usize) -> Result<usize, RunnerError> {
@@ -352,12 +392,13 @@ impl TextLLMRunner {
 
     /// Run the prompt through the model in chunks of at most `max_seq_len`. With `params`, the
     /// first generated token is sampled from the last chunk's logits where the decoder left
-    /// them (no copy of a vocabulary-sized row) and returned.
+    /// them (no copy of a vocabulary-sized row) and returned. A stop request between chunks (or
+    /// inside the decoder's step) rolls the position back to where the prompt started.
     fn prefill_tokens(
         &mut self,
         tokens: &[u32],
         params: Option<&SamplerParams>,
-    ) -> Result<Option<u32>, RunnerError> {
+    ) -> Result<Prefilled, RunnerError> {
         // A static-shape program (no dynamic shapes, with a KV cache) takes one token per step,
         // as ExecuTorch's sequential prefill feeds it.
         let parallel = self
@@ -369,10 +410,22 @@ impl TextLLMRunner {
             || self.metadata.get(keys::USE_KV_CACHE).copied().unwrap_or(1) == 0;
         let chunk = if parallel { self.max_seq_len() } else { 1 };
         let n_parts = tokens.len().div_ceil(chunk.max(1));
+        let (pos0, hist0) = (self.pos, self.history.len());
         let mut first = None;
         for (i, part) in tokens.chunks(chunk.max(1)).enumerate() {
+            if self.stop.is_set() {
+                self.rewind(pos0, hist0);
+                return Ok(Prefilled::Stopped);
+            }
             // Fields borrowed one by one: `logits` lives in the decoder.
-            let logits = self.decoder.step(part, self.pos)?;
+            let logits = match self.decoder.step(part, self.pos) {
+                Ok(l) => l,
+                Err(e) if e.is_cancelled() => {
+                    self.rewind(pos0, hist0);
+                    return Ok(Prefilled::Stopped);
+                }
+                Err(e) => return Err(e),
+            };
             self.pos += part.len();
             self.history.extend_from_slice(part);
             if let (true, Some(p)) = (i + 1 == n_parts, params) {
@@ -381,7 +434,13 @@ impl TextLLMRunner {
                 self.stats.on_sampling_end();
             }
         }
-        Ok(first)
+        Ok(Prefilled::Done(first))
+    }
+
+    /// Forget everything fed after position `pos` (history length `hist`).
+    fn rewind(&mut self, pos: usize, hist: usize) {
+        self.pos = pos;
+        self.history.truncate(hist);
     }
 
     fn sampler_params(&self, config: &GenerationConfig) -> SamplerParams {
@@ -438,11 +497,18 @@ impl TextLLMRunner {
         let prompt_tokens = self.encode(prompt, config)?;
         self.stats.token_encode_end_ms = time_in_ms();
         let left = self.check_room(prompt_tokens.len())?;
+        if config.max_new_tokens == 0 {
+            return Err(RunnerError::InvalidArgument(
+                "max_new_tokens is 0: nothing to generate (ask for at least 1 token, or -1 for \
+                 as many as the context holds)"
+                    .into(),
+            ));
+        }
         let max_new = config.resolve_max_new_tokens(left as i64, prompt_tokens.len() as i64);
         if max_new <= 0 {
             return Err(RunnerError::NoRoom {
-                left,
-                context: self.max_context_len(),
+                prompt_tokens: prompt_tokens.len(),
+                seq_len: config.seq_len,
             });
         }
         log::info!("max_new_tokens resolved to {max_new}");
@@ -451,9 +517,21 @@ impl TextLLMRunner {
         }
 
         let mut cur = match self.prefill_tokens(&prompt_tokens, Some(&params))? {
-            Some(t) => t,
+            Prefilled::Done(Some(t)) => t,
             // No prompt tokens: an empty row, which samples as token 0.
-            None => self.sample(&[], &params),
+            Prefilled::Done(None) => self.sample(&[], &params),
+            Prefilled::Stopped => {
+                // Stopped during the prompt: nothing was generated and the conversation is
+                // where it was before this call.
+                self.stop.take();
+                self.stats.prompt_eval_end_ms = time_in_ms();
+                self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
+                // No prompt token was kept (the position is rolled back), so none is counted.
+                self.stats.num_prompt_tokens = 0;
+                let no_text = String::new();
+                let stopped = StopReason::Stopped;
+                return Ok(self.finish(prompt_tokens, Vec::new(), no_text, 0, stopped, on_stats));
+            }
         };
         self.stats.prompt_eval_end_ms = time_in_ms();
         self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
@@ -485,7 +563,11 @@ impl TextLLMRunner {
             }
             // Borrow fields one by one so the logits row is sampled where the decoder left it
             // (no copy of a vocabulary-sized row per token).
-            let logits = self.decoder.step(&[cur], self.pos)?;
+            let logits = match self.decoder.step(&[cur], self.pos) {
+                Ok(l) => l,
+                Err(e) if e.is_cancelled() => break StopReason::Stopped,
+                Err(e) => return Err(e),
+            };
             self.pos += 1;
             self.history.push(cur);
             decode_steps += 1;
@@ -501,10 +583,30 @@ impl TextLLMRunner {
             on_token(&tail);
         }
         self.stop.take();
-
-        self.stats.inference_end_ms = time_in_ms();
         self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
-        self.stats.num_generated_tokens = decode_steps;
+        Ok(self.finish(
+            prompt_tokens,
+            generated,
+            text,
+            decode_steps,
+            stop_reason,
+            on_stats,
+        ))
+    }
+
+    /// Close the stats of a `generate` call, hand them to `on_stats` and build its result.
+    fn finish(
+        &mut self,
+        prompt_token_ids: Vec<u32>,
+        generated_token_ids: Vec<u32>,
+        text: String,
+        decode_steps: i64,
+        stop_reason: StopReason,
+        on_stats: &mut dyn FnMut(&Stats),
+    ) -> Generation {
+        self.stats.inference_end_ms = time_in_ms();
+        self.stats.num_generated_tokens = generated_token_ids.len() as i64;
+        self.stats.num_decode_steps = decode_steps;
         self.stats.load = self.decoder.load_report();
         self.stats.threads = self.decoder.threads();
         self.stats.memory = self.decoder.memory();
@@ -514,13 +616,13 @@ impl TextLLMRunner {
         self.stats.rss_anon_bytes = mem.rss_anon_bytes;
         self.stats.rss_file_bytes = mem.rss_file_bytes;
         on_stats(&self.stats);
-        Ok(Generation {
-            prompt_token_ids: prompt_tokens,
-            generated_token_ids: generated,
+        Generation {
+            prompt_token_ids,
+            generated_token_ids,
             text,
             stop_reason,
             stats: self.stats.clone(),
-        })
+        }
     }
 
     /// A warm-up run of `max_new_tokens` tokens after `prompt`, then `reset()` whatever happened.

@@ -35,8 +35,12 @@ pub struct Stats {
     pub aggregate_sampling_time_ms: i64,
     /// Prompt tokens fed to the model.
     pub num_prompt_tokens: i64,
-    /// Decode steps run (ExecuTorch's count: the token produced by the prefill is not included).
+    /// Tokens generated: the ids produced, the one sampled from the prompt's logits included
+    /// (ExecuTorch counts decode steps here, one fewer; that count is `num_decode_steps`).
     pub num_generated_tokens: i64,
+    /// Decode steps run (ExecuTorch's `num_generated_tokens`: the token produced by the prefill
+    /// is not included). The decode rate is computed from it.
+    pub num_decode_steps: i64,
     /// The model's load report (mode asked, bytes mapped/read/locked, mlock outcome, time).
     pub load: LoadReport,
     /// Peak resident set size of the process in bytes.
@@ -107,7 +111,7 @@ impl Stats {
     /// Decode tokens per second over the decode window.
     pub fn decode_tokens_per_s(&self) -> f64 {
         per_s(
-            self.num_generated_tokens,
+            self.num_decode_steps,
             self.inference_end_ms - self.prompt_eval_end_ms,
         )
     }
@@ -146,6 +150,7 @@ impl Stats {
         let mut v: serde_json::Value =
             serde_json::from_str(&self.to_executorch_json()).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
+            o.insert("decode_steps".into(), self.num_decode_steps.into());
             o.insert(
                 "prompt_tokens_per_s".into(),
                 json_f64(self.prompt_tokens_per_s()),

@@ -172,7 +172,9 @@ fn callbacks_positions_and_text() {
     // 4 prompt tokens + 4 decode steps (the last token is not fed).
     assert_eq!(r.position(), 8);
     assert_eq!(g.stats.num_prompt_tokens, 4);
-    assert_eq!(g.stats.num_generated_tokens, 4);
+    // Every id produced counts as generated; the decode steps are one fewer.
+    assert_eq!(g.stats.num_generated_tokens, 5);
+    assert_eq!(g.stats.num_decode_steps, 4);
     let calls = calls.lock().unwrap().clone();
     assert_eq!(calls[0], (vec![BOS, 97, 98, 99], 0)); // one batched prefill
     assert_eq!(calls[1], (vec![100], 4));
@@ -254,7 +256,11 @@ fn context_budgets_and_errors() {
         matches!(e, RunnerError::PromptTooLong { left: 1, .. }),
         "{e}"
     );
-    assert!(e.to_string().contains("only 1 positions are left"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("only 1 of the context's 10 positions are left"),
+        "{e}"
+    );
     r.reset();
     let e = r
         .generate("", &greedy(1), &mut |_| {}, &mut |_| {})
@@ -346,4 +352,55 @@ fn metadata_defaults_and_tokenizer_values() {
     assert_eq!(m["get_bos_id"], i64::from(BOS));
     assert_eq!(m["get_vocab_size"], VOCAB as i64);
     assert_eq!(r.eos_ids().iter().copied().collect::<Vec<_>>(), vec![EOS]);
+}
+
+#[test]
+fn stop_during_the_prompt_ends_the_call_and_keeps_the_conversation() {
+    let (mut r, calls) = runner(100_000, 20);
+    // A first turn that completes.
+    let (g, _, _) = run(&mut r, "ab", &greedy(2));
+    assert_eq!(g.stop_reason, StopReason::MaxTokens);
+    let pos = r.position();
+    // A long prompt (25 chunks of 16 at 20 ms each), stopped after ~100 ms.
+    let handle = r.stop_handle();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        handle.stop();
+    });
+    let long = "x".repeat(400);
+    let n_before = calls.lock().unwrap().len();
+    let (g, pieces, stats_calls) = run(&mut r, &long, &greedy(5));
+    t.join().unwrap();
+    assert_eq!(g.stop_reason, StopReason::Stopped);
+    assert!(g.generated_token_ids.is_empty());
+    assert!(pieces.is_empty());
+    assert_eq!(stats_calls, 1);
+    assert_eq!(g.stats.num_generated_tokens, 0);
+    let steps = calls.lock().unwrap().len() - n_before;
+    assert!(
+        steps < 20,
+        "the prompt ran on after the stop: {steps} chunks"
+    );
+    // The position is where the interrupted prompt started: the next turn continues there.
+    assert_eq!(r.position(), pos);
+    let (g, _, _) = run(&mut r, "c", &greedy(2));
+    assert_eq!(g.stop_reason, StopReason::MaxTokens);
+    assert_eq!(calls.lock().unwrap().last().unwrap().1, pos + 1);
+}
+
+#[test]
+fn zero_new_tokens_and_a_seq_len_cap_are_explained() {
+    let (mut r, _) = runner(128, 0);
+    let e = r
+        .generate("ab", &greedy(0), &mut |_| {}, &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("max_new_tokens is 0"), "{e}");
+    let cfg = GenerationConfig {
+        seq_len: 2,
+        ..greedy(-1)
+    };
+    let e = r
+        .generate("ab", &cfg, &mut |_| {}, &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("seq_len caps"), "{e}");
 }
