@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 prompt="${1:-Once upon a time, in a small village by the sea,}"
 shift || true
 model="$(scripts/fetch_models.sh gemma)"
-cargo build --quiet --release -p lmrun-cli
+if [ ! -x target/release/lmrun ]; then
+  echo "run.sh: building lmrun in release mode (the first build takes about 6 minutes on 2 cores;" \
+       "cargo shows its progress below)" >&2
+fi
+cargo build --release -p lmrun-cli
 # 128 new tokens unless the caller chose a count.
 n_args=(-n 128)
 for a in "$@"; do

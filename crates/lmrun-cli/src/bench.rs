@@ -60,10 +60,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         threads,
         load_mode: args.load_mode,
     };
-    let results = bench::run(&args.model, &opts)?;
+    for &t in &opts.threads {
+        crate::run::warn_threads(t);
+    }
+    let results = bench::run(&args.model, &opts).map_err(|e| match e {
+        lmrun::RunnerError::ContextTooLong {
+            path,
+            requested,
+            trained,
+        } => anyhow::anyhow!(
+            "{}: a test of {requested} tokens is longer than the {trained}-token context the \
+             model was trained for; use -p/-n sizes of at most {trained}",
+            path.display()
+        ),
+        e => e.into(),
+    })?;
     match args.output {
-        BenchOutput::Json => println!("{}", serde_json::to_string_pretty(&results)?),
-        BenchOutput::Md => print!("{}", bench::markdown(&args.model, &results)),
+        BenchOutput::Json => crate::out::println(&serde_json::to_string_pretty(&results)?)?,
+        BenchOutput::Md => crate::out::print(&bench::markdown(&args.model, &results))?,
     }
     Ok(())
 }

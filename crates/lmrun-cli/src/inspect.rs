@@ -25,17 +25,17 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         Format::Gguf => {
             let summary = lmrun_gguf::inspect(&args.model, args.load_mode)?;
             if args.json {
-                println!("{}", serde_json::to_string(&summary)?);
+                crate::out::println(&serde_json::to_string(&summary)?)?;
             } else {
-                print!("{}", lmrun_gguf::render_text(&summary));
+                crate::out::print(&lmrun_gguf::render_text(&summary))?;
             }
         }
         Format::Pte => {
             let summary = lmrun_pte::inspect_pte(&args.model)?;
             if args.json {
-                println!("{}", serde_json::to_string(&summary)?);
+                crate::out::println(&serde_json::to_string(&summary)?)?;
             } else {
-                print!("{}", summary.to_text());
+                crate::out::print(&summary.to_text())?;
             }
         }
     }

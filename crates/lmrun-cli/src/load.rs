@@ -61,33 +61,33 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             "locked_bytes": mem.locked_bytes,
             "page_checksum": checksum,
         });
-        println!("{obj}");
+        crate::outln!("{obj}")?;
     } else {
         let mib = |b: Option<u64>| {
             b.map_or("n/a".to_string(), |b| {
                 format!("{:.1} MiB", b as f64 / 1048576.0)
             })
         };
-        println!("path          {}", args.model.display());
-        println!("mode          {}", args.load_mode);
-        println!("file          {} bytes", loader.size());
-        println!("mapped        {} bytes", report.bytes_mapped);
-        println!("read          {} bytes", report.bytes_read);
-        println!("locked        {} bytes", report.bytes_locked);
+        crate::outln!("path          {}", args.model.display())?;
+        crate::outln!("mode          {}", args.load_mode)?;
+        crate::outln!("file          {} bytes", loader.size())?;
+        crate::outln!("mapped        {} bytes", report.bytes_mapped)?;
+        crate::outln!("read          {} bytes", report.bytes_read)?;
+        crate::outln!("locked        {} bytes", report.bytes_locked)?;
         match report.mlock.errno() {
-            Some(errno) => println!(
+            Some(errno) => crate::outln!(
                 "mlock         failed: {} (errno {errno}); continued unlocked",
                 lmrun_loader::strerror(errno)
-            ),
-            None => println!("mlock         {}", report.mlock.name()),
+            )?,
+            None => crate::outln!("mlock         {}", report.mlock.name())?,
         }
-        println!("load time     {:.2} ms", report.elapsed_ms());
-        println!("prefetch      {}", prefetch.summary());
-        println!("touch time    {touch_ms:.2} ms (reading one byte of every page)");
-        println!("peak RSS      {}", mib(peak));
-        println!("RssAnon       {}", mib(mem.rss_anon_bytes));
-        println!("RssFile       {}", mib(mem.rss_file_bytes));
-        println!("VmLck         {}", mib(mem.locked_bytes));
+        crate::outln!("load time     {:.2} ms", report.elapsed_ms())?;
+        crate::outln!("prefetch      {}", prefetch.summary())?;
+        crate::outln!("touch time    {touch_ms:.2} ms (reading one byte of every page)")?;
+        crate::outln!("peak RSS      {}", mib(peak))?;
+        crate::outln!("RssAnon       {}", mib(mem.rss_anon_bytes))?;
+        crate::outln!("RssFile       {}", mib(mem.rss_file_bytes))?;
+        crate::outln!("VmLck         {}", mib(mem.locked_bytes))?;
     }
     Ok(())
 }

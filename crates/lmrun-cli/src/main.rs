@@ -1,11 +1,16 @@
 //! The `lmrun` command: a thin layer over the library crates. Each subcommand lives in its own
 //! module; this file parses the command line, sets up logging and turns errors into one clear
-//! line on stderr and a non-zero exit code.
+//! line on stderr and a non-zero exit code. Exit statuses: 0 success (also when stdout's reader
+//! went away: `lmrun run … | head`), 1 an error (one line on stderr), 2 a bad command line,
+//! 130 interrupted by Ctrl-C, 135 the model file failed under its mapping (SIGBUS, explained
+//! in one line).
 
 mod bench;
 mod chat;
+mod hints;
 mod inspect;
 mod load;
+mod out;
 mod run;
 mod tokenize;
 
@@ -42,6 +47,12 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    // A model file truncated under its mapping ends the run with one line naming it, not a
+    // silent SIGBUS. JSON output stays one object: no newline is added before the message.
+    let json_out = matches!(&cli.command, Command::Run(a) if a.json_output());
+    if let Err(e) = lmrun_loader::install_fault_handler(!json_out) {
+        log::debug!("cannot install the SIGBUS handler: {e}");
+    }
     let result = match cli.command {
         Command::Load(args) => load::run(args).map(|()| 0),
         Command::Run(args) => run::run(args),
@@ -52,8 +63,9 @@ fn main() {
     };
     match result {
         Ok(code) => std::process::exit(code),
+        Err(err) if err.is::<out::OutputClosed>() => std::process::exit(0),
         Err(err) => {
-            eprintln!("lmrun: error: {}", one_line(&err));
+            errln!("lmrun: error: {}", one_line(&err));
             std::process::exit(1);
         }
     }

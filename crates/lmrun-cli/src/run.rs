@@ -1,10 +1,11 @@
 //! `lmrun run`: generate text from a prompt with `create_text_llm_runner`, streaming the text to
 //! stdout and the stats (the `PyTorchObserver` line and a readable summary) to stderr, or one
-//! JSON object with `--output json`. Ctrl-C stops generation through the runner's stop handle,
-//! prints the stats and exits with 130.
+//! JSON object with `--output json`. Ctrl-C stops generation (or the prompt's prefill) through
+//! the runner's stop handle, prints the stats and exits with 130; a second Ctrl-C exits at once.
+//! A closed stdout stops generation at once and exits quietly (see `out`).
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -53,6 +54,10 @@ pub struct ModelArgs {
     #[arg(long = "ctx-size", short = 'c')]
     pub ctx_size: Option<usize>,
 
+    /// Allow a --ctx-size above the model's training context (quality degrades past it).
+    #[arg(long)]
+    pub allow_long_context: bool,
+
     /// The method that computes logits.
     #[arg(long = "method", default_value = "forward")]
     pub method: String,
@@ -67,6 +72,9 @@ impl ModelArgs {
         if self.ctx_size == Some(0) {
             bail!("--ctx-size must be at least 1");
         }
+        if let Some(t) = self.threads {
+            warn_threads(t);
+        }
         let opts = RunnerOptions {
             tokenizer_path: self.tokenizer.clone(),
             data_path: self.data_path.clone(),
@@ -76,8 +84,10 @@ impl ModelArgs {
             threads: self.threads.unwrap_or(0),
             context_len: self.ctx_size,
             prefetch: self.prefetch,
+            allow_long_context: self.allow_long_context,
         };
-        Ok(lmrun::create_text_llm_runner_with(&self.model, &opts)?)
+        lmrun::create_text_llm_runner_with(&self.model, &opts)
+            .map_err(|e| crate::hints::runner_error(e, self))
     }
 }
 
@@ -85,19 +95,23 @@ impl ModelArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
     #[arg(long, default_value_t = 0)]
     pub top_k: usize,
     /// Nucleus sampling threshold (1.0 = off).
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
     pub top_p: f32,
     /// Drop tokens below min-p × the top probability (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub min_p: f32,
     /// Repetition penalty (1.0 = off).
-    #[arg(long = "repeat-penalty", default_value_t = 1.0)]
+    #[arg(
+        long = "repeat-penalty",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
     pub repeat_penalty: f32,
     /// Tokens the repetition penalty looks back over.
     #[arg(long = "repeat-last-n", default_value_t = 64)]
@@ -139,9 +153,18 @@ pub struct RunArgs {
     #[command(flatten)]
     model: ModelArgs,
 
-    /// The prompt.
-    #[arg(short = 'p', long)]
-    prompt: String,
+    /// The prompt ("-" reads it from stdin).
+    #[arg(
+        short = 'p',
+        long,
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    prompt: Option<String>,
+
+    /// Read the prompt from a file ("-" = stdin).
+    #[arg(short = 'f', long = "file")]
+    file: Option<PathBuf>,
 
     /// Most tokens to generate (-1 = until EOS or the context is full).
     #[arg(
@@ -192,6 +215,13 @@ pub struct RunArgs {
     stats_json: Option<PathBuf>,
 }
 
+impl RunArgs {
+    /// Whether the run prints one JSON object (no streamed text).
+    pub fn json_output(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
 /// The `load` object of the stats: the keys of `lmrun load --json`.
 pub fn load_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
     let r = &stats.load;
@@ -219,13 +249,18 @@ pub fn stats_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
     v
 }
 
-/// Install a Ctrl-C handler that calls `stop` and remembers the interruption.
+/// Install a Ctrl-C handler: the first Ctrl-C calls `stop` (generation, or the prompt's
+/// prefill, ends within a layer of the model) and is remembered; a second one before the run
+/// has ended exits at once with 130.
 pub fn on_ctrl_c(runner: &TextLLMRunner) -> Arc<AtomicBool> {
     let interrupted = Arc::new(AtomicBool::new(false));
     let flag = interrupted.clone();
     let handle = runner.stop_handle();
     if let Err(e) = ctrlc::set_handler(move || {
-        flag.store(true, Ordering::SeqCst);
+        if flag.swap(true, Ordering::SeqCst) {
+            crate::errln!("\nlmrun: interrupted twice; exiting");
+            std::process::exit(130);
+        }
         handle.stop();
     }) {
         log::warn!("cannot install the Ctrl-C handler: {e}");
@@ -233,10 +268,76 @@ pub fn on_ctrl_c(runner: &TextLLMRunner) -> Arc<AtomicBool> {
     interrupted
 }
 
+/// Warn (once per process) when more threads are asked for than the machine has cores: the
+/// extra threads only wait on each other.
+pub fn warn_threads(threads: usize) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if cores > 0 && threads > cores {
+        WARNED.call_once(|| {
+            log::warn!(
+                "--threads {threads} is more than the {cores} cores this process may use; the \
+                 extra threads only slow it down (use --threads {cores} or fewer)"
+            );
+        });
+    }
+}
+
+/// Largest prompt file read (far more text than any context holds).
+const MAX_PROMPT_BYTES: u64 = 256 << 20;
+
+/// The prompt from `-p TEXT`, `-p -` (stdin), `-f FILE` or `-f -` (stdin): valid UTF-8, or an
+/// error naming the source and the byte where it stops being valid.
+pub fn read_prompt(prompt: Option<&str>, file: Option<&Path>) -> anyhow::Result<String> {
+    let from_stdin = prompt == Some("-") || file.is_some_and(|f| f == Path::new("-"));
+    let (name, bytes) = if from_stdin {
+        let mut b = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_PROMPT_BYTES + 1)
+            .read_to_end(&mut b)
+            .context("cannot read the prompt from standard input")?;
+        ("standard input".to_string(), b)
+    } else if let Some(p) = prompt {
+        return Ok(p.to_string());
+    } else if let Some(f) = file {
+        let name = format!("prompt file {}", f.display());
+        if std::fs::metadata(f).is_ok_and(|m| m.is_dir()) {
+            bail!("{name}: is a directory");
+        }
+        let mut b = Vec::new();
+        std::fs::File::open(f)
+            .and_then(|h| h.take(MAX_PROMPT_BYTES + 1).read_to_end(&mut b))
+            .with_context(|| name.clone())?;
+        (name, b)
+    } else {
+        bail!("give a prompt with -p TEXT or -f FILE");
+    };
+    if bytes.len() as u64 > MAX_PROMPT_BYTES {
+        bail!(
+            "{name}: more than {} MiB of prompt; no context holds that much text",
+            MAX_PROMPT_BYTES >> 20
+        );
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{name}: not valid UTF-8 text (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Run `lmrun run`; returns the process exit code.
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    if args.prompt.is_empty() {
-        bail!("the prompt is empty (give one with -p)");
+    let prompt = read_prompt(args.prompt.as_deref(), args.file.as_deref())?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty (give one with -p TEXT or -f FILE)");
+    }
+    if args.max_new_tokens == 0 {
+        bail!(
+            "-n/--max-new-tokens 0 asks for nothing to generate; give at least 1, or -1 for as \
+             many as the context holds"
+        );
     }
     let mut cfg = GenerationConfig {
         echo: !args.no_echo,
@@ -255,25 +356,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let mut runner = args.model.runner(None)?;
     let interrupted = on_ctrl_c(&runner);
     if args.warmup {
-        runner
-            .warmup(&args.prompt, 4)
-            .context("warm-up run failed")?;
+        runner.warmup(&prompt, 4).context("warm-up run failed")?;
     }
     let text_mode = args.output == Output::Text;
-    let stdout = std::io::stdout();
+    // The first write error ends generation (through the stop handle) and is reported after.
+    let mut write_err: Option<std::io::Error> = None;
+    let stop = runner.stop_handle();
     let mut on_token = |piece: &str| {
-        if text_mode {
-            let mut out = stdout.lock();
-            let _ = out.write_all(piece.as_bytes());
-            let _ = out.flush();
+        if text_mode && write_err.is_none() {
+            if let Err(e) = crate::out::write_raw(piece) {
+                write_err = Some(e);
+                stop.stop();
+            }
         }
     };
-    let gen = runner.generate(&args.prompt, &cfg, &mut on_token, &mut |_| {})?;
+    let gen = runner
+        .generate(&prompt, &cfg, &mut on_token, &mut |_| {})
+        .map_err(|e| crate::hints::runner_error(e, &args.model))?;
     let stats = stats_json(&args.model.model, &gen.stats);
     if text_mode {
-        println!();
-        eprintln!("{}", gen.stats.observer_line());
-        eprintln!("{}", gen.stats.report_text());
+        if write_err.is_none() {
+            if let Err(e) = crate::out::write_raw("\n") {
+                write_err = Some(e);
+            }
+        }
+        crate::out::eprintln(&gen.stats.observer_line());
+        crate::out::eprintln(&gen.stats.report_text());
     } else {
         let obj = serde_json::json!({
             "text": gen.text,
@@ -282,15 +390,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             "stop_reason": format!("{:?}", gen.stop_reason).to_lowercase(),
             "stats": stats,
         });
-        println!("{obj}");
+        if let Err(e) = crate::out::println(&obj.to_string()) {
+            warn_changed_files(&runner);
+            return Err(e);
+        }
     }
+    warn_changed_files(&runner);
     if let Some(path) = &args.stats_json {
         std::fs::write(path, format!("{stats}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(e) = write_err {
+        return Err(crate::out::write_error(e));
     }
     Ok(if interrupted.load(Ordering::SeqCst) {
         130
     } else {
         0
     })
+}
+
+/// Warn when a model file changed while it was in use (a mapping then sees other weights).
+pub fn warn_changed_files(runner: &TextLLMRunner) {
+    let mapped = runner.stats().load.mode != Some(LoadMode::File);
+    for (path, what) in runner.changed_model_files() {
+        let effect = if mapped {
+            "the mapping sees the new bytes, so this run's output may be garbage"
+        } else {
+            "this run used the copy it read into memory at load"
+        };
+        log::warn!(
+            "{}: the model file changed while lmrun was using it ({what}); {effect}. Do not \
+             modify a model file while it is in use; use --load-mode file for files that may \
+             change",
+            path.display()
+        );
+    }
 }

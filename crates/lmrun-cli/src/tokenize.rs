@@ -65,12 +65,14 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         .collect();
     match args.output {
         TokOutput::Json => {
-            println!("{}", serde_json::json!({ "ids": ids, "pieces": pieces }));
+            crate::out::println(&serde_json::json!({ "ids": ids, "pieces": pieces }).to_string())?;
         }
         TokOutput::Text => {
+            let mut text = String::new();
             for (id, p) in ids.iter().zip(&pieces) {
-                println!("{id:>7} -> {p:?}");
+                text.push_str(&format!("{id:>7} -> {p:?}\n"));
             }
+            crate::out::print(&text)?;
         }
     }
     Ok(())

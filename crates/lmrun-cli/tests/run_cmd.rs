@@ -238,7 +238,7 @@ fn bad_input_gives_one_line_and_nonzero_exit() {
                 "--ctx-size",
                 "32",
             ],
-            "positions are left",
+            "--ctx-size 32",
         ),
         (
             vec!["run", "-m", g, "-p", "hi", "--threads", "0"],
