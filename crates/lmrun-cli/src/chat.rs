@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use anyhow::bail;
 
 use crate::errln;
-use lmrun::chat::{ChatTemplate, Conversation};
+use lmrun::chat::Conversation;
 use lmrun::{GenerationConfig, RunnerError};
 
 use crate::run::{ModelArgs, SamplingArgs};
@@ -55,7 +55,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
     }
     args.sampling.apply(&mut cfg)?;
     let mut runner = args.model.runner(None)?;
-    let template = chat_template(&args.model.model, &runner)?;
+    let template = runner.chat_template();
     if !template.is_model_template() {
         log::warn!(
             "{}: the model has no chat template, so it is probably a base (pretrained) model, \
@@ -186,24 +186,5 @@ fn turn_error_text(e: &RunnerError, model: &ModelArgs) -> String {
             )
         }
         e => format!("{e}; the message was not sent"),
-    }
-}
-
-/// The chat template of the model at `path` (GGUF metadata), or a built-in one.
-fn chat_template(
-    path: &std::path::Path,
-    runner: &lmrun::TextLLMRunner,
-) -> anyhow::Result<ChatTemplate> {
-    let tok = runner.tokenizer();
-    let piece = |id: Option<u32>| id.and_then(|i| tok.piece(i)).unwrap_or_default();
-    let (bos, eos) = (piece(tok.bos_id()), piece(tok.eos_id()));
-    match lmrun::backend::detect_format(path)? {
-        lmrun::backend::Format::Gguf => {
-            let g = lmrun_gguf::GgufFile::open(path, lmrun::LoadMode::Mmap)?;
-            let arch = g.architecture()?.to_string();
-            let tmpl = g.get_opt::<&str>("tokenizer.chat_template")?;
-            Ok(ChatTemplate::for_model(tmpl, &arch, &bos, &eos))
-        }
-        lmrun::backend::Format::Pte => Ok(ChatTemplate::for_model(None, "", &bos, &eos)),
     }
 }

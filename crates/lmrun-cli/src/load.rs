@@ -43,24 +43,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
     let peak = lmrun_loader::peak_rss_bytes().or(mem.peak_rss_bytes);
 
     if args.json {
-        let obj = serde_json::json!({
-            "path": args.model.display().to_string(),
-            "mode": args.load_mode.cli_name(),
-            "file_bytes": loader.size(),
-            "bytes_mapped": report.bytes_mapped,
-            "bytes_read": report.bytes_read,
-            "bytes_locked": report.bytes_locked,
-            "mlock": report.mlock.name(),
-            "mlock_errno": report.mlock.errno(),
-            "elapsed_ms": report.elapsed_ms(),
-            "prefetch": prefetch,
-            "touch_ms": touch_ms,
-            "peak_rss_bytes": peak,
-            "rss_anon_bytes": mem.rss_anon_bytes,
-            "rss_file_bytes": mem.rss_file_bytes,
-            "locked_bytes": mem.locked_bytes,
-            "page_checksum": checksum,
-        });
+        let mut obj = crate::run::load_object(
+            &args.model,
+            &report,
+            [peak, mem.rss_anon_bytes, mem.rss_file_bytes],
+        );
+        obj["prefetch"] = serde_json::to_value(&prefetch)?;
+        obj["touch_ms"] = touch_ms.into();
+        obj["locked_bytes"] = mem.locked_bytes.into();
+        obj["page_checksum"] = checksum.into();
         crate::outln!("{obj}")?;
     } else {
         let mib = |b: Option<u64>| {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use lmrun::{GenerationConfig, LoadMode, RunnerOptions, Stats, TextLLMRunner};
+use lmrun::{GenerationConfig, LoadMode, LoadReport, RunnerOptions, Stats, TextLLMRunner};
 
 /// Output format of `run`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,30 +222,28 @@ impl RunArgs {
     }
 }
 
-/// The `load` object of the stats: the keys of `lmrun load --json`.
-pub fn load_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
-    let r = &stats.load;
-    serde_json::json!({
-        "path": model.display().to_string(),
-        "mode": r.mode.map(|m| m.cli_name()),
-        "file_bytes": std::fs::metadata(model).map(|m| m.len()).ok(),
-        "bytes_mapped": r.bytes_mapped,
-        "bytes_read": r.bytes_read,
-        "bytes_locked": r.bytes_locked,
-        "mlock": r.mlock.name(),
-        "mlock_errno": r.mlock.errno(),
-        "elapsed_ms": r.elapsed_ms(),
-        "peak_rss_bytes": stats.peak_rss_bytes,
-        "rss_anon_bytes": stats.rss_anon_bytes,
-        "rss_file_bytes": stats.rss_file_bytes,
-        "prefetch": r.prefetch,
-    })
+/// The load report as `lmrun run` and `lmrun load` print it: [`LoadReport`]'s own
+/// serialisation, plus the file's path and size and the process's memory.
+pub fn load_object(model: &Path, report: &LoadReport, mem: [Option<u64>; 3]) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    let [peak, anon, file] = mem;
+    v["path"] = model.display().to_string().into();
+    v["file_bytes"] = std::fs::metadata(model).map(|m| m.len()).ok().into();
+    v["peak_rss_bytes"] = peak.into();
+    v["rss_anon_bytes"] = anon.into();
+    v["rss_file_bytes"] = file.into();
+    v
 }
 
 /// Stats as JSON with the load object in `lmrun load` form.
-pub fn stats_json(model: &std::path::Path, stats: &Stats) -> serde_json::Value {
+pub fn stats_json(model: &Path, stats: &Stats) -> serde_json::Value {
     let mut v = stats.to_json();
-    v["load"] = load_json(model, stats);
+    let mem = [
+        stats.peak_rss_bytes,
+        stats.rss_anon_bytes,
+        stats.rss_file_bytes,
+    ];
+    v["load"] = load_object(model, &stats.load, mem);
     v
 }
 

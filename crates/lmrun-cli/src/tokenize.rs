@@ -33,6 +33,10 @@ pub struct TokenizeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = TokOutput::Text)]
     output: TokOutput,
+    /// How the model file is loaded (only its header is read, so a plain mapping is the
+    /// default: nothing is locked or copied).
+    #[arg(long, default_value_t = lmrun::LoadMode::Mmap)]
+    load_mode: lmrun::LoadMode,
     /// The text.
     text: String,
 }
@@ -43,8 +47,7 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         (Some(t), _) => lmrun::load_tokenizer(t)?,
         (None, Some(m)) => match detect_format(m)? {
             Format::Gguf => {
-                // Only the metadata is needed: a plain mmap costs nothing for the weights.
-                let g = lmrun_gguf::GgufFile::open(m, lmrun::LoadMode::Mmap)?;
+                let g = lmrun_gguf::GgufFile::open(m, args.load_mode)?;
                 Box::new(GgufTokenizer::from_vocab(gguf_vocab(&g)?)?)
             }
             Format::Pte => anyhow::bail!(

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::buffer::Storage;
 use crate::file::{checked_load_into, FileRef};
 use crate::mmap::{memlock_limits, page_size, Mapping, MemoryLocker, SystemLocker};
-use crate::{check_range, lock_report, open_model_file, Buffer, DataLoader, LoadError, LoadMode};
+use crate::{check_range, lock_report, open_model_file, Buffer, DataLoader, LoadError};
 use crate::{LoadReport, MlockOutcome, MlockPolicy};
 
 /// Maps ranges of a file, with an mlock policy.
@@ -33,11 +33,7 @@ impl MmapLoader {
     /// Open `path` for mapping under `policy`.
     pub fn open(path: &Path, policy: MlockPolicy) -> Result<Self, LoadError> {
         let (file, size) = open_model_file(path)?;
-        let mode = match policy {
-            MlockPolicy::None => LoadMode::Mmap,
-            MlockPolicy::Required => LoadMode::MmapUseMlock,
-            MlockPolicy::BestEffort => LoadMode::MmapUseMlockIgnoreErrors,
-        };
+        let mode = policy.load_mode();
         Ok(MmapLoader {
             file,
             path: path.to_path_buf(),

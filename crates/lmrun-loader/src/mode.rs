@@ -35,6 +35,17 @@ pub enum MlockPolicy {
     BestEffort,
 }
 
+impl MlockPolicy {
+    /// The load mode that maps with this policy: the inverse of [`LoadMode::strategy`], read
+    /// from it, so that one table says which mode does what.
+    pub fn load_mode(self) -> LoadMode {
+        LoadMode::ALL
+            .into_iter()
+            .find(|m| m.strategy() == Strategy::Map(self))
+            .unwrap_or(LoadMode::Mmap)
+    }
+}
+
 /// How a load mode reads the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Strategy {
@@ -144,6 +155,15 @@ mod tests {
             assert_eq!(mode.to_string(), name);
             assert_eq!(name.parse::<LoadMode>().unwrap(), mode);
             assert_eq!(mode.executorch_name().parse::<LoadMode>().unwrap(), mode);
+        }
+    }
+
+    #[test]
+    fn policies_map_back_to_their_modes() {
+        for m in LoadMode::ALL {
+            if let Strategy::Map(p) = m.strategy() {
+                assert_eq!(p.load_mode(), m);
+            }
         }
     }
 

@@ -24,6 +24,10 @@ pub struct Opened {
     pub tokenizer: Option<Box<dyn Tokenizer>>,
     /// Some (id, piece) pairs of the model's own vocabulary, to check a separate tokenizer.
     pub vocab_sample: Vec<(u32, String)>,
+    /// The model's architecture name (`general.architecture`; empty for a `.pte`).
+    pub arch: String,
+    /// The model's own Jinja chat template (`tokenizer.chat_template`), if it carries one.
+    pub chat_template: Option<String>,
 }
 
 /// The container format of a model file, from its first bytes.
@@ -125,6 +129,8 @@ fn open_pte(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
         }),
         tokenizer: None,
         vocab_sample: Vec::new(),
+        arch: String::new(),
+        chat_template: None,
     })
 }
 
@@ -268,6 +274,10 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
         }),
         tokenizer: tokenizer.map(|t| Box::new(t) as Box<dyn Tokenizer>),
         vocab_sample,
+        arch: gguf.architecture()?.to_string(),
+        chat_template: gguf
+            .get_opt::<&str>("tokenizer.chat_template")?
+            .map(str::to_string),
     })
 }
 

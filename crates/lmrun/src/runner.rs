@@ -112,6 +112,7 @@ fn build(
     // Memory once the model is built (weights loaded, KV cache and scratch allocated).
     let mem_after_load = ProcessMemory::read();
     let mut decoder = opened.decoder;
+    let (arch, chat_template) = (opened.arch, opened.chat_template);
     let tokenizer = match (tokenizer, opened.tokenizer) {
         (Some(t), _) => {
             backend::check_tokenizer_fits(t.as_ref(), decoder.as_ref(), &opened.vocab_sample)?;
@@ -152,6 +153,8 @@ fn build(
         sampler: Sampler::from_clock(),
         history: Vec::new(),
         stamps,
+        arch,
+        chat_template,
     })
 }
 
@@ -226,6 +229,10 @@ pub struct TextLLMRunner {
     history: Vec<u32>,
     /// The model (and data) files as they were when loaded, to notice a change under a mapping.
     stamps: Vec<(PathBuf, lmrun_loader::FileStamp)>,
+    /// The model's architecture name (empty when unknown).
+    arch: String,
+    /// The model's own Jinja chat template, if it carries one.
+    chat_template: Option<String>,
 }
 
 impl TextLLMRunner {
@@ -258,6 +265,8 @@ impl TextLLMRunner {
             sampler: Sampler::from_clock(),
             history: Vec::new(),
             stamps: Vec::new(),
+            arch: String::new(),
+            chat_template: None,
         })
     }
 
@@ -282,6 +291,21 @@ impl TextLLMRunner {
     /// The ids that end generation.
     pub fn eos_ids(&self) -> &BTreeSet<u32> {
         &self.eos_ids
+    }
+
+    /// The chat template for this model: its own Jinja template when the file carries one,
+    /// else a built-in format chosen by architecture
+    /// ([`crate::chat::ChatTemplate::is_model_template`] tells which), with the tokenizer's BOS and EOS
+    /// pieces as `bos_token` and `eos_token`.
+    pub fn chat_template(&self) -> crate::chat::ChatTemplate {
+        let tok = self.tokenizer.as_ref();
+        let piece = |id: Option<u32>| id.and_then(|i| tok.piece(i)).unwrap_or_default();
+        crate::chat::ChatTemplate::for_model(
+            self.chat_template.as_deref(),
+            &self.arch,
+            &piece(tok.bos_id()),
+            &piece(tok.eos_id()),
+        )
     }
 
     /// The tokenizer.
