@@ -48,7 +48,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<()> {
             &report,
             [peak, mem.rss_anon_bytes, mem.rss_file_bytes],
         );
-        obj["prefetch"] = serde_json::to_value(&prefetch)?;
+        obj["prefetch"] = serde_json::to_value(prefetch)?;
         obj["touch_ms"] = touch_ms.into();
         obj["locked_bytes"] = mem.locked_bytes.into();
         obj["page_checksum"] = checksum.into();
