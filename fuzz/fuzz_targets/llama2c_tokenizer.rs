@@ -1,0 +1,19 @@
+//! Fuzz the Llama2cTokenizer reader on a llama2c `tokenizer.bin`: any bytes must give a tokenizer or a
+//! `TokenizerError`, never a panic. A loaded tokenizer then encodes (with and without
+//! special-token parsing), decodes and stream-decodes a piece of the input (`tok_common.rs`).
+//!
+//!     cargo +nightly fuzz run llama2c_tokenizer
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use lmrun_tokenizers::Llama2cTokenizer;
+
+#[path = "tok_common.rs"]
+mod tok_common;
+
+fuzz_target!(|data: &[u8]| {
+    let path = std::path::Path::new("<fuzz>");
+    if let Ok(tok) = Llama2cTokenizer::from_bytes(data, path) {
+        tok_common::exercise(&tok, data);
+    }
+});
