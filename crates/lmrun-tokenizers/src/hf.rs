@@ -154,7 +154,13 @@ impl HfTokenizer {
                 eos = bos;
             }
         }
-        let vocab_size = with_special.get_vocab_size(true);
+        // One past the highest id, not the number of entries: a vocabulary may skip ids
+        // (`{"a": 0, "b": 5}`), and every id `encode` gives must be below `vocab_size`.
+        let vocab_size = with_special
+            .get_vocab(true)
+            .into_values()
+            .max()
+            .map_or(0, |m| m as usize + 1);
         Ok(HfTokenizer {
             with_special,
             without_special,
