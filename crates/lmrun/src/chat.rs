@@ -92,15 +92,53 @@ impl ChatTemplate {
                 });
                 env.add_template("chat", t).map_err(template_error)?;
                 let tmpl = env.get_template("chat").map_err(template_error)?;
-                tmpl.render(context! {
+                let mut out = CappedOutput::default();
+                let ctx = context! {
                     messages => messages,
                     add_generation_prompt => add_generation_prompt,
                     bos_token => self.bos_token,
                     eos_token => self.eos_token,
-                })
-                .map_err(template_error)
+                };
+                let rendered = tmpl.render_captured_to(ctx, &mut out).map(drop);
+                match rendered {
+                    Ok(()) => String::from_utf8(out.buf).map_err(|_| {
+                        RunnerError::InvalidArgument("chat template: output is not UTF-8".into())
+                    }),
+                    Err(_) if out.overflow => Err(RunnerError::InvalidArgument(format!(
+                        "chat template: rendered text exceeds {} MiB",
+                        MAX_RENDERED >> 20
+                    ))),
+                    Err(e) => Err(template_error(e)),
+                }
             }
         }
+    }
+}
+
+/// The most text a template may render. A prompt is far shorter (a 128k-token context is about
+/// half a MiB of text); the cap stops a template in a model file from looping output into all
+/// of memory (`{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}`).
+const MAX_RENDERED: usize = 16 << 20;
+
+/// The render target: fails the render once the text would pass [`MAX_RENDERED`].
+#[derive(Default)]
+struct CappedOutput {
+    buf: Vec<u8>,
+    overflow: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + b.len() > MAX_RENDERED {
+            self.overflow = true;
+            return Err(std::io::Error::other("chat template output too large"));
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -240,6 +278,19 @@ mod tests {
             second,
             "<end_of_turn>\n<start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
         );
+    }
+
+    #[test]
+    fn template_output_is_capped() {
+        // Found by hand while fuzzing chat_template: one line asks for 10 TB of output.
+        let src = "{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}";
+        let t = ChatTemplate::for_model(Some(src), "x", "", "");
+        let e = t.render(&[], false).unwrap_err().to_string();
+        assert!(e.contains("exceeds 16 MiB"), "{e}");
+        // Exactly the cap still renders.
+        let src = "{{ 'x' * 16777216 }}";
+        let t = ChatTemplate::for_model(Some(src), "x", "", "");
+        assert_eq!(t.render(&[], false).unwrap().len(), MAX_RENDERED);
     }
 
     #[test]
