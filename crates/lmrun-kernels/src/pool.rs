@@ -94,6 +94,9 @@ impl ThreadPool {
                 .map_err(|e| KernelError::Spawn(e.to_string()))?;
             pool.workers.push(h);
         }
+        // One empty job that every worker must take: the pool is ready (each thread started,
+        // its start-up allocations done) when `new` returns, not during the first real job.
+        pool.run(|_, _| {});
         Ok(pool)
     }
 

@@ -4,8 +4,9 @@
 //! KV group, block of up to [`TOKEN_BLOCK`] tokens): each cached f16 key and value is converted
 //! once for all heads of the item. Pool threads take items from a shared counter
 //! ([`ThreadPool::run_dynamic`]: a worker that is descheduled takes fewer, or none, and the
-//! caller never waits for it), each item owning one contiguous slice of the head-major output
-//! per head, each thread its own rows of score scratch (no unsafe, no contention).
+//! caller never waits for it), each thread computing into its own scratch (allocated with the
+//! model) and copying an item's result into the head-major output under a short lock: no
+//! unsafe, no allocation per call.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -39,9 +40,39 @@ pub(crate) const HEADS_PER_ITEM: usize = 4;
 /// Fewest work items for which heads are grouped (enough for the pool's threads to share).
 const MIN_GROUPED_ITEMS: usize = 4;
 
+/// Per-thread scratch of [`attend`], allocated once when the model is built: for each pool
+/// thread, [`HEADS_PER_ITEM`] rows of attention scores over the whole context and the outputs
+/// of one work item (up to [`HEADS_PER_ITEM`] heads × [`TOKEN_BLOCK`] tokens).
+#[derive(Debug, Default)]
+pub(crate) struct AttnScratch {
+    rows: Vec<Mutex<Vec<f32>>>,
+    capacity: usize,
+}
+
+impl AttnScratch {
+    /// Scratch for `n_threads` threads, a context of `capacity` and values of `head_dim_v`.
+    pub fn new(n_threads: usize, capacity: usize, head_dim_v: usize) -> AttnScratch {
+        let per = HEADS_PER_ITEM * (capacity + TOKEN_BLOCK * head_dim_v);
+        AttnScratch {
+            rows: (0..n_threads).map(|_| Mutex::new(vec![0.0; per])).collect(),
+            capacity,
+        }
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.rows
+            .iter()
+            .map(|r| r.lock().unwrap_or_else(|e| e.into_inner()).capacity() * 4)
+            .sum()
+    }
+}
+
 /// `out_hm[h][t][..head_dim_v] = softmax(scale · q_t,h · K) · V` for the `n` tokens at
-/// positions `p0..p0 + n`. `q` is `[n][n_head * head_dim]`; `scores` holds at least
-/// `pool.n_threads() * HEADS_PER_ITEM * capacity` floats.
+/// positions `p0..p0 + n`. `q` is `[n][n_head * head_dim]`; `scratch` was built for at least
+/// `pool.n_threads()` threads and this context. Work items are numbered and decoded from their
+/// index (no list is built), each thread computes an item into its own scratch and copies the
+/// result into `out_hm` under a lock held only for that copy: nothing is allocated.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     pool: &ThreadPool,
@@ -52,71 +83,49 @@ pub(crate) fn attend(
     n: usize,
     p0: usize,
     out_hm: &mut [f32],
-    scores: &mut [f32],
+    scratch: &AttnScratch,
 ) {
-    let nth = pool.n_threads();
     let hdv = s.head_dim_v;
     let qd = s.n_head * s.head_dim;
     let group = s.n_head / s.n_head_kv;
     let n_blocks = n.div_ceil(TOKEN_BLOCK);
-    // One output slice per (head, token block), in head-major order ...
-    let mut parts: Vec<Option<&mut [f32]>> = Vec::with_capacity(s.n_head * n_blocks);
-    let mut rest = &mut out_hm[..s.n_head * n * hdv];
-    for _h in 0..s.n_head {
-        for b in 0..n_blocks {
-            let t0 = b * TOKEN_BLOCK;
-            let t1 = (t0 + TOKEN_BLOCK).min(n);
-            let (o, tail) = rest.split_at_mut((t1 - t0) * hdv);
-            rest = tail;
-            parts.push(Some(o));
-        }
-    }
-    // ... gathered into items of up to HEADS_PER_ITEM heads of one KV group and one block.
-    // Grouping shrinks the number of items: when that would leave threads idle (decode: one
-    // token, few KV heads), every head is its own item instead. The rule does not look at the
-    // thread count, so the kernels used (and the bits of the result) do not depend on it.
+    // Items of up to HEADS_PER_ITEM heads of one KV group and one token block. Grouping
+    // shrinks the number of items: when that would leave threads idle (decode: one token, few
+    // KV heads), every head is its own item instead. The rule does not look at the thread
+    // count, so the kernels used (and the bits of the result) do not depend on it.
     let grouped_items = s.n_head_kv * group.div_ceil(HEADS_PER_ITEM) * n_blocks;
     let per_item = if grouped_items >= MIN_GROUPED_ITEMS {
         HEADS_PER_ITEM
     } else {
         1
     };
-    let mut items = Vec::with_capacity(s.n_head.div_ceil(per_item) * n_blocks);
-    for kvh in 0..s.n_head_kv {
-        let mut h0 = kvh * group;
-        while h0 < (kvh + 1) * group {
-            let h1 = (h0 + per_item).min((kvh + 1) * group);
-            for b in 0..n_blocks {
-                let outs: Vec<&mut [f32]> = (h0..h1)
-                    .filter_map(|h| parts[h * n_blocks + b].take())
-                    .collect();
-                items.push(Mutex::new((kvh, h0, b * TOKEN_BLOCK, outs)));
-            }
-            h0 = h1;
-        }
-    }
-    let rows: Vec<Mutex<&mut [f32]>> = scores[..nth * HEADS_PER_ITEM * s.capacity]
-        .chunks_exact_mut(HEADS_PER_ITEM * s.capacity)
-        .map(Mutex::new)
-        .collect();
+    let per_group = group.div_ceil(per_item) * n_blocks;
+    let n_items = s.n_head_kv * per_group;
+    debug_assert!(scratch.capacity >= s.capacity);
+    let out = Mutex::new(&mut out_hm[..s.n_head * n * hdv]);
     let next = AtomicUsize::new(0);
     pool.run_dynamic(|ith, _| {
-        let Some(row) = rows.get(ith) else {
+        let Some(cell) = scratch.rows.get(ith) else {
             return;
         };
-        let mut sc_guard = row.lock().unwrap_or_else(|e| e.into_inner());
-        let mut sc_it = sc_guard.chunks_exact_mut(s.capacity);
+        let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+        let (sc_all, res) = guard.split_at_mut(HEADS_PER_ITEM * scratch.capacity);
+        let mut sc_it = sc_all.chunks_exact_mut(scratch.capacity);
         let mut sc_rows: [&mut [f32]; HEADS_PER_ITEM] =
             std::array::from_fn(|_| sc_it.next().unwrap_or_default());
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(item) = items.get(i) else {
+            if i >= n_items {
                 break;
-            };
-            let mut g = item.lock().unwrap_or_else(|e| e.into_inner());
-            let (kvh, h0, t0, ref mut outs) = *g;
-            let m = outs.len();
-            let block_len = outs.first().map_or(0, |o| o.len() / hdv);
+            }
+            let (kvh, r) = (i / per_group, i % per_group);
+            let (hc, b) = (r / n_blocks, r % n_blocks);
+            let h0 = kvh * group + hc * per_item;
+            let m = per_item.min((kvh + 1) * group - h0);
+            let t0 = b * TOKEN_BLOCK;
+            let block_len = TOKEN_BLOCK.min(n - t0);
+            // This item's outputs: head j's rows at res[j * block_len * hdv..].
+            let item_out = &mut res[..m * block_len * hdv];
             for k in 0..block_len {
                 let t = t0 + k;
                 let pos = p0 + t;
@@ -149,24 +158,32 @@ pub(crate) fn attend(
                 for r in sc.iter_mut() {
                     softmax_inplace(&mut r[..nk]);
                 }
+                let at = |j: usize, d: usize| (j * block_len + k) * hdv + d;
                 if m > 1 && dots.f16dot4.is_some() {
                     let r = |j: usize| &sc[j.min(m - 1)][..nk];
                     let ps = [r(0), r(1), r(2), r(3)];
                     for d in 0..hdv {
                         let off = (kvh * hdv + d) * s.capacity + lo;
                         let v = kv.v.dot4(off, ps, dots);
-                        for (o, vo) in outs.iter_mut().zip(v) {
-                            o[k * hdv + d] = vo;
+                        for (j, vo) in v.into_iter().enumerate().take(m) {
+                            item_out[at(j, d)] = vo;
                         }
                     }
                 } else {
-                    for (o, r) in outs.iter_mut().zip(sc.iter()) {
+                    for (j, r) in sc.iter().enumerate() {
                         for d in 0..hdv {
                             let off = (kvh * hdv + d) * s.capacity + lo;
-                            o[k * hdv + d] = kv.v.dot(off, &r[..nk], dots.f16dot);
+                            item_out[at(j, d)] = kv.v.dot(off, &r[..nk], dots.f16dot);
                         }
                     }
                 }
+            }
+            // head-major output: head h's rows t0..t0 + block_len are contiguous
+            let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+            for j in 0..m {
+                let dst = ((h0 + j) * n + t0) * hdv;
+                o[dst..dst + block_len * hdv]
+                    .copy_from_slice(&item_out[j * block_len * hdv..][..block_len * hdv]);
             }
         }
     });

@@ -20,6 +20,7 @@
 
 pub mod arch;
 mod attention;
+mod blocks;
 mod config;
 mod error;
 mod kv;

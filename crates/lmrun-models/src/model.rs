@@ -1,25 +1,24 @@
-//! The decoder: one forward pass written once for every architecture, reading the optional
-//! pieces (biases, Q/K norms, post-norms, sliding windows, embedding scale, soft-capping) from
-//! the model's [`ArchSpec`] and [`ModelConfig`]. Like llama2.c's `forward`, it is one readable
-//! function over plain buffers allocated before the token loop; the matmuls, norms and rope come
-//! from `lmrun-kernels`. A prompt is processed in chunks of up to [`UBATCH`] tokens, each chunk
-//! one batched pass (every matmul multiplies the chunk's tokens at once).
+//! The decoder: a model built from a GGUF file (architecture spec, hyperparameters, weight
+//! views, KV cache, thread pool, buffers) and its forward pass, which is short because the work
+//! lives in shared blocks (`blocks`: embeddings, attention, feed-forward, output) that read the
+//! optional pieces (biases, Q/K norms, post-norms, sliding windows, embedding scale,
+//! soft-capping) from the [`ArchSpec`] and [`ModelConfig`]. Every buffer is allocated when the
+//! model is built or grown for a longer chunk; decoding a token allocates nothing. A prompt is
+//! processed in chunks of up to [`UBATCH`] tokens, each chunk one batched pass (every matmul
+//! multiplies the chunk's tokens at once).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use lmrun_gguf::GgufFile;
-use lmrun_kernels::ops::{
-    add_inplace, embedding_row, rms_norm, rms_norm_inplace, rope_inplace_partial, scale_inplace,
-    sigmoid_gate_mul,
-};
-use lmrun_kernels::{matmul, matvec_many, Scratch, ThreadPool};
+use lmrun_kernels::ThreadPool;
 
-use crate::arch::{ArchSpec, FfnAct};
-use crate::attention::{attend, AttnShape, HEADS_PER_ITEM};
+use crate::arch::ArchSpec;
+use crate::attention::AttnScratch;
+use crate::blocks::{self, Buffers, Pass};
 use crate::config::ModelConfig;
 use crate::kv::{KvCache, KvDtype};
-use crate::weights::{ModelWeights, Weight};
+use crate::weights::ModelWeights;
 use crate::ModelError;
 
 /// Largest number of tokens processed in one batched pass; longer inputs are split.
@@ -43,45 +42,6 @@ impl Default for ModelOptions {
             kv_dtype: KvDtype::default(),
             n_threads: 0,
         }
-    }
-}
-
-/// Activation buffers, grown to the largest chunk seen and then reused.
-#[derive(Debug, Default)]
-struct Buffers {
-    cap_tokens: usize,
-    x: Vec<f32>,
-    xn: Vec<f32>,
-    q: Vec<f32>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-    att_hm: Vec<f32>,
-    att: Vec<f32>,
-    o: Vec<f32>,
-    g: Vec<f32>,
-    u: Vec<f32>,
-    scores: Vec<f32>,
-    logits: Vec<f32>,
-    mm: Scratch,
-}
-
-impl Buffers {
-    fn ensure(&mut self, cfg: &ModelConfig, n: usize) {
-        if n <= self.cap_tokens {
-            return;
-        }
-        let grow = |v: &mut Vec<f32>, per: usize| v.resize(n * per, 0.0);
-        grow(&mut self.x, cfg.n_embd);
-        grow(&mut self.xn, cfg.n_embd);
-        grow(&mut self.q, cfg.q_dim());
-        grow(&mut self.k, cfg.k_dim());
-        grow(&mut self.v, cfg.v_dim());
-        grow(&mut self.att_hm, cfg.n_head * cfg.head_dim_v);
-        grow(&mut self.att, cfg.n_head * cfg.head_dim_v);
-        grow(&mut self.o, cfg.n_embd);
-        grow(&mut self.g, cfg.n_ff);
-        grow(&mut self.u, cfg.n_ff);
-        self.cap_tokens = n;
     }
 }
 
@@ -161,12 +121,7 @@ impl Model {
         )?;
         let mut buf = Buffers::default();
         buf.ensure(&cfg, 1);
-        buf.scores = vec![
-            0.0;
-            n_threads
-                .saturating_mul(HEADS_PER_ITEM)
-                .saturating_mul(opts.context_len)
-        ];
+        buf.attn = AttnScratch::new(n_threads, opts.context_len, cfg.head_dim_v);
         buf.logits = vec![0.0; cfg.n_vocab];
         log::debug!(
             "{} model: {} layers, n_embd {}, {} heads ({} kv), head_dim {}, vocab {}, kv cache {} B",
@@ -227,15 +182,7 @@ impl Model {
     /// quantized activations: the model's scratch besides the KV cache. It grows to the largest
     /// chunk run so far (up to [`UBATCH`] tokens) and stays.
     pub fn scratch_bytes(&self) -> usize {
-        let b = &self.buf;
-        let f32s: usize = [
-            &b.x, &b.xn, &b.q, &b.k, &b.v, &b.att_hm, &b.att, &b.o, &b.g, &b.u, &b.scores,
-            &b.logits,
-        ]
-        .iter()
-        .map(|v| v.capacity() * 4)
-        .sum();
-        f32s + b.mm.heap_bytes()
+        self.buf.heap_bytes()
     }
 
     /// Bytes of weight matrices read per decoded token.
@@ -318,8 +265,9 @@ impl Model {
         Ok(&self.buf.logits[..n_out * n_vocab])
     }
 
-    /// One batched pass over `tokens` at positions `p0..`. Writes logits (all rows when `all`,
-    /// else the last row when `last`) starting at row `out_row` of `self.buf.logits`.
+    /// One batched pass over `tokens` at positions `p0..`: the embeddings, each layer's
+    /// attention and feed-forward blocks, and the output block. Writes logits (all rows when
+    /// `all`, else the last row when `last`) starting at row `out_row` of the logits buffer.
     fn forward(
         &mut self,
         tokens: &[u32],
@@ -339,317 +287,40 @@ impl Model {
             ..
         } = self;
         let cancelled = || cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed));
-        if cancelled() {
-            return Err(ModelError::Cancelled);
-        }
         let n = tokens.len();
+        let pass = Pass {
+            spec,
+            cfg,
+            pool,
+            dots: kv.dots,
+            capacity: kv.capacity,
+            rope_freqs: w.rope_freqs.as_deref(),
+            n,
+            p0,
+        };
         buf.ensure(cfg, n);
-        let e = cfg.n_embd;
-        let (qd, kd, vd) = (cfg.q_dim(), cfg.k_dim(), cfg.v_dim());
-        let (hd, hdv) = (cfg.head_dim, cfg.head_dim_v);
-        let (nh, nkv) = (cfg.n_head, cfg.n_head_kv);
-        let eps = cfg.rms_eps;
-        let cap = kv.capacity;
-        let dots = kv.dots;
-
-        // Token embeddings.
-        for (t, &tok) in tokens.iter().enumerate() {
-            let row = &mut buf.x[t * e..(t + 1) * e];
-            let emb = &w.token_embd;
-            embedding_row(emb.qtype, &emb.data, e, tok as usize, row)?;
-            if let Some(s) = cfg.embd_scale {
-                scale_inplace(row, s);
-            }
-        }
-        let x = &mut buf.x[..n * e];
-        let xn = &mut buf.xn[..n * e];
-        let q = &mut buf.q[..n * qd];
-        let k = &mut buf.k[..n * kd];
-        let v = &mut buf.v[..n * vd];
-        let att_hm = &mut buf.att_hm[..n * nh * hdv];
-        let att = &mut buf.att[..n * nh * hdv];
-        let o = &mut buf.o[..n * e];
-        let g = &mut buf.g[..n * cfg.n_ff];
-        let u = &mut buf.u[..n * cfg.n_ff];
-        let mm = &mut buf.mm;
-
+        blocks::embed(&pass, &w.token_embd, tokens, buf)?;
         for (il, lw) in w.layers.iter().enumerate() {
             // A stop request ends a long prefill within one block, not one whole pass.
-            if il > 0 && n > 1 && cancelled() {
+            if (il == 0 || n > 1) && cancelled() {
                 return Err(ModelError::Cancelled);
             }
-            let swa = cfg.is_swa(il);
-            // --- attention block ---
-            par_norm_rows(pool, x, &lw.attn_norm, eps, xn, n)?;
-            if n == 1 {
-                // decode: the three projections in one pass of the pool
-                let ws = [&lw.wq.as_ref(), &lw.wk.as_ref(), &lw.wv.as_ref()];
-                matvec_many(pool, ws, xn, [&mut *q, &mut *k, &mut *v], mm)?;
-            } else {
-                mat(pool, &lw.wq, xn, n, q, mm)?;
-                mat(pool, &lw.wk, xn, n, k, mm)?;
-                mat(pool, &lw.wv, xn, n, v, mm)?;
-            }
-            add_bias(q, lw.bq.as_deref())?;
-            add_bias(k, lw.bk.as_deref())?;
-            add_bias(v, lw.bv.as_deref())?;
-            let (base, fscale) = if swa {
-                (cfg.rope.freq_base_swa, 1.0)
-            } else {
-                (cfg.rope.freq_base, cfg.rope.freq_scale)
-            };
-            let ff = w.rope_freqs.as_deref();
-            // Q/K norms and rope, per token (chunks of tokens in parallel).
-            let ct = par_chunk(pool, n);
-            let items: Vec<_> = q
-                .chunks_mut(ct * qd)
-                .zip(k.chunks_mut(ct * kd))
-                .enumerate()
-                .collect();
-            par_items(pool, items, |(ci, (qc, kc))| {
-                if let Some(qn) = &lw.q_norm {
-                    for h in qc.chunks_exact_mut(hd) {
-                        rms_norm_inplace(h, qn, eps)?;
-                    }
-                }
-                if let Some(kn) = &lw.k_norm {
-                    for h in kc.chunks_exact_mut(hd) {
-                        rms_norm_inplace(h, kn, eps)?;
-                    }
-                }
-                for (j, (qt, kt)) in qc
-                    .chunks_exact_mut(qd)
-                    .zip(kc.chunks_exact_mut(kd))
-                    .enumerate()
-                {
-                    let pos = p0 + ci * ct + j;
-                    let rope = |x: &mut [f32], heads| {
-                        rope_inplace_partial(
-                            x,
-                            heads,
-                            hd,
-                            cfg.rope.n_rot,
-                            pos,
-                            base,
-                            cfg.rope.mode,
-                            ff,
-                            fscale,
-                        )
-                    };
-                    rope(qt, nh)?;
-                    rope(kt, nkv)?;
-                }
-                Ok(())
-            })?;
-            // Store K rows and transposed V of the chunk.
-            let lkv = &mut kv.layers[il];
-            lkv.k.write(p0 * kd, k);
-            for t in 0..n {
-                let vt = &v[t * vd..(t + 1) * vd];
-                for (c, &val) in vt.iter().enumerate() {
-                    lkv.v.write_one(c * cap + p0 + t, val);
-                }
-            }
-            let shape = AttnShape {
-                n_head: nh,
-                n_head_kv: nkv,
-                head_dim: hd,
-                head_dim_v: hdv,
-                capacity: cap,
-                scale: cfg.attn_scale,
-                window: if swa { cfg.sliding_window } else { None },
-            };
-            attend(pool, &shape, lkv, &dots, q, n, p0, att_hm, &mut buf.scores);
-            // head-major [h][t][d] -> token-major [t][h][d]
-            for h in 0..nh {
-                for t in 0..n {
-                    att[(t * nh + h) * hdv..][..hdv]
-                        .copy_from_slice(&att_hm[(h * n + t) * hdv..][..hdv]);
-                }
-            }
-            mat(pool, &lw.wo, att, n, o, mm)?;
-            add_bias(o, lw.bo.as_deref())?;
-            if let Some(pn) = &lw.post_attn_norm {
-                for r in o.chunks_exact_mut(e) {
-                    rms_norm_inplace(r, pn, eps)?;
-                }
-            }
-            add_inplace(x, o)?;
-
-            // --- feed-forward block ---
+            blocks::attention(&pass, il, lw, &mut kv.layers[il], buf)?;
             if n > 1 && cancelled() {
                 return Err(ModelError::Cancelled);
             }
-            par_norm_rows(pool, x, &lw.ffn_norm, eps, xn, n)?;
-            if n == 1 {
-                let ws = [&lw.gate.as_ref(), &lw.up.as_ref()];
-                matvec_many(pool, ws, xn, [&mut *g, &mut *u], mm)?;
-            } else {
-                mat(pool, &lw.gate, xn, n, g, mm)?;
-                mat(pool, &lw.up, xn, n, u, mm)?;
-            }
-            let cf = par_chunk(pool, n) * cfg.n_ff;
-            let items: Vec<_> = g.chunks_mut(cf).zip(u.chunks(cf)).collect();
-            par_items(pool, items, |(gc, uc)| {
-                // SiLU(g)·u = g·σ(g)·u; GELU-tanh(g)·u = g·σ(2√(2/π)(g + 0.044715 g³))·u
-                let (k1, k3) = match spec.ffn_act {
-                    FfnAct::Silu => (1.0, 0.0),
-                    FfnAct::GeluTanh => (GELU_K1, GELU_K1 * 0.044715),
-                };
-                sigmoid_gate_mul(gc, uc, k1, k3)?;
-                Ok(())
-            })?;
-            mat(pool, &lw.down, g, n, o, mm)?;
-            if let Some(pn) = &lw.post_ffn_norm {
-                for r in o.chunks_exact_mut(e) {
-                    rms_norm_inplace(r, pn, eps)?;
-                }
-            }
-            add_inplace(x, o)?;
+            blocks::feed_forward(&pass, lw, buf)?;
         }
-
-        // --- output ---
-        let nv = cfg.n_vocab;
-        let (rows_in, n_rows) = if all {
-            (&x[..], n)
+        let rows = if all {
+            Some(0..n)
         } else if last {
-            (&x[(n - 1) * e..], 1)
+            Some(n - 1..n)
         } else {
-            return Ok(());
+            None
         };
-        let xn = &mut xn[..n_rows * e];
-        norm_rows(rows_in, &w.output_norm, eps, xn)?;
-        let out = &mut buf.logits[out_row * nv..(out_row + n_rows) * nv];
-        mat(pool, &w.output, xn, n_rows, out, mm)?;
-        if let Some(c) = cfg.final_logit_softcap {
-            for l in out.iter_mut() {
-                *l = c * (*l / c).tanh();
-            }
+        match rows {
+            Some(rows) => blocks::output(&pass, w, rows, out_row, buf),
+            None => Ok(()),
         }
-        Ok(())
-    }
-}
-
-fn mat(
-    pool: &ThreadPool,
-    w: &Weight,
-    x: &[f32],
-    n: usize,
-    out: &mut [f32],
-    mm: &mut Scratch,
-) -> Result<(), ModelError> {
-    matmul(pool, &w.as_ref(), x, n, out, mm)?;
-    Ok(())
-}
-
-/// Below this many tokens the per-token element-wise work runs on the calling thread: waking
-/// the pool would cost more than it saves (decode).
-const PAR_MIN_TOKENS: usize = 8;
-
-/// Runs `f` on every item, the items shared out among the pool's threads (each item taken by
-/// exactly one thread, from a shared counter). Used for the per-token element-wise steps of a
-/// batched pass (norms, rope, activation), which would otherwise be the serial part of prefill.
-/// The first error any call returns is returned.
-fn par_items<T: Send>(
-    pool: &ThreadPool,
-    items: Vec<T>,
-    f: impl Fn(T) -> Result<(), ModelError> + Sync,
-) -> Result<(), ModelError> {
-    if pool.n_threads() == 1 || items.len() < 2 {
-        return items.into_iter().try_for_each(f);
-    }
-    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
-    let next = AtomicUsize::new(0);
-    let err = Mutex::new(None);
-    pool.run_dynamic(|_, _| loop {
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(slot) = slots.get(i) else {
-            break;
-        };
-        let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(item) = item {
-            if let Err(e) = f(item) {
-                err.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(e);
-            }
-        }
-    });
-    match err.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-/// Tokens per item of [`par_items`] for `n` tokens: a few items per thread.
-fn par_chunk(pool: &ThreadPool, n: usize) -> usize {
-    if n < PAR_MIN_TOKENS {
-        n.max(1)
-    } else {
-        n.div_ceil(4 * pool.n_threads()).max(1)
-    }
-}
-
-/// [`norm_rows`] with the rows shared out among the pool's threads.
-fn par_norm_rows(
-    pool: &ThreadPool,
-    x: &[f32],
-    w: &[f32],
-    eps: f32,
-    out: &mut [f32],
-    n: usize,
-) -> Result<(), ModelError> {
-    let e = w.len();
-    let c = par_chunk(pool, n) * e;
-    let items: Vec<_> = x.chunks(c).zip(out.chunks_mut(c)).collect();
-    par_items(pool, items, |(xr, or)| norm_rows(xr, w, eps, or))
-}
-
-fn norm_rows(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) -> Result<(), ModelError> {
-    let e = w.len();
-    for (xr, or) in x.chunks_exact(e).zip(out.chunks_exact_mut(e)) {
-        rms_norm(xr, w, eps, or)?;
-    }
-    Ok(())
-}
-
-fn add_bias(x: &mut [f32], b: Option<&[f32]>) -> Result<(), ModelError> {
-    if let Some(b) = b {
-        for r in x.chunks_exact_mut(b.len()) {
-            add_inplace(r, b)?;
-        }
-    }
-    Ok(())
-}
-
-/// `g[i] = gelu_tanh(g[i]) * u[i]`, with `0.5·(1 + tanh(z)) = 1 / (1 + e^(-2z))`: the same
-/// function as the kernels' `gelu_tanh_inplace`, one `exp` instead of a `tanh` (which was 10%
-/// of a Gemma prefill), fused with the gate product. Saturates cleanly: no NaN for finite input.
-/// `2√(2/π)`: GELU's tanh approximation written as a sigmoid, `tanh(z) = 2σ(2z) - 1`.
-const GELU_K1: f32 = 2.0 * 0.797_884_6;
-
-#[cfg(test)]
-fn geglu_inplace(g: &mut [f32], u: &[f32]) {
-    sigmoid_gate_mul(g, u, GELU_K1, GELU_K1 * 0.044715).unwrap();
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn geglu_matches_gelu_tanh() {
-        let xs: Vec<f32> = (-400..=400).map(|i| i as f32 * 0.05).collect();
-        let mut want = xs.clone();
-        lmrun_kernels::ops::gelu_tanh_inplace(&mut want);
-        let mut got = xs.clone();
-        super::geglu_inplace(&mut got, &vec![1.0; xs.len()]);
-        for ((x, a), b) in xs.iter().zip(&got).zip(&want) {
-            assert!(
-                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
-                "gelu({x}): {a} vs {b}"
-            );
-        }
-        let mut big = [1e30f32, -1e30, f32::MAX, -f32::MAX];
-        super::geglu_inplace(&mut big, &[1.0; 4]);
-        assert!(big.iter().all(|v| !v.is_nan()), "{big:?}");
     }
 }
