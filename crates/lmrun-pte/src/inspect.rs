@@ -150,7 +150,7 @@ impl PteSummary {
             let operators: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
             let missing_operators = operators
                 .iter()
-                .filter(|o| crate::kernels::lookup(o).is_none())
+                .filter(|o| crate::ops::lookup(o).is_none())
                 .cloned()
                 .collect();
             let mut instruction_kinds = BTreeMap::new();
