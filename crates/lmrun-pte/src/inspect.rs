@@ -157,12 +157,7 @@ impl MethodSummary {
                 .map(|dl| delegate_summary(p, dl))
                 .collect(),
             tensor_locations,
-            planned_buffer_sizes: plan
-                .non_const_buffer_sizes
-                .iter()
-                .skip(1)
-                .copied()
-                .collect(),
+            planned_buffer_sizes: plan.planned_buffer_sizes(),
             constant_value: constant_value(plan),
         }
     }

@@ -176,12 +176,7 @@ impl Module {
             input_tensors,
             output_kinds,
             output_tensors,
-            planned_buffer_sizes: plan
-                .non_const_buffer_sizes
-                .iter()
-                .skip(1)
-                .copied()
-                .collect(),
+            planned_buffer_sizes: plan.planned_buffer_sizes(),
         })
     }
 
