@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::program::Program;
 use crate::ptd::{FlatTensorData, FlatTensorHeader, PtdEntry};
-use crate::schema::{DataSegment, ExtendedHeader, Instruction, ValueDef};
+use crate::schema::{
+    BackendDelegate, DataSegment, ExecutionPlan, ExtendedHeader, Instruction, TensorDef, ValueDef,
+};
 use crate::PteError;
 
 /// One delegate of a method.
@@ -120,6 +122,135 @@ fn value_json(v: &ValueDef) -> Option<serde_json::Value> {
     })
 }
 
+impl MethodSummary {
+    /// Summarise `plan` of `p`; the keys of external tensors are appended to `external`.
+    fn of(p: &Program, plan: &ExecutionPlan, external: &mut Vec<String>) -> MethodSummary {
+        let mut value_kinds = BTreeMap::new();
+        let mut tensor_locations = BTreeMap::new();
+        for v in &plan.values {
+            *value_kinds.entry(v.kind().to_string()).or_insert(0) += 1;
+            if let ValueDef::Tensor(t) = v {
+                let class = tensor_location(t, external);
+                *tensor_locations.entry(class.to_string()).or_insert(0) += 1;
+            }
+        }
+        let operators: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
+        let missing_operators = operators
+            .iter()
+            .filter(|o| crate::ops::lookup(o).is_none())
+            .cloned()
+            .collect();
+        let (instruction_kinds, kernel_call_counts) = instruction_counts(plan, &operators);
+        MethodSummary {
+            name: plan.name.clone(),
+            n_values: plan.values.len(),
+            inputs: plan.inputs.clone(),
+            outputs: plan.outputs.clone(),
+            value_kinds,
+            operators,
+            missing_operators,
+            instruction_kinds,
+            kernel_call_counts,
+            delegates: plan
+                .delegates
+                .iter()
+                .map(|dl| delegate_summary(p, dl))
+                .collect(),
+            tensor_locations,
+            planned_buffer_sizes: plan.planned_buffer_sizes(),
+            constant_value: constant_value(plan),
+        }
+    }
+}
+
+/// The storage class of a tensor (`external`, `unplanned`, `constant`, `planned`,
+/// `planned_with_initial_value`); an external tensor's key is appended to `external`.
+fn tensor_location(t: &TensorDef, external: &mut Vec<String>) -> &'static str {
+    let ext = t.extra.as_ref().filter(|e| e.location == 1);
+    match (&t.allocation, t.data_buffer_idx, ext) {
+        (_, _, Some(e)) => {
+            external.push(e.fully_qualified_name.clone().unwrap_or_default());
+            "external"
+        }
+        (None, 0, _) => "unplanned",
+        (None, _, _) => "constant",
+        (Some(_), 0, _) => "planned",
+        (Some(_), _, _) => "planned_with_initial_value",
+    }
+}
+
+/// Instructions per kind, and kernel calls per operator, over every chain.
+fn instruction_counts(
+    plan: &ExecutionPlan,
+    operators: &[String],
+) -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
+    let mut instruction_kinds = BTreeMap::new();
+    let mut kernel_call_counts = BTreeMap::new();
+    for c in &plan.chains {
+        for i in &c.instructions {
+            *instruction_kinds.entry(i.kind().to_string()).or_insert(0) += 1;
+            if let Instruction::Kernel { op_index, .. } = i {
+                let n = usize::try_from(*op_index)
+                    .ok()
+                    .and_then(|o| operators.get(o))
+                    .cloned()
+                    .unwrap_or_else(|| format!("<bad index {op_index}>"));
+                *kernel_call_counts.entry(n).or_insert(0) += 1;
+            }
+        }
+    }
+    (instruction_kinds, kernel_call_counts)
+}
+
+/// One delegate: where its blob is, its size and (XNNPACK) node kinds.
+fn delegate_summary(p: &Program, dl: &BackendDelegate) -> DelegateSummary {
+    DelegateSummary {
+        id: dl.id.clone(),
+        location: if dl.location == 0 {
+            "inline"
+        } else {
+            "segment"
+        }
+        .into(),
+        index: dl.index,
+        compile_specs: dl.compile_specs.iter().map(|c| c.0.clone()).collect(),
+        size: p.delegate_data(dl).map_or(0, |b| b.len() as u64),
+        node_kinds: p
+            .delegate_data(dl)
+            .ok()
+            .and_then(|b| crate::xnnpack::node_kinds(&b))
+            .unwrap_or_default(),
+    }
+}
+
+/// For a constant method (no inputs, no instructions, some outputs): its output value(s) as
+/// JSON.
+fn constant_value(plan: &ExecutionPlan) -> Option<serde_json::Value> {
+    let is_const = plan.inputs.is_empty()
+        && plan.chains.iter().all(|c| c.instructions.is_empty())
+        && !plan.outputs.is_empty();
+    if !is_const {
+        return None;
+    }
+    let vals: Option<Vec<serde_json::Value>> = plan
+        .outputs
+        .iter()
+        .map(|&o| {
+            usize::try_from(o)
+                .ok()
+                .and_then(|o| plan.values.get(o))
+                .and_then(value_json)
+        })
+        .collect();
+    vals.map(|mut v| {
+        if v.len() == 1 {
+            v.remove(0)
+        } else {
+            serde_json::Value::Array(v)
+        }
+    })
+}
+
 impl PteSummary {
     /// Summarise a parsed program.
     pub fn from_program(p: &Program) -> PteSummary {
@@ -128,114 +259,11 @@ impl PteSummary {
         let mut metadata = BTreeMap::new();
         let mut external = Vec::new();
         for plan in &d.plans {
-            let mut value_kinds = BTreeMap::new();
-            let mut tensor_locations = BTreeMap::new();
-            for v in &plan.values {
-                *value_kinds.entry(v.kind().to_string()).or_insert(0) += 1;
-                if let ValueDef::Tensor(t) = v {
-                    let ext = t.extra.as_ref().filter(|e| e.location == 1);
-                    let class = match (&t.allocation, t.data_buffer_idx, ext) {
-                        (_, _, Some(e)) => {
-                            external.push(e.fully_qualified_name.clone().unwrap_or_default());
-                            "external"
-                        }
-                        (None, 0, _) => "unplanned",
-                        (None, _, _) => "constant",
-                        (Some(_), 0, _) => "planned",
-                        (Some(_), _, _) => "planned_with_initial_value",
-                    };
-                    *tensor_locations.entry(class.to_string()).or_insert(0) += 1;
-                }
-            }
-            let operators: Vec<String> = plan.operators.iter().map(|o| o.full_name()).collect();
-            let missing_operators = operators
-                .iter()
-                .filter(|o| crate::kernels::lookup(o).is_none())
-                .cloned()
-                .collect();
-            let mut instruction_kinds = BTreeMap::new();
-            let mut kernel_call_counts = BTreeMap::new();
-            for c in &plan.chains {
-                for i in &c.instructions {
-                    *instruction_kinds.entry(i.kind().to_string()).or_insert(0) += 1;
-                    if let Instruction::Kernel { op_index, .. } = i {
-                        let n = usize::try_from(*op_index)
-                            .ok()
-                            .and_then(|o| operators.get(o))
-                            .cloned()
-                            .unwrap_or_else(|| format!("<bad index {op_index}>"));
-                        *kernel_call_counts.entry(n).or_insert(0) += 1;
-                    }
-                }
-            }
-            let delegates = plan
-                .delegates
-                .iter()
-                .map(|dl| DelegateSummary {
-                    id: dl.id.clone(),
-                    location: if dl.location == 0 {
-                        "inline"
-                    } else {
-                        "segment"
-                    }
-                    .into(),
-                    index: dl.index,
-                    compile_specs: dl.compile_specs.iter().map(|c| c.0.clone()).collect(),
-                    size: p.delegate_data(dl).map_or(0, |b| b.len() as u64),
-                    node_kinds: p
-                        .delegate_data(dl)
-                        .ok()
-                        .and_then(|b| crate::xnnpack::node_kinds(&b))
-                        .unwrap_or_default(),
-                })
-                .collect();
-            let is_const = plan.inputs.is_empty()
-                && plan.chains.iter().all(|c| c.instructions.is_empty())
-                && !plan.outputs.is_empty();
-            let constant_value = if is_const {
-                let vals: Option<Vec<serde_json::Value>> = plan
-                    .outputs
-                    .iter()
-                    .map(|&o| {
-                        usize::try_from(o)
-                            .ok()
-                            .and_then(|o| plan.values.get(o))
-                            .and_then(value_json)
-                    })
-                    .collect();
-                vals.map(|mut v| {
-                    if v.len() == 1 {
-                        v.remove(0)
-                    } else {
-                        serde_json::Value::Array(v)
-                    }
-                })
-            } else {
-                None
-            };
-            if let Some(v) = &constant_value {
+            let m = MethodSummary::of(p, plan, &mut external);
+            if let Some(v) = &m.constant_value {
                 metadata.insert(plan.name.clone(), v.clone());
             }
-            methods.push(MethodSummary {
-                name: plan.name.clone(),
-                n_values: plan.values.len(),
-                inputs: plan.inputs.clone(),
-                outputs: plan.outputs.clone(),
-                value_kinds,
-                operators,
-                missing_operators,
-                instruction_kinds,
-                kernel_call_counts,
-                delegates,
-                tensor_locations,
-                planned_buffer_sizes: plan
-                    .non_const_buffer_sizes
-                    .iter()
-                    .skip(1)
-                    .copied()
-                    .collect(),
-                constant_value,
-            });
+            methods.push(m);
         }
         PteSummary {
             file: p

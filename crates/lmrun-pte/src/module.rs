@@ -7,35 +7,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lmrun_loader::{open_loader, Buffer, LoadMode, LoadReport};
+use lmrun_loader::{open_loader, LoadMode, LoadReport};
 
+use crate::external::ExternalData;
 use crate::method::Method;
 use crate::program::Program;
 use crate::ptd::FlatTensorData;
 use crate::schema::ValueDef;
-use crate::value::{EValue, ScalarType, Tensor};
+use crate::tensor::{EValue, ScalarType, Tensor};
 use crate::PteError;
-
-/// Named data visible to a method: the `.pte`'s own `named_data`, then each `.ptd`.
-pub(crate) struct ExternalData<'a> {
-    program: &'a Program,
-    ptds: &'a [FlatTensorData],
-}
-
-impl ExternalData<'_> {
-    /// The bytes for `key`, or None when no file has it.
-    pub fn get(&self, key: &str) -> Result<Option<Buffer>, PteError> {
-        if let Some(b) = self.program.named_data(key)? {
-            return Ok(Some(b));
-        }
-        for p in self.ptds {
-            if let Some(b) = p.get_data(key)? {
-                return Ok(Some(b));
-            }
-        }
-        Ok(None)
-    }
-}
 
 /// Tensor metadata of a method input or output.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -196,12 +176,7 @@ impl Module {
             input_tensors,
             output_kinds,
             output_tensors,
-            planned_buffer_sizes: plan
-                .non_const_buffer_sizes
-                .iter()
-                .skip(1)
-                .copied()
-                .collect(),
+            planned_buffer_sizes: plan.planned_buffer_sizes(),
         })
     }
 

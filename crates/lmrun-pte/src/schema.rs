@@ -283,6 +283,17 @@ pub struct ExecutionPlan {
     pub non_const_buffer_sizes: Vec<i64>,
 }
 
+impl ExecutionPlan {
+    /// Sizes of the memory-planned buffers (`non_const_buffer_sizes[1..]`).
+    pub fn planned_buffer_sizes(&self) -> Vec<i64> {
+        self.non_const_buffer_sizes
+            .iter()
+            .skip(1)
+            .copied()
+            .collect()
+    }
+}
+
 /// The decoded `Program` root table. Byte ranges refer to the program buffer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProgramDef {

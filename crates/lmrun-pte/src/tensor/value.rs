@@ -127,17 +127,17 @@ impl Tensor {
 
     /// Number of elements.
     pub fn numel(&self) -> usize {
-        crate::kernels::prod(&self.sizes)
+        super::prod(&self.sizes)
     }
 
     /// The elements as f32 (converting from any numeric dtype).
     pub fn to_f32(&self) -> Vec<f32> {
-        crate::kernels::bytes_to_f32(self.dtype, &self.data)
+        super::bytes_to_f32(self.dtype, &self.data)
     }
 
     /// The elements as i64 (converting from any numeric dtype).
     pub fn to_i64(&self) -> Vec<i64> {
-        crate::kernels::bytes_to_i64(self.dtype, &self.data)
+        super::bytes_to_i64(self.dtype, &self.data)
     }
 }
 
