@@ -1,30 +1,24 @@
-//! Instruction-set specific kernels, each module behind run-time detection in `dispatch`.
+//! Instruction-set specific kernels, each module behind run-time detection in `dispatch`. The
+//! modules depend on `fn_types` and `formats`, never on `dispatch`; this file holds the macros
+//! both x86 levels expand (the kernel tables and the Q4_K 4-token kernel).
 
-/// Defines a safe one-row wrapper `$name(w, a) -> f32` around the kernel `unsafe fn $imp`.
-/// The wrappers are private to their instruction-set module and handed out only by its
-/// `dot_fn`, which `dispatch` calls after run-time detection of every feature the module's
-/// kernels enable.
+/// `match t` over `Format => kernel` pairs for one kernel table (`$wrap`: `dot_fn`, `dot4_fn`
+/// or `tile_fn` of [`Partner`](crate::fn_types::Partner)): each kernel, an `unsafe fn` with the
+/// module's target features, is wrapped in a safe closure and tagged with its format's
+/// activation partner. The tables are handed out only by the module's lookup functions, which
+/// `dispatch` calls after run-time detection of every feature the module's kernels enable.
 #[cfg(target_arch = "x86_64")]
-macro_rules! wrap {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: &[$act]) -> f32 {
-            // SAFETY: reachable only through the module's `dot_fn`, after run-time detection
-            // of every feature the kernel enables; the kernel bounds every access by the
-            // slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
-/// [`wrap!`] for the four-token kernels, handed out only by the module's `dot4_fn`.
-#[cfg(target_arch = "x86_64")]
-macro_rules! wrap4 {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
-            // SAFETY: reachable only through the module's `dot4_fn`, after run-time detection
-            // of every feature the kernel enables; the kernel bounds every access by the
-            // slice lengths.
-            unsafe { $imp(w, a) }
+macro_rules! kernel_table {
+    ($t:expr, $wrap:ident, $($F:ident => $k:ident),* $(,)?) => {
+        match $t {
+            $(crate::QType::$F => <<crate::formats::$F as crate::formats::QuantFormat>::Act
+                as crate::fn_types::Partner>::$wrap(|w, a| {
+                // SAFETY: reachable only through the module's lookup function, after run-time
+                // detection of every feature the kernel enables; the kernel bounds every
+                // access by the slice lengths.
+                unsafe { $k(w, a) }
+            }),)*
+            _ => None,
         }
     };
 }
@@ -37,13 +31,18 @@ macro_rules! wrap4 {
 /// helpers (`nb4`, `kscales16`, `f16_at`, `load32`, `load32_i8`, `hsum4`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! q4k_dot4 {
-    ($name:ident, $features:literal, $dot2:ident) => {
+    ($vis:vis $name:ident, $features:literal, $dot2:ident) => {
+        /// # Safety
+        /// The CPU must support the features `$features`; every access is bounded by the
+        /// slices.
         #[target_feature(enable = $features)]
-        unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-            let nb = nb4(w.len(), 144, &a);
+        $vis unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+            const BYTES: usize =
+                <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
+            let nb = nb4(w.len(), BYTES, &a);
             let mut acc = [_mm256_setzero_ps(); 4];
             for i in 0..nb {
-                let b = &w[144 * i..144 * i + 144];
+                let b = &w[BYTES * i..BYTES * i + BYTES];
                 let sc = kscales16(&b[4..16]);
                 let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
                 // SAFETY: bounds-checked loads, register arithmetic.
