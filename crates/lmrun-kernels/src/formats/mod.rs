@@ -169,6 +169,79 @@ pub(crate) fn idot_u8(a: &[u8], b: &[i8]) -> i32 {
     a.iter().zip(b).map(|(&x, &y)| x as i32 * y as i32).sum()
 }
 
+/// Dequantizes a 32-wide block with an f16 scale at byte 0 from its signed values: `d · q`.
+#[inline(always)]
+pub(crate) fn dequantize_d(b: &[u8], q: [i8; QK32], y: &mut [f32]) {
+    let d = f16_at(b, 0);
+    for (o, q) in y.iter_mut().zip(q) {
+        *o = d * q as f32;
+    }
+}
+
+/// Scalar dot of a row of 32-wide blocks (`bytes` each, f16 scale at byte 0, signed values
+/// `unpack(b)`) with [`BlockQ8x32`](partner::BlockQ8x32) activations.
+#[inline(always)]
+pub(crate) fn dot_d(
+    w: &[u8],
+    a: &[partner::BlockQ8x32],
+    bytes: usize,
+    unpack: impl Fn(&[u8]) -> [i8; QK32],
+) -> f32 {
+    let mut s = 0f32;
+    for (b, y) in w.chunks_exact(bytes).zip(a) {
+        s += f16_at(b, 0) * y.d * idot_i8(&unpack(b), &y.qs) as f32;
+    }
+    s
+}
+
+/// Dequantizes a 32-wide block with f16 scale and min at bytes 0 and 2 from its unsigned
+/// values: `d · q + m`.
+#[inline(always)]
+pub(crate) fn dequantize_dm(b: &[u8], q: [u8; QK32], y: &mut [f32]) {
+    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+    for (o, q) in y.iter_mut().zip(q) {
+        *o = d * q as f32 + m;
+    }
+}
+
+/// Scalar dot of a row of 32-wide blocks with scale and min (`bytes` each, unsigned values
+/// `unpack(b)`): the min meets the activation sum.
+#[inline(always)]
+pub(crate) fn dot_dm(
+    w: &[u8],
+    a: &[partner::BlockQ8x32],
+    bytes: usize,
+    unpack: impl Fn(&[u8]) -> [u8; QK32],
+) -> f32 {
+    let mut s = 0f32;
+    for (b, y) in w.chunks_exact(bytes).zip(a) {
+        s += f16_at(b, 0) * y.d * idot_u8(&unpack(b), &y.qs) as f32
+            + f16_at(b, 2) * (y.d * y.sum as f32);
+    }
+    s
+}
+
+/// Dequantizes a super-block with one signed scale per 16 values (Q3_K, Q6_K): `d · sc · q`.
+#[inline(always)]
+pub(crate) fn dequantize_k16(d: f32, sc: &[i8; 16], q: &[i8; QK_K], y: &mut [f32]) {
+    for k in 0..16 {
+        let dl = d * sc[k] as f32;
+        for l in 0..16 {
+            y[16 * k + l] = dl * q[16 * k + l] as f32;
+        }
+    }
+}
+
+/// Σ_k sc_k · (q · a over the 16 values of sub-block k), exact (Q3_K, Q6_K).
+#[inline(always)]
+pub(crate) fn isum_k16(sc: &[i8; 16], q: &[i8; QK_K], y: &partner::BlockQ8K) -> i32 {
+    let mut isum = 0i32;
+    for k in 0..16 {
+        isum += sc[k] as i32 * idot_i8(&q[16 * k..16 * k + 16], &y.qs[16 * k..16 * k + 16]);
+    }
+    isum
+}
+
 /// Dequantizes a row of blocks `src` of type `t` into `dst`.
 ///
 /// `dst.len()` must be a multiple of the block size and `src.len()` must equal

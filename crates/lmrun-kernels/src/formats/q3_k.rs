@@ -3,7 +3,7 @@
 //! dotted with [`BlockQ8K`] activations.
 
 use super::partner::BlockQ8K;
-use super::{f16_at, idot_i8, QuantFormat, QK_K};
+use super::{dequantize_k16, f16_at, isum_k16, QuantFormat, QK_K};
 
 /// 256 weights, 3-bit, 6-bit sub-block scales.
 #[derive(Debug, Clone, Copy)]
@@ -47,25 +47,15 @@ impl QuantFormat for Q3K {
     type Act = BlockQ8K;
 
     fn dequantize_block(b: &[u8], y: &mut [f32]) {
-        let d = f16_at(b, D_OFF);
         let (sc, q) = unpack(b);
-        for k in 0..16 {
-            let dl = d * sc[k] as f32;
-            for l in 0..16 {
-                y[16 * k + l] = dl * q[16 * k + l] as f32;
-            }
-        }
+        dequantize_k16(f16_at(b, D_OFF), &sc, &q, y);
     }
 
     fn dot(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let mut s = 0f32;
         for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
             let (sc, q) = unpack(b);
-            let mut isum = 0i32;
-            for k in 0..16 {
-                isum += sc[k] as i32 * idot_i8(&q[16 * k..16 * k + 16], &y.qs[16 * k..16 * k + 16]);
-            }
-            s += y.d * f16_at(b, D_OFF) * isum as f32;
+            s += y.d * f16_at(b, D_OFF) * isum_k16(&sc, &q, y) as f32;
         }
         s
     }

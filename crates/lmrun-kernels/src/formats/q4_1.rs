@@ -2,7 +2,7 @@
 //! [`BlockQ8x32`] activations (the min meets the activation sum).
 
 use super::partner::BlockQ8x32;
-use super::{f16_at, idot_u8, QuantFormat, QK32};
+use super::{dequantize_dm, dot_dm, QuantFormat, QK32};
 
 /// 32 weights: f16 scale and min, 4-bit values.
 #[allow(non_camel_case_types)]
@@ -29,18 +29,10 @@ impl QuantFormat for Q4_1 {
     type Act = BlockQ8x32;
 
     fn dequantize_block(b: &[u8], y: &mut [f32]) {
-        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-        for (o, q) in y.iter_mut().zip(unpack(b)) {
-            *o = d * q as f32 + m;
-        }
+        dequantize_dm(b, unpack(b), y);
     }
 
     fn dot(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-        let mut s = 0f32;
-        for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            s += f16_at(b, 0) * y.d * idot_u8(&unpack(b), &y.qs) as f32
-                + f16_at(b, 2) * (y.d * y.sum as f32);
-        }
-        s
+        dot_dm(w, a, Self::BYTES, unpack)
     }
 }

@@ -67,6 +67,21 @@ pub(super) fn dot_k45(b: &[u8], q: &[u8; QK_K], y: &BlockQ8K) -> f32 {
     y.d * (f16_at(b, 0) * isum as f32 - f16_at(b, 2) * msum as f32)
 }
 
+/// Scalar dot of a row of Q4_K/Q5_K blocks (`bytes` each, values `unpack(b)`).
+#[inline(always)]
+pub(super) fn dot_k45_row(
+    w: &[u8],
+    a: &[BlockQ8K],
+    bytes: usize,
+    unpack: impl Fn(&[u8]) -> [u8; QK_K],
+) -> f32 {
+    let mut s = 0f32;
+    for (b, y) in w.chunks_exact(bytes).zip(a) {
+        s += dot_k45(b, &unpack(b), y);
+    }
+    s
+}
+
 impl QuantFormat for Q4K {
     const NAME: &'static str = "Q4_K";
     const GGML_ID: u32 = 12;
@@ -80,10 +95,6 @@ impl QuantFormat for Q4K {
     }
 
     fn dot(w: &[u8], a: &[BlockQ8K]) -> f32 {
-        let mut s = 0f32;
-        for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            s += dot_k45(b, &unpack(b), y);
-        }
-        s
+        dot_k45_row(w, a, Self::BYTES, unpack)
     }
 }

@@ -2,7 +2,7 @@
 //! values centred at 16; dotted with [`BlockQ8x32`] activations.
 
 use super::partner::BlockQ8x32;
-use super::{f16_at, idot_i8, u32_at, QuantFormat, QK32};
+use super::{dequantize_d, dot_d, u32_at, QuantFormat, QK32};
 
 /// 32 weights: f16 scale, 5-bit values centred at 16.
 #[allow(non_camel_case_types)]
@@ -38,17 +38,10 @@ impl QuantFormat for Q5_0 {
     type Act = BlockQ8x32;
 
     fn dequantize_block(b: &[u8], y: &mut [f32]) {
-        let d = f16_at(b, 0);
-        for (o, q) in y.iter_mut().zip(unpack(b)) {
-            *o = d * q as f32;
-        }
+        dequantize_d(b, unpack(b), y);
     }
 
     fn dot(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-        let mut s = 0f32;
-        for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            s += f16_at(b, 0) * y.d * idot_i8(&unpack(b), &y.qs) as f32;
-        }
-        s
+        dot_d(w, a, Self::BYTES, unpack)
     }
 }

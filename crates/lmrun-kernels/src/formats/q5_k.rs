@@ -2,7 +2,7 @@
 //! dotted with [`BlockQ8K`] activations.
 
 use super::partner::BlockQ8K;
-use super::q4_k::{dequantize_k45, dot_k45};
+use super::q4_k::{dequantize_k45, dot_k45_row};
 use super::{QuantFormat, QK_K};
 
 /// 256 weights, 5-bit, 6-bit sub-block scales and mins.
@@ -39,10 +39,6 @@ impl QuantFormat for Q5K {
     }
 
     fn dot(w: &[u8], a: &[BlockQ8K]) -> f32 {
-        let mut s = 0f32;
-        for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            s += dot_k45(b, &unpack(b), y);
-        }
-        s
+        dot_k45_row(w, a, Self::BYTES, unpack)
     }
 }

@@ -3,7 +3,7 @@
 //! with [`BlockQ8K`] activations.
 
 use super::partner::BlockQ8K;
-use super::{f16_at, idot_i8, QuantFormat, QK_K};
+use super::{dequantize_k16, f16_at, isum_k16, QuantFormat, QK_K};
 
 /// 256 weights, 6-bit, int8 sub-block scales.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +32,12 @@ fn unpack(b: &[u8]) -> [i8; QK_K] {
     q
 }
 
+/// The 16 int8 sub-block scales.
+#[inline(always)]
+fn scales(b: &[u8]) -> [i8; 16] {
+    std::array::from_fn(|k| b[SCALES_OFF + k] as i8)
+}
+
 impl QuantFormat for Q6K {
     const NAME: &'static str = "Q6_K";
     const GGML_ID: u32 = 14;
@@ -41,26 +47,13 @@ impl QuantFormat for Q6K {
     type Act = BlockQ8K;
 
     fn dequantize_block(b: &[u8], y: &mut [f32]) {
-        let d = f16_at(b, D_OFF);
-        let q = unpack(b);
-        for k in 0..16 {
-            let dl = d * b[SCALES_OFF + k] as i8 as f32;
-            for l in 0..16 {
-                y[16 * k + l] = dl * q[16 * k + l] as f32;
-            }
-        }
+        dequantize_k16(f16_at(b, D_OFF), &scales(b), &unpack(b), y);
     }
 
     fn dot(w: &[u8], a: &[BlockQ8K]) -> f32 {
         let mut s = 0f32;
         for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            let q = unpack(b);
-            let mut isum = 0i32;
-            for k in 0..16 {
-                let sc = b[SCALES_OFF + k] as i8 as i32;
-                isum += sc * idot_i8(&q[16 * k..16 * k + 16], &y.qs[16 * k..16 * k + 16]);
-            }
-            s += y.d * f16_at(b, D_OFF) * isum as f32;
+            s += y.d * f16_at(b, D_OFF) * isum_k16(&scales(b), &unpack(b), y) as f32;
         }
         s
     }

@@ -2,12 +2,22 @@
 //! activations.
 
 use super::partner::BlockQ8x32;
-use super::{f16_at, idot_i8, QuantFormat, QK32};
+use super::{dequantize_d, dot_d, QuantFormat, QK32};
 
 /// 32 weights: f16 scale, int8 values.
 #[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy)]
 pub struct Q8_0;
+
+/// The int8 values in element order.
+#[inline(always)]
+fn unpack(b: &[u8]) -> [i8; QK32] {
+    let mut q = [0i8; QK32];
+    for (o, &v) in q.iter_mut().zip(&b[2..Q8_0::BYTES]) {
+        *o = v as i8;
+    }
+    q
+}
 
 impl QuantFormat for Q8_0 {
     const NAME: &'static str = "Q8_0";
@@ -18,21 +28,10 @@ impl QuantFormat for Q8_0 {
     type Act = BlockQ8x32;
 
     fn dequantize_block(b: &[u8], y: &mut [f32]) {
-        let d = f16_at(b, 0);
-        for (o, &q) in y.iter_mut().zip(&b[2..Self::BYTES]) {
-            *o = q as i8 as f32 * d;
-        }
+        dequantize_d(b, unpack(b), y);
     }
 
     fn dot(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-        let mut s = 0f32;
-        for (b, y) in w.chunks_exact(Self::BYTES).zip(a) {
-            let mut q = [0i8; QK32];
-            for (o, &v) in q.iter_mut().zip(&b[2..Self::BYTES]) {
-                *o = v as i8;
-            }
-            s += f16_at(b, 0) * y.d * idot_i8(&q, &y.qs) as f32;
-        }
-        s
+        dot_d(w, a, Self::BYTES, unpack)
     }
 }

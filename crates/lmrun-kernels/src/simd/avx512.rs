@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{
     f16_at, f16x8, hsum4, hsum_ps, kscales16, load32, load32_i8, nb4, nibbles32, pair_scales,
-    q6k_codes, q6k_scales, split_scales,
+    q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
 use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
@@ -264,23 +264,6 @@ dot4_32!(dot4_q8_0, tile_q8_0);
 // k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
 // multiplies them by the sub-block scales and accumulates in one instruction.
 
-/// `-32 * Σ_k sc_k * bsum_k` (per i32 lane): removes Q6_K's +32 code offset as an integer.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q6k_bias(sc16: __m256i, y: &BlockQ8K) -> __m256i {
-    // SAFETY: `bsums` is exactly 32 bytes; register arithmetic.
-    unsafe {
-        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-        _mm256_sub_epi32(
-            _mm256_setzero_si256(),
-            _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5),
-        )
-    }
-}
-
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -311,6 +294,12 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { hsum_ps(acc) }
 }
 
+q6k_sums4!(
+    q6k_block4,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dpwssd
+);
+
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -320,28 +309,9 @@ unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
         let b = &w[BYTES * i..BYTES * i + BYTES];
-        let d = f16_at(b, q6_k::D_OFF);
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let sc16 = q6k_scales(b);
-            let (slo, shi) = split_scales(sc16);
-            let mut sumi = [
-                q6k_bias(sc16, &a[0][i]),
-                q6k_bias(sc16, &a[1][i]),
-                q6k_bias(sc16, &a[2][i]),
-                q6k_bias(sc16, &a[3][i]),
-            ];
-            for h in 0..2 {
-                let q = q6k_codes(b, h);
-                for g in 0..4 {
-                    let sv = pair_scales(slo, shi, 4 * h + g);
-                    for n in 0..4 {
-                        let y = &a[n][i];
-                        let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                        sumi[n] = dpwssd(sumi[n], p, sv);
-                    }
-                }
-            }
+            let (d, sumi) = q6k_block4(b, &a, i);
             for n in 0..4 {
                 let dd = _mm256_set1_ps(a[n][i].d * d);
                 acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);

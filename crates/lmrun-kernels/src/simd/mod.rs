@@ -23,6 +23,48 @@ macro_rules! kernel_table {
     };
 }
 
+/// Defines `unsafe fn $name(b, a, i) -> (f32, [__m256i; 4])` for the target features
+/// `$features`: Q6_K super-block `b` against block `i` of four activation rows, giving the
+/// super-block scale and the four exact i32 sums. Codes are stored +32, so each sum starts at
+/// `-32 · Σ sc_k · bsum_k` (`q6k_bias`); `$acc(sum, p, sv)` adds the i16 pair products `p`
+/// times the scales `sv` (AVX2: `vpmaddwd` + add, AVX-512: one `vpdpwssd`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! q6k_sums4 {
+    ($vis:vis $name:ident, $features:literal, $acc:ident) => {
+        /// # Safety
+        /// The CPU must support the features `$features`.
+        #[inline]
+        #[target_feature(enable = $features)]
+        $vis unsafe fn $name(b: &[u8], a: &[&[BlockQ8K]; 4], i: usize) -> (f32, [__m256i; 4]) {
+            let d = f16_at(b, crate::formats::q6_k::D_OFF);
+            // SAFETY: bounds-checked loads, register arithmetic.
+            unsafe {
+                let sc16 = q6k_scales(b);
+                let (slo, shi) = split_scales(sc16);
+                let mut sumi = [
+                    q6k_bias(sc16, &a[0][i]),
+                    q6k_bias(sc16, &a[1][i]),
+                    q6k_bias(sc16, &a[2][i]),
+                    q6k_bias(sc16, &a[3][i]),
+                ];
+                for h in 0..2 {
+                    let q = q6k_codes(b, h);
+                    for g in 0..4 {
+                        let sv = pair_scales(slo, shi, 4 * h + g);
+                        for n in 0..4 {
+                            let y = &a[n][i];
+                            let p =
+                                _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
+                            sumi[n] = $acc(sumi[n], p, sv);
+                        }
+                    }
+                }
+                (d, sumi)
+            }
+        }
+    };
+}
+
 /// Defines the Q4_K × 4-token kernel `unsafe fn $name` for the target features `$features`:
 /// per 32 codes and token one `maddubs` (codes × activations, i16 pairs), then
 /// `$dot2(sum, pl, sl, ph, sh)` adds the two sub-blocks' pair products times their i16 scales

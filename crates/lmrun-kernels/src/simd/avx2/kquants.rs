@@ -217,38 +217,35 @@ unsafe fn q6k_block(b: &[u8], y: &BlockQ8K) -> (__m256, __m256i) {
     }
 }
 
-/// Q6_K, four tokens: super-block scale and i32 sums.
+/// `-32 · Σ_k sc_k · bsum_k` (per i32 lane): removes Q6_K's +32 code offset as an integer.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6k_block4(b: &[u8], a: &[&[BlockQ8K]; 4], i: usize) -> (f32, [__m256i; 4]) {
-    let d = f16_at(b, q6_k::D_OFF);
-    // SAFETY: bounds-checked loads, register arithmetic.
+pub(in crate::simd) unsafe fn q6k_bias(sc16: __m256i, y: &BlockQ8K) -> __m256i {
+    // SAFETY: `bsums` is exactly 32 bytes; register arithmetic.
     unsafe {
-        let sc16 = q6k_scales(b);
-        let (slo, shi) = split_scales(sc16);
-        let mut sumi = [_mm256_setzero_si256(); 4];
-        for n in 0..4 {
-            // SAFETY: `bsums` is exactly 32 bytes.
-            let bs = _mm256_loadu_si256(a[n][i].bsums.as_ptr() as *const __m256i);
-            sumi[n] = _mm256_sub_epi32(sumi[n], _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5));
-        }
-        for h in 0..2 {
-            let q = q6k_codes(b, h);
-            for g in 0..4 {
-                let sv = pair_scales(slo, shi, 4 * h + g);
-                for n in 0..4 {
-                    let y = &a[n][i];
-                    let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_madd_epi16(p, sv));
-                }
-            }
-        }
-        (d, sumi)
+        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+        _mm256_sub_epi32(
+            _mm256_setzero_si256(),
+            _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5),
+        )
     }
 }
+
+/// `sum + p·sv` (i16 pair products into i32 lanes) with `vpmaddwd` and an add.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn madd_add(sum: __m256i, p: __m256i, sv: __m256i) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe { _mm256_add_epi32(sum, _mm256_madd_epi16(p, sv)) }
+}
+
+q6k_sums4!(q6k_block4, "avx2,fma,f16c", madd_add);
 
 /// Q2_K: scale, i32 sums and mins term of one super-block.
 ///

@@ -29,7 +29,7 @@ mod q32;
 pub(crate) use elementwise::{
     axpy_f32, dot_f32, quantize_q8k, quantize_q8x32, sigmoid_gate_mul, softmax,
 };
-pub(super) use kquants::{q6k_codes, q6k_scales};
+pub(super) use kquants::{q6k_bias, q6k_codes, q6k_scales};
 
 use float::*;
 use kquants::*;
