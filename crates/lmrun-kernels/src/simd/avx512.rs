@@ -230,8 +230,14 @@ macro_rules! tile_32 {
                     }
                 }
             }
-            // SAFETY: register arithmetic.
-            acc.map(|ar| unsafe { hsum4(&ar) })
+            // A loop, not `acc.map(|ar| ..)`: the closure was not always inlined, which kept
+            // the accumulators in memory for the whole kernel.
+            let mut out = [[0f32; 4]; R];
+            for r in 0..R {
+                // SAFETY: register arithmetic.
+                out[r] = unsafe { hsum4(&acc[r]) };
+            }
+            out
         }
     };
 }
@@ -294,12 +300,6 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { hsum_ps(acc) }
 }
 
-q6k_sums4!(
-    q6k_block4,
-    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dpwssd
-);
-
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -311,7 +311,7 @@ unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
         let b = &w[BYTES * i..BYTES * i + BYTES];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let (d, sumi) = q6k_block4(b, &a, i);
+            let (d, sumi) = q6k_sums4!(b, a, i, dpwssd);
             for n in 0..4 {
                 let dd = _mm256_set1_ps(a[n][i].d * d);
                 acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);

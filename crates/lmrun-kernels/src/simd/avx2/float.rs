@@ -57,14 +57,17 @@ unsafe fn load8_bf16w(w: &[u8], i: usize) -> __m256 {
     }
 }
 
+#[inline(always)]
 fn one_bf16(w: &[u8], j: usize) -> f32 {
     bf16_at(w, BF16::BYTES * j)
 }
 
+#[inline(always)]
 fn one_f16(w: &[u8], j: usize) -> f32 {
     f16_at(w, F16::BYTES * j)
 }
 
+#[inline(always)]
 fn one_f32(w: &[u8], j: usize) -> f32 {
     f32_at(w, F32::BYTES * j)
 }
