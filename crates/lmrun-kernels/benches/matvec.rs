@@ -35,26 +35,20 @@ fn rand_bytes(n: usize, seed: &mut u64) -> Vec<u8> {
 fn weight(t: QType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
     let rb = t.row_bytes(cols).unwrap();
     let mut v = rand_bytes(rb * rows, seed);
-    let fields: &[usize] = match t {
-        QType::Q4_0 | QType::Q5_0 | QType::Q8_0 | QType::IQ4NL | QType::IQ4XS => &[0],
-        QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K => &[0, 2],
-        QType::Q2K => &[80, 82],
-        QType::Q3K => &[108],
-        QType::Q6K => &[208],
+    match t {
         QType::F16 | QType::BF16 => {
             for c in v.chunks_exact_mut(2) {
                 c[1] = 0x3c;
             }
-            &[]
         }
         QType::F32 => {
             for c in v.chunks_exact_mut(4) {
                 c.copy_from_slice(&0.01f32.to_le_bytes());
             }
-            &[]
         }
-        _ => &[],
-    };
+        _ => {}
+    }
+    let fields = t.f16_scale_offsets();
     let ts = t.type_size();
     for b in v.chunks_exact_mut(ts) {
         for &o in fields {

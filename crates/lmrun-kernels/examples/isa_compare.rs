@@ -23,12 +23,7 @@ fn rand_bytes(n: usize, seed: &mut u64) -> Vec<u8> {
 /// Random blocks with the f16 scale fields set to small finite values.
 fn weight(t: QType, rows: usize, cols: usize, seed: &mut u64) -> Vec<u8> {
     let mut v = rand_bytes(t.row_bytes(cols).unwrap() * rows, seed);
-    let fields: &[usize] = match t {
-        QType::Q4_0 | QType::Q5_0 | QType::Q8_0 => &[0],
-        QType::Q4K => &[0, 2],
-        QType::Q6K => &[208],
-        _ => &[],
-    };
+    let fields = t.f16_scale_offsets();
     for b in v.chunks_exact_mut(t.type_size()) {
         for &o in fields {
             b[o..o + 2].copy_from_slice(&half::f16::from_f32(0.01).to_bits().to_le_bytes());

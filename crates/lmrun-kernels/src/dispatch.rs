@@ -4,8 +4,10 @@
 
 use std::sync::OnceLock;
 
+use crate::fn_types::{ActRow, Dot4Fn, DotFn, Partner, TileFn};
+use crate::formats::{self, with_formats, QuantFormat};
 use crate::quant::{BlockQ8K, BlockQ8x32};
-use crate::{scalar, KernelError, QType};
+use crate::{KernelError, QType};
 
 /// An instruction-set level for the kernels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,29 +104,6 @@ fn avx2_detected() -> bool {
     false
 }
 
-/// A dot product of one weight row (raw block bytes) with one activation row.
-#[derive(Clone, Copy)]
-pub enum DotFn {
-    /// Against f32 activations.
-    F32(fn(&[u8], &[f32]) -> f32),
-    /// Against 32-wide quantized activations.
-    Q8x32(fn(&[u8], &[BlockQ8x32]) -> f32),
-    /// Against Q8_K activations.
-    Q8K(fn(&[u8], &[BlockQ8K]) -> f32),
-}
-
-/// A dot product of one weight row with four activation rows at once (prefill): each weight
-/// block is loaded and unpacked once for the four tokens.
-#[derive(Clone, Copy)]
-pub enum Dot4Fn {
-    /// Against four rows of f32 activations (F32/F16/BF16 weights).
-    F32(fn(&[u8], [&[f32]; 4]) -> [f32; 4]),
-    /// Against four rows of 32-wide quantized activations.
-    Q8x32(fn(&[u8], [&[BlockQ8x32]; 4]) -> [f32; 4]),
-    /// Against four rows of Q8_K activations.
-    Q8K(fn(&[u8], [&[BlockQ8K]; 4]) -> [f32; 4]),
-}
-
 /// The 4-token kernel for weight type `t` at level `isa`, if that level has one (AVX2: F32,
 /// F16, BF16, Q4_0, Q5_0, Q8_0, IQ4_NL, Q4_K, Q5_K, Q6_K, IQ4_XS). `matmul` falls back to [`dot_fn`] per token otherwise.
 pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
@@ -144,24 +123,6 @@ pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
     }
 }
 
-/// Weight rows per tile of a [`TileFn`].
-pub const TILE_ROWS: usize = 4;
-
-/// A `TILE_ROWS`-row × 4-token kernel over activation blocks of type `A`: `out[r][n]` = weight
-/// row `r` · activation row `n`.
-pub type Tile<A> = fn([&[u8]; TILE_ROWS], [&[A]; 4]) -> [[f32; 4]; TILE_ROWS];
-
-/// Dot products of [`TILE_ROWS`] weight rows with four activation rows at once (prefill on
-/// levels with enough registers): each weight block is unpacked once for four tokens and each
-/// activation block loaded once for all the rows.
-#[derive(Clone, Copy)]
-pub enum TileFn {
-    /// Against four rows of 32-wide quantized activations.
-    Q8x32(Tile<BlockQ8x32>),
-    /// Against four rows of Q8_K activations.
-    Q8K(Tile<BlockQ8K>),
-}
-
 /// The tile kernel for weight type `t` at level `isa`, if that level has one (AVX-512 VNNI:
 /// Q4_0, Q5_0, Q8_0). `matmul` uses [`dot4_fn`] row by row otherwise.
 pub fn tile_fn(t: QType, isa: Isa) -> Option<TileFn> {
@@ -175,36 +136,20 @@ pub fn tile_fn(t: QType, isa: Isa) -> Option<TileFn> {
     }
 }
 
-/// One activation row in the form a [`DotFn`] consumes.
-#[derive(Debug, Clone, Copy)]
-pub enum ActRow<'a> {
-    /// Plain f32.
-    F32(&'a [f32]),
-    /// 32-wide int8 blocks.
-    Q8x32(&'a [BlockQ8x32]),
-    /// Q8_K blocks.
-    Q8K(&'a [BlockQ8K]),
-}
-
+/// The scalar reference kernel of every weight type, from the format list.
 fn scalar_fn(t: QType) -> Option<DotFn> {
-    Some(match t {
-        QType::F32 => DotFn::F32(scalar::dot_f32w),
-        QType::F16 => DotFn::F32(scalar::dot_f16w),
-        QType::BF16 => DotFn::F32(scalar::dot_bf16w),
-        QType::Q4_0 => DotFn::Q8x32(scalar::dot_q4_0),
-        QType::Q4_1 => DotFn::Q8x32(scalar::dot_q4_1),
-        QType::Q5_0 => DotFn::Q8x32(scalar::dot_q5_0),
-        QType::Q5_1 => DotFn::Q8x32(scalar::dot_q5_1),
-        QType::Q8_0 => DotFn::Q8x32(scalar::dot_q8_0),
-        QType::IQ4NL => DotFn::Q8x32(scalar::dot_iq4nl),
-        QType::Q2K => DotFn::Q8K(scalar::dot_q2k),
-        QType::Q3K => DotFn::Q8K(scalar::dot_q3k),
-        QType::Q4K => DotFn::Q8K(scalar::dot_q4k),
-        QType::Q5K => DotFn::Q8K(scalar::dot_q5k),
-        QType::Q6K => DotFn::Q8K(scalar::dot_q6k),
-        QType::IQ4XS => DotFn::Q8K(scalar::dot_iq4xs),
-        QType::Q8_1 | QType::Q8K => return None,
-    })
+    macro_rules! by_type {
+        ($($(#[$doc:meta])* $v:ident,)*) => {
+            match t {
+                $(QType::$v => {
+                    <<formats::$v as QuantFormat>::Act as Partner>::dot_fn(
+                        <formats::$v as QuantFormat>::dot,
+                    )
+                })*
+            }
+        };
+    }
+    with_formats!(by_type)
 }
 
 /// The dot-product kernel for weight type `t` at level `isa` (falls back to scalar where the
@@ -252,6 +197,8 @@ pub fn vec_dot(
         qtype: t,
         op: "vec_dot",
     })?;
+    const Q8X32: usize = <BlockQ8x32 as Partner>::VALUES;
+    const Q8K: usize = <BlockQ8K as Partner>::VALUES;
     let mismatch = |expected, got| KernelError::Length {
         what: "vec_dot activation row",
         expected,
@@ -259,11 +206,11 @@ pub fn vec_dot(
     };
     match (f, act) {
         (DotFn::F32(f), ActRow::F32(x)) if x.len() == cols => Ok(f(w, x)),
-        (DotFn::Q8x32(f), ActRow::Q8x32(x)) if x.len() * 32 == cols => Ok(f(w, x)),
-        (DotFn::Q8K(f), ActRow::Q8K(x)) if x.len() * 256 == cols => Ok(f(w, x)),
+        (DotFn::Q8x32(f), ActRow::Q8x32(x)) if x.len() * Q8X32 == cols => Ok(f(w, x)),
+        (DotFn::Q8K(f), ActRow::Q8K(x)) if x.len() * Q8K == cols => Ok(f(w, x)),
         (DotFn::F32(_), ActRow::F32(x)) => Err(mismatch(cols, x.len())),
-        (DotFn::Q8x32(_), ActRow::Q8x32(x)) => Err(mismatch(cols, x.len() * 32)),
-        (DotFn::Q8K(_), ActRow::Q8K(x)) => Err(mismatch(cols, x.len() * 256)),
+        (DotFn::Q8x32(_), ActRow::Q8x32(x)) => Err(mismatch(cols, x.len() * Q8X32)),
+        (DotFn::Q8K(_), ActRow::Q8K(x)) => Err(mismatch(cols, x.len() * Q8K)),
         _ => Err(KernelError::Invalid(
             "activation format does not match the weight type (see quant::act_kind)",
         )),

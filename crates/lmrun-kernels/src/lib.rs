@@ -14,12 +14,14 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 // Index loops read better than zipped iterators in block-format code.
 #![allow(clippy::needless_range_loop)]
 
-mod blocks;
 mod dispatch;
 mod error;
+mod fn_types;
+pub mod formats;
 mod matmul;
 pub mod ops;
 mod pool;
@@ -28,11 +30,10 @@ pub mod quant;
 pub mod scalar;
 mod simd;
 
-pub use blocks::{dequantize_row, KVALUES_IQ4NL, QK32, QK_K};
-pub use dispatch::{
-    dot4_fn, dot_fn, tile_fn, vec_dot, ActRow, Dot4Fn, DotFn, Isa, Tile, TileFn, TILE_ROWS,
-};
+pub use dispatch::{dot4_fn, dot_fn, tile_fn, vec_dot, Isa};
 pub use error::KernelError;
+pub use fn_types::{ActRow, Dot, Dot4, Dot4Fn, DotFn, Partner, Tile, TileFn, TILE_ROWS};
+pub use formats::{dequantize_row, QuantFormat, KVALUES_IQ4NL, QK32, QK_K};
 pub use matmul::{matmul, matmul_with_isa, matvec_many, Scratch, WeightRef};
 pub use ops::RopeMode;
 pub use pool::ThreadPool;

@@ -7,9 +7,10 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::dispatch::{dot4_fn, dot_fn, tile_fn, Dot4Fn, DotFn, Isa, TileFn, TILE_ROWS};
+use crate::dispatch::{dot4_fn, dot_fn, tile_fn, Isa};
+use crate::fn_types::{Dot4Fn, DotFn, Partner, TileFn, TILE_ROWS};
 use crate::pool::{DisjointOut, ThreadPool};
-use crate::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
+use crate::quant::{quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
 
 /// A weight matrix in place: `rows` rows of `cols` values of `qtype`, row-major, each row
@@ -115,14 +116,14 @@ impl Scratch {
         match kind {
             ActKind::F32 => {}
             ActKind::Q8x32 => {
-                let n = x.len() / 32;
+                let n = x.len() / <BlockQ8x32 as Partner>::VALUES;
                 if self.q32.len() < n {
                     self.q32.resize(n, BlockQ8x32::default());
                 }
                 quantize_q8x32(x, &mut self.q32[..n]);
             }
             ActKind::Q8K => {
-                let n = x.len() / 256;
+                let n = x.len() / <BlockQ8K as Partner>::VALUES;
                 if self.qk.len() < n {
                     self.qk.resize(n, BlockQ8K::default());
                 }
@@ -146,11 +147,11 @@ fn dot_row(
     match f {
         DotFn::F32(f) => f(wr, &x[t * cols..(t + 1) * cols]),
         DotFn::Q8x32(f) => {
-            let nb = cols / 32;
+            let nb = cols / <BlockQ8x32 as Partner>::VALUES;
             f(wr, &q32[t * nb..(t + 1) * nb])
         }
         DotFn::Q8K(f) => {
-            let nb = cols / 256;
+            let nb = cols / <BlockQ8K as Partner>::VALUES;
             f(wr, &qk[t * nb..(t + 1) * nb])
         }
     }
@@ -218,98 +219,114 @@ pub fn matmul_with_isa(
     if rows == 0 || n_tokens == 0 {
         return Ok(());
     }
-    scratch.quantize(act_kind(w.qtype), x);
-    let nth = pool.n_threads();
-    let mut chunk = rows.div_ceil(nth * 8).max(1);
-    if n_tokens > 1 {
-        chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
+    scratch.quantize(w.qtype.act_kind(), x);
+    let job = Job {
+        pool,
+        data: w.data,
+        rows,
+        cols,
+        rb,
+        n_tokens,
+        out,
+    };
+    match f {
+        DotFn::F32(f) => job.run(x, f, f4, ft),
+        DotFn::Q8x32(f) => job.run(&scratch.q32, f, f4, ft),
+        DotFn::Q8K(f) => job.run(&scratch.qk, f, f4, ft),
     }
-    if ft.is_some() {
-        // whole tiles per chunk: no row falls back to the one-row kernel except at the end,
-        // and which kernel computes a row does not depend on the thread count
-        chunk = chunk.next_multiple_of(TILE_ROWS);
-    }
-    let n_chunks = rows.div_ceil(chunk);
-    let next = AtomicUsize::new(0);
-    let dst = DisjointOut::new(out);
-    let (q32, qk) = (&scratch.q32[..], &scratch.qk[..]);
-    let data = w.data;
-    pool.run_dynamic(|_ith, _nth| loop {
-        let c = next.fetch_add(1, Ordering::Relaxed);
-        if c >= n_chunks {
-            break;
-        }
-        let r0 = c * chunk;
-        let r1 = (r0 + chunk).min(rows);
-        // groups of four tokens through the 4-token kernel, the rest one by one
-        let mut t0 = 0;
-        if let Some(f4) = f4 {
-            while t0 + 4 <= n_tokens {
-                // tiles of TILE_ROWS rows where the level has a tile kernel
-                let mut r_single = r0;
-                if let Some(ft) = ft {
-                    let mut r = r0;
-                    while r + TILE_ROWS <= r1 {
-                        let wr: [&[u8]; TILE_ROWS] =
-                            std::array::from_fn(|j| &data[(r + j) * rb..(r + j + 1) * rb]);
-                        let v = match ft {
-                            TileFn::Q8x32(f) => {
-                                let nb = cols / 32;
-                                let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];
-                                f(wr, [a(0), a(1), a(2), a(3)])
-                            }
-                            TileFn::Q8K(f) => {
-                                let nb = cols / 256;
-                                let a = |k: usize| &qk[(t0 + k) * nb..(t0 + k + 1) * nb];
-                                f(wr, [a(0), a(1), a(2), a(3)])
-                            }
-                        };
-                        for (j, vr) in v.iter().enumerate() {
-                            for (k, &vk) in vr.iter().enumerate() {
-                                // SAFETY: as below; rows of this chunk belong to this thread.
-                                unsafe { dst.write((t0 + k) * rows + r + j, vk) };
-                            }
-                        }
-                        r += TILE_ROWS;
-                    }
-                    r_single = r;
-                }
-                for r in r_single..r1 {
-                    let wr = &data[r * rb..(r + 1) * rb];
-                    let v = match f4 {
-                        Dot4Fn::F32(f4) => {
-                            let a = |k: usize| &x[(t0 + k) * cols..(t0 + k + 1) * cols];
-                            f4(wr, [a(0), a(1), a(2), a(3)])
-                        }
-                        Dot4Fn::Q8x32(f4) => {
-                            let nb = cols / 32;
-                            let a = |k: usize| &q32[(t0 + k) * nb..(t0 + k + 1) * nb];
-                            f4(wr, [a(0), a(1), a(2), a(3)])
-                        }
-                        Dot4Fn::Q8K(f4) => {
-                            let nb = cols / 256;
-                            let a = |k: usize| &qk[(t0 + k) * nb..(t0 + k + 1) * nb];
-                            f4(wr, [a(0), a(1), a(2), a(3)])
-                        }
-                    };
-                    for (k, &vk) in v.iter().enumerate() {
-                        // SAFETY: as below; rows of this chunk belong to this thread only.
-                        unsafe { dst.write((t0 + k) * rows + r, vk) };
-                    }
-                }
-                t0 += 4;
-            }
-        }
-        for t in t0..n_tokens {
-            for r in r0..r1 {
-                let v = dot_row(f, &data[r * rb..(r + 1) * rb], t, cols, x, q32, qk);
-                // SAFETY: each chunk index `c` is taken by exactly one thread, and the indices
-                // `t * rows + r` for `r` in that chunk's rows are disjoint across chunks.
-                unsafe { dst.write(t * rows + r, v) };
-            }
-        }
-    });
     Ok(())
+}
+
+/// One checked [`matmul_with_isa`] call: the weight, the sizes and the output.
+struct Job<'p, 'w, 'o> {
+    pool: &'p ThreadPool,
+    data: &'w [u8],
+    rows: usize,
+    cols: usize,
+    rb: usize,
+    n_tokens: usize,
+    out: &'o mut [f32],
+}
+
+impl Job<'_, '_, '_> {
+    /// Runs the product over activation rows `acts` of partner type `A` (`n_tokens` rows of
+    /// `cols / A::VALUES` elements) with the one-row kernel `f` and, where given, the 4-token
+    /// and tile kernels.
+    fn run<A: Partner + Sync>(
+        self,
+        acts: &[A],
+        f: fn(&[u8], &[A]) -> f32,
+        f4: Option<Dot4Fn>,
+        ft: Option<TileFn>,
+    ) {
+        let (rows, rb, n_tokens, data) = (self.rows, self.rb, self.n_tokens, self.data);
+        let per = self.cols / A::VALUES;
+        let f4 = f4.and_then(A::of_dot4);
+        let ft = ft.and_then(A::of_tile);
+        let nth = self.pool.n_threads();
+        let mut chunk = rows.div_ceil(nth * 8).max(1);
+        if n_tokens > 1 {
+            chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
+        }
+        if ft.is_some() {
+            // whole tiles per chunk: no row falls back to the one-row kernel except at the end,
+            // and which kernel computes a row does not depend on the thread count
+            chunk = chunk.next_multiple_of(TILE_ROWS);
+        }
+        let n_chunks = rows.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
+        let dst = DisjointOut::new(self.out);
+        let act = |t: usize| &acts[t * per..(t + 1) * per];
+        let row = |r: usize| &data[r * rb..(r + 1) * rb];
+        self.pool.run_dynamic(|_ith, _nth| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let r0 = c * chunk;
+            let r1 = (r0 + chunk).min(rows);
+            // groups of four tokens through the 4-token kernel, the rest one by one
+            let mut t0 = 0;
+            if let Some(f4) = f4 {
+                while t0 + 4 <= n_tokens {
+                    let a4 = [act(t0), act(t0 + 1), act(t0 + 2), act(t0 + 3)];
+                    // tiles of TILE_ROWS rows where the level has a tile kernel
+                    let mut r_single = r0;
+                    if let Some(ft) = ft {
+                        let mut r = r0;
+                        while r + TILE_ROWS <= r1 {
+                            let wr: [&[u8]; TILE_ROWS] = std::array::from_fn(|j| row(r + j));
+                            for (j, vr) in ft(wr, a4).iter().enumerate() {
+                                for (k, &vk) in vr.iter().enumerate() {
+                                    // SAFETY: as below; rows of this chunk belong to this
+                                    // thread.
+                                    unsafe { dst.write((t0 + k) * rows + r + j, vk) };
+                                }
+                            }
+                            r += TILE_ROWS;
+                        }
+                        r_single = r;
+                    }
+                    for r in r_single..r1 {
+                        for (k, &vk) in f4(row(r), a4).iter().enumerate() {
+                            // SAFETY: as below; rows of this chunk belong to this thread only.
+                            unsafe { dst.write((t0 + k) * rows + r, vk) };
+                        }
+                    }
+                    t0 += 4;
+                }
+            }
+            for t in t0..n_tokens {
+                for r in r0..r1 {
+                    let v = f(row(r), act(t));
+                    // SAFETY: each chunk index `c` is taken by exactly one thread, and the
+                    // indices `t * rows + r` for `r` in that chunk's rows are disjoint across
+                    // chunks.
+                    unsafe { dst.write(t * rows + r, v) };
+                }
+            }
+        });
+    }
 }
 
 /// Several matrix × vector products over one input vector in a single pass of the pool: `x`
@@ -349,7 +366,7 @@ pub fn matvec_many<const N: usize>(
             qtype: w.qtype,
             op: "matmul",
         })?);
-        match act_kind(w.qtype) {
+        match w.qtype.act_kind() {
             ActKind::F32 => {}
             ActKind::Q8x32 => need32 = true,
             ActKind::Q8K => needk = true,

@@ -38,11 +38,12 @@ fn dequantize_matches_gguf_py_for_every_type() {
 
 #[test]
 fn dequantize_rejects_bad_lengths() {
-    let mut out = vec![0f32; 64];
-    assert!(dequantize_row(QType::Q4_0, &[0u8; 35], &mut out).is_err());
-    assert!(dequantize_row(QType::Q4_0, &[0u8; 36], &mut out).is_ok());
-    assert!(dequantize_row(QType::Q4K, &[0u8; 144], &mut out).is_err());
-    let mut out = vec![0f32; 256];
-    assert!(dequantize_row(QType::Q4K, &[0u8; 144], &mut out).is_ok());
+    let (q4_0, q4k) = (QType::Q4_0.type_size(), vec![0u8; QType::Q4K.type_size()]);
+    let mut out = vec![0f32; 2 * QType::Q4_0.block_size()];
+    assert!(dequantize_row(QType::Q4_0, &vec![0u8; 2 * q4_0 - 1], &mut out).is_err());
+    assert!(dequantize_row(QType::Q4_0, &vec![0u8; 2 * q4_0], &mut out).is_ok());
+    assert!(dequantize_row(QType::Q4K, &q4k, &mut out).is_err());
+    let mut out = vec![0f32; QType::Q4K.block_size()];
+    assert!(dequantize_row(QType::Q4K, &q4k, &mut out).is_ok());
     assert!(dequantize_row(QType::Q4K, &[], &mut out).is_err());
 }

@@ -11,10 +11,11 @@ use common::*;
 use lmrun_kernels::quant::{act_kind, quantize_q8k, quantize_q8x32, ActKind, BlockQ8K, BlockQ8x32};
 use lmrun_kernels::{
     dequantize_row, matmul_with_isa, vec_dot, ActRow, Isa, QType, Scratch, ThreadPool, WeightRef,
+    QK32, QK_K,
 };
 
 fn cols_for(t: QType) -> usize {
-    if t.block_size() == 256 {
+    if t.block_size() == QK_K {
         1024
     } else {
         896
@@ -59,8 +60,8 @@ fn quantized_dot_matches_dequantized_f32_dot() {
             // bound: per activation block, sum |w| * d/2 (round to nearest)
             let bw = match act_kind(t) {
                 ActKind::F32 => 0,
-                ActKind::Q8x32 => 32,
-                ActKind::Q8K => 256,
+                ActKind::Q8x32 => QK32,
+                ActKind::Q8K => QK_K,
             };
             let mut bound = 1e-5
                 * wf.iter()
@@ -133,13 +134,20 @@ fn simd_equals_scalar() {
 
 #[test]
 fn vec_dot_rejects_mismatches() {
-    let w = vec![0u8; 18 * 2];
+    let w = vec![0u8; QType::Q4_0.type_size() * 2];
     let x = vec![BlockQ8x32::default(); 1];
     assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w, ActRow::Q8x32(&x)).is_err());
     assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w[..20], ActRow::Q8x32(&x)).is_err());
     let xf = vec![0f32; 64];
     assert!(vec_dot(Isa::Scalar, QType::Q4_0, 64, &w, ActRow::F32(&xf)).is_err());
-    assert!(vec_dot(Isa::Scalar, QType::Q8K, 256, &[0u8; 292], ActRow::F32(&xf)).is_err());
+    assert!(vec_dot(
+        Isa::Scalar,
+        QType::Q8K,
+        256,
+        &vec![0u8; QType::Q8K.type_size()],
+        ActRow::F32(&xf)
+    )
+    .is_err());
 }
 
 #[test]

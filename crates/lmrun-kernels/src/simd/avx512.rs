@@ -19,82 +19,58 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, kscales16, load16, load32, load32_i8, nb4, nibbles32,
-    pair_scales, split_scales,
+    f16_at, f16x8, hsum4, hsum_ps, kscales16, load32, load32_i8, nb4, nibbles32, pair_scales,
+    q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
-use crate::dispatch::{Dot4Fn, TileFn, TILE_ROWS};
+use crate::fn_types::{Dot4Fn, DotFn, TileFn};
+use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
 use crate::quant::{BlockQ8K, BlockQ8x32};
-use crate::{DotFn, QType};
+use crate::QType;
 
 /// The AVX-512 VNNI kernel for `t`, if there is one. Only called by `dispatch::dot_fn` after
 /// `Isa::Avx512Vnni.is_available()`.
 pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
-    Some(match t {
-        QType::Q4_0 => DotFn::Q8x32(dot_q4_0),
-        QType::Q5_0 => DotFn::Q8x32(dot_q5_0),
-        QType::Q8_0 => DotFn::Q8x32(dot_q8_0),
-        QType::Q6K => DotFn::Q8K(dot_q6k),
-        _ => return None,
-    })
+    kernel_table!(t, dot_fn,
+        Q4_0 => dot_q4_0,
+        Q5_0 => dot_q5_0,
+        Q8_0 => dot_q8_0,
+        Q6K => dot_q6k,
+    )
 }
 
 /// The 4-token AVX-512 VNNI kernel for `t`, if there is one. Same precondition as [`dot_fn`].
 pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
-    Some(match t {
-        QType::Q4_0 => Dot4Fn::Q8x32(dot4_q4_0),
-        QType::Q5_0 => Dot4Fn::Q8x32(dot4_q5_0),
-        QType::Q8_0 => Dot4Fn::Q8x32(dot4_q8_0),
-        QType::Q4K => Dot4Fn::Q8K(dot4_q4k),
-        QType::Q6K => Dot4Fn::Q8K(dot4_q6k),
-        _ => return None,
-    })
+    kernel_table!(t, dot4_fn,
+        Q4_0 => dot4_q4_0,
+        Q5_0 => dot4_q5_0,
+        Q8_0 => dot4_q8_0,
+        Q4K => dot4_q4k,
+        Q6K => dot4_q6k,
+    )
 }
 
 /// The `TILE_ROWS`-row × 4-token AVX-512 VNNI kernel for `t`, if there is one. Same
 /// precondition.
 pub(crate) fn tile_fn(t: QType) -> Option<TileFn> {
-    Some(match t {
-        QType::Q4_0 => TileFn::Q8x32(tile_q4_0),
-        QType::Q5_0 => TileFn::Q8x32(tile_q5_0),
-        QType::Q8_0 => TileFn::Q8x32(tile_q8_0),
-        _ => return None,
-    })
+    kernel_table!(t, tile_fn,
+        Q4_0 => tile_q4_0,
+        Q5_0 => tile_q5_0,
+        Q8_0 => tile_q8_0,
+    )
 }
-
-macro_rules! wrap_tile {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: [&[u8]; TILE_ROWS], a: [&[$act]; 4]) -> [[f32; 4]; TILE_ROWS] {
-            // SAFETY: reachable only through `tile_fn`, after run-time detection of every
-            // feature the kernel enables; the kernel bounds every access by the slice lengths.
-            unsafe { $imp(w, a) }
-        }
-    };
-}
-
-wrap_tile!(tile_q4_0, tile_q4_0_impl, BlockQ8x32);
-wrap_tile!(tile_q5_0, tile_q5_0_impl, BlockQ8x32);
-wrap_tile!(tile_q8_0, tile_q8_0_impl, BlockQ8x32);
-
-wrap!(dot_q4_0, dot_q4_0_impl, BlockQ8x32);
-wrap!(dot_q5_0, dot_q5_0_impl, BlockQ8x32);
-wrap!(dot_q8_0, dot_q8_0_impl, BlockQ8x32);
-wrap!(dot_q6k, dot_q6k_impl, BlockQ8K);
-wrap4!(dot4_q4_0, dot4_q4_0_impl, BlockQ8x32);
-wrap4!(dot4_q5_0, dot4_q5_0_impl, BlockQ8x32);
-wrap4!(dot4_q8_0, dot4_q8_0_impl, BlockQ8x32);
-wrap4!(dot4_q4k, dot4_q4k_impl, BlockQ8K);
-wrap4!(dot4_q6k, dot4_q6k_impl, BlockQ8K);
 
 // ---------------------------------------------------------------------------------------------
 // 32-wide blocks: the weight codes as unsigned bytes `u` (Q4_0: q, Q5_0: q, Q8_0: q + 128) meet
 // the signed activation in `vpdpbusd`; the accumulator starts at `-offset * Σ a` in lane 0, so
 // the integer result is exactly Σ (u - offset) a.
 
-/// `[-off * y.sum, 0, 0, 0, 0, 0, 0, 0]`: the start value that removes the code offset.
 /// `vpdpwssd`: i16 pair products of `a` and `b` summed into the i32 lanes of `acc`, as the one
 /// instruction. Written as assembly because LLVM splits the intrinsic into `vpmaddwd` +
 /// `vpaddd` (two instructions where one does the work), which is what the k-quant kernels'
 /// instruction budget cannot afford.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dpwssd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
@@ -112,6 +88,10 @@ unsafe fn dpwssd(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     r
 }
 
+/// `[-off * y.sum, 0, 0, 0, 0, 0, 0, 0]`: the start value that removes the code offset.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn offset_init(off: i32, y: &BlockQ8x32) -> __m256i {
@@ -121,10 +101,13 @@ unsafe fn offset_init(off: i32, y: &BlockQ8x32) -> __m256i {
 
 /// Q5_0's 32 codes (0..32) as bytes: the nibbles plus 16 where the high bit is set, one masked
 /// add instead of AVX2's byte-mask expansion.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
-    let qh = crate::blocks::u32_at(b, 2);
+    let qh = crate::formats::u32_at(b, 2);
     // SAFETY: bounds-checked load, register arithmetic.
     unsafe {
         let nib = nibbles32(b, 6);
@@ -133,6 +116,9 @@ unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
 }
 
 /// Q8_0's 32 codes plus 128 (unsigned).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
@@ -143,15 +129,18 @@ unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
 /// Defines a single-token kernel for a 32-wide type: `$bytes` per block, `$codes(b)` gives the
 /// unsigned codes, `$off` is their offset.
 macro_rules! dot32 {
-    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
+    ($name:ident, $F:ident, $codes:expr, $off:expr) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name(w: &[u8], a: &[BlockQ8x32]) -> f32 {
-            let nb = a.len().min(w.len() / $bytes);
+            const BYTES: usize = <$F as QuantFormat>::BYTES;
+            let nb = a.len().min(w.len() / BYTES);
             // One block's contribution, scaled; `i < nb` bounds both slices.
             let block = |i: usize| {
                 // SAFETY: i < nb <= the blocks of both slices; register arithmetic.
                 unsafe {
-                    let b = w.get_unchecked($bytes * i..$bytes * i + $bytes);
+                    let b = w.get_unchecked(BYTES * i..BYTES * i + BYTES);
                     let y = a.get_unchecked(i);
                     let d = _mm256_mul_ps(f16x8(b, 0), _mm256_set1_ps(y.d));
                     let yq = _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i);
@@ -188,6 +177,9 @@ macro_rules! dot32 {
 }
 
 /// Q4_0's codes: the 32 nibbles.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
@@ -202,20 +194,23 @@ unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
 /// AVX512VL's 32 vector registers hold the 16 accumulators, four code vectors and four scales.
 /// (Folding the four tokens' sums with `vphaddd` before the f32 step was measured slower.)
 macro_rules! tile_32 {
-    ($name:ident, $bytes:expr, $codes:expr, $off:expr) => {
+    ($name:ident, $F:ident, $codes:expr, $off:expr) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name<const R: usize>(w: [&[u8]; R], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; R] {
+            const BYTES: usize = <$F as QuantFormat>::BYTES;
             let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
-            let nb = nb4(wl, $bytes, &a);
+            let nb = nb4(wl, BYTES, &a);
             let mut acc = [[_mm256_setzero_ps(); 4]; R];
             for i in 0..nb {
-                // SAFETY: i < nb, so every weight row holds block i (nb <= len / $bytes) and
+                // SAFETY: i < nb, so every weight row holds block i (nb <= len / BYTES) and
                 // every activation row holds block i (nb <= its length); register arithmetic.
                 unsafe {
                     let mut dw = [_mm256_setzero_ps(); R];
                     let mut q = [_mm256_setzero_si256(); R];
                     for r in 0..R {
-                        let b = w[r].get_unchecked($bytes * i..$bytes * i + $bytes);
+                        let b = w[r].get_unchecked(BYTES * i..BYTES * i + BYTES);
                         dw[r] = f16x8(b, 0);
                         q[r] = $codes(b);
                     }
@@ -235,22 +230,30 @@ macro_rules! tile_32 {
                     }
                 }
             }
-            // SAFETY: register arithmetic.
-            acc.map(|ar| unsafe { hsum4(&ar) })
+            // A loop, not `acc.map(|ar| ..)`: the closure was not always inlined, which kept
+            // the accumulators in memory for the whole kernel.
+            let mut out = [[0f32; 4]; R];
+            for r in 0..R {
+                // SAFETY: register arithmetic.
+                out[r] = unsafe { hsum4(&acc[r]) };
+            }
+            out
         }
     };
 }
 
-dot32!(dot_q4_0_impl, 18, q4_0_codes, 8);
-dot32!(dot_q5_0_impl, 22, q5_0_codes, 16);
-dot32!(dot_q8_0_impl, 34, q8_0_codes, 128);
-tile_32!(tile_q4_0_impl, 18, q4_0_codes, 8);
-tile_32!(tile_q5_0_impl, 22, q5_0_codes, 16);
-tile_32!(tile_q8_0_impl, 34, q8_0_codes, 128);
+dot32!(dot_q4_0, Q4_0, q4_0_codes, 8);
+dot32!(dot_q5_0, Q5_0, q5_0_codes, 16);
+dot32!(dot_q8_0, Q8_0, q8_0_codes, 128);
+tile_32!(tile_q4_0, Q4_0, q4_0_codes, 8);
+tile_32!(tile_q5_0, Q5_0, q5_0_codes, 16);
+tile_32!(tile_q8_0, Q8_0, q8_0_codes, 128);
 
 /// The 4-token kernels of the 32-wide types: their tile kernels with one row.
 macro_rules! dot4_32 {
     ($name:ident, $tile:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
         #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
         unsafe fn $name(w: &[u8], a: [&[BlockQ8x32]; 4]) -> [f32; 4] {
             // SAFETY: same features; the tile kernel bounds every access by the slice lengths.
@@ -259,70 +262,27 @@ macro_rules! dot4_32 {
     };
 }
 
-dot4_32!(dot4_q4_0_impl, tile_q4_0_impl);
-dot4_32!(dot4_q5_0_impl, tile_q5_0_impl);
-dot4_32!(dot4_q8_0_impl, tile_q8_0_impl);
+dot4_32!(dot4_q4_0, tile_q4_0);
+dot4_32!(dot4_q5_0, tile_q5_0);
+dot4_32!(dot4_q8_0, tile_q8_0);
 
 // ---------------------------------------------------------------------------------------------
 // k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
 // multiplies them by the sub-block scales and accumulates in one instruction.
 
-/// Q6_K code vector `g` (0..4) of half `h` (0..2): the 6-bit codes, stored +32, as bytes.
-#[inline]
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q6k_codes(b: &[u8], h: usize) -> [__m256i; 4] {
-    // SAFETY: bounds-checked loads, register arithmetic.
-    unsafe {
-        let m4 = _mm256_set1_epi8(0x0F);
-        let m30 = _mm256_set1_epi8(0x30);
-        let qa = load32(b, 64 * h);
-        let qb = load32(b, 64 * h + 32);
-        let qh = load32(b, 128 + 32 * h);
-        [
-            _mm256_or_si256(
-                _mm256_and_si256(qa, m4),
-                _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30),
-            ),
-            _mm256_or_si256(
-                _mm256_and_si256(qb, m4),
-                _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30),
-            ),
-            _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
-                _mm256_and_si256(qh, m30),
-            ),
-            _mm256_or_si256(
-                _mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
-                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
-            ),
-        ]
-    }
-}
-
-/// `-32 * Σ_k sc_k * bsum_k` (per i32 lane): removes Q6_K's +32 code offset as an integer.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q6k_bias(sc16: __m256i, y: &BlockQ8K) -> __m256i {
-    // SAFETY: `bsums` is exactly 32 bytes; register arithmetic.
-    unsafe {
-        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-        _mm256_sub_epi32(
-            _mm256_setzero_si256(),
-            _mm256_slli_epi32(_mm256_madd_epi16(sc16, bs), 5),
-        )
-    }
-}
-
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
-    let nb = a.len().min(w.len() / 210);
+unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    const BYTES: usize = <Q6K as QuantFormat>::BYTES;
+    let nb = a.len().min(w.len() / BYTES);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let b = &w[210 * i..210 * i + 210];
+        let b = &w[BYTES * i..BYTES * i + BYTES];
         let y = &a[i];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
+            let sc16 = q6k_scales(b);
             let (slo, shi) = split_scales(sc16);
             let mut sumi = q6k_bias(sc16, y);
             for h in 0..2 {
@@ -332,7 +292,7 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
                     sumi = dpwssd(sumi, p, pair_scales(slo, shi, 4 * h + g));
                 }
             }
-            let d = _mm256_set1_ps(y.d * f16_at(b, 208));
+            let d = _mm256_set1_ps(y.d * f16_at(b, q6_k::D_OFF));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }
@@ -340,34 +300,18 @@ unsafe fn dot_q6k_impl(w: &[u8], a: &[BlockQ8K]) -> f32 {
     unsafe { hsum_ps(acc) }
 }
 
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-    let nb = nb4(w.len(), 210, &a);
+unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+    const BYTES: usize = <Q6K as QuantFormat>::BYTES;
+    let nb = nb4(w.len(), BYTES, &a);
     let mut acc = [_mm256_setzero_ps(); 4];
     for i in 0..nb {
-        let b = &w[210 * i..210 * i + 210];
-        let d = f16_at(b, 208);
+        let b = &w[BYTES * i..BYTES * i + BYTES];
         // SAFETY: bounds-checked loads, register arithmetic.
         unsafe {
-            let sc16 = _mm256_cvtepi8_epi16(load16(b, 192));
-            let (slo, shi) = split_scales(sc16);
-            let mut sumi = [
-                q6k_bias(sc16, &a[0][i]),
-                q6k_bias(sc16, &a[1][i]),
-                q6k_bias(sc16, &a[2][i]),
-                q6k_bias(sc16, &a[3][i]),
-            ];
-            for h in 0..2 {
-                let q = q6k_codes(b, h);
-                for g in 0..4 {
-                    let sv = pair_scales(slo, shi, 4 * h + g);
-                    for n in 0..4 {
-                        let y = &a[n][i];
-                        let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                        sumi[n] = dpwssd(sumi[n], p, sv);
-                    }
-                }
-            }
+            let (d, sumi) = q6k_sums4!(b, a, i, dpwssd);
             for n in 0..4 {
                 let dd = _mm256_set1_ps(a[n][i].d * d);
                 acc[n] = _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(sumi[n]), acc[n]);
@@ -379,6 +323,9 @@ unsafe fn dot4_q6k_impl(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
 }
 
 /// `sum + pl·sl + ph·sh` (i16 pair products into i32 lanes) as two `vpdpwssd`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dot2_vnni(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m256i) -> __m256i {
@@ -387,7 +334,7 @@ unsafe fn dot2_vnni(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m
 }
 
 q4k_dot4!(
-    dot4_q4k_impl,
+    dot4_q4k,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     dot2_vnni
 );

@@ -1,32 +1,92 @@
-//! Instruction-set specific kernels, each module behind run-time detection in `dispatch`.
+//! Instruction-set specific kernels, each module behind run-time detection in `dispatch`. The
+//! modules depend on `fn_types` and `formats`, never on `dispatch`; this file holds the macros
+//! both x86 levels expand (the kernel tables and the Q4_K 4-token kernel).
 
-/// Defines a safe one-row wrapper `$name(w, a) -> f32` around the kernel `unsafe fn $imp`.
-/// The wrappers are private to their instruction-set module and handed out only by its
-/// `dot_fn`, which `dispatch` calls after run-time detection of every feature the module's
-/// kernels enable.
+/// `match t` over `Format => kernel` pairs for one kernel table (`$wrap`: `dot_fn`, `dot4_fn`
+/// or `tile_fn` of [`Partner`](crate::fn_types::Partner)): each kernel, an `unsafe fn` with the
+/// module's target features, gets a safe wrapper `fn` (a named function, not a closure: a
+/// closure coerced to a pointer goes through a shim that copies the 4-row argument) and is
+/// tagged with its format's activation partner. The tables are handed out only by the module's
+/// lookup functions, which `dispatch` calls after run-time detection of every feature the
+/// module's kernels enable.
 #[cfg(target_arch = "x86_64")]
-macro_rules! wrap {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: &[$act]) -> f32 {
-            // SAFETY: reachable only through the module's `dot_fn`, after run-time detection
-            // of every feature the kernel enables; the kernel bounds every access by the
-            // slice lengths.
-            unsafe { $imp(w, a) }
+macro_rules! kernel_table {
+    ($t:expr, $wrap:ident, $($F:ident => $k:ident),* $(,)?) => {
+        match $t {
+            $(crate::QType::$F => {
+                kernel_wrapper!($wrap, wrapped, $F, $k);
+                <<crate::formats::$F as crate::formats::QuantFormat>::Act
+                    as crate::fn_types::Partner>::$wrap(wrapped)
+            })*
+            _ => None,
         }
     };
 }
 
-/// [`wrap!`] for the four-token kernels, handed out only by the module's `dot4_fn`.
+/// The safe wrapper `fn $w` of [`kernel_table!`] with the signature of table `$wrap`.
 #[cfg(target_arch = "x86_64")]
-macro_rules! wrap4 {
-    ($name:ident, $imp:ident, $act:ty) => {
-        fn $name(w: &[u8], a: [&[$act]; 4]) -> [f32; 4] {
-            // SAFETY: reachable only through the module's `dot4_fn`, after run-time detection
-            // of every feature the kernel enables; the kernel bounds every access by the
-            // slice lengths.
-            unsafe { $imp(w, a) }
+macro_rules! kernel_wrapper {
+    (dot_fn, $w:ident, $F:ident, $k:ident) => {
+        fn $w(w: &[u8], a: &[<crate::formats::$F as crate::formats::QuantFormat>::Act]) -> f32 {
+            // SAFETY: reachable only through the module's lookup function, after run-time
+            // detection of every feature the kernel enables; the kernel bounds every access
+            // by the slice lengths.
+            unsafe { $k(w, a) }
         }
     };
+    (dot4_fn, $w:ident, $F:ident, $k:ident) => {
+        fn $w(
+            w: &[u8],
+            a: [&[<crate::formats::$F as crate::formats::QuantFormat>::Act]; 4],
+        ) -> [f32; 4] {
+            // SAFETY: as for `dot_fn` above.
+            unsafe { $k(w, a) }
+        }
+    };
+    (tile_fn, $w:ident, $F:ident, $k:ident) => {
+        fn $w(
+            w: [&[u8]; crate::fn_types::TILE_ROWS],
+            a: [&[<crate::formats::$F as crate::formats::QuantFormat>::Act]; 4],
+        ) -> [[f32; 4]; crate::fn_types::TILE_ROWS] {
+            // SAFETY: as for `dot_fn` above.
+            unsafe { $k(w, a) }
+        }
+    };
+}
+
+/// Q6_K super-block `$b` against block `$i` of the four activation rows `$a`: the super-block
+/// scale and the four exact i32 sums, as an expression for a kernel of either x86 level (a
+/// macro, not an `#[inline]` function, so the kernel loop compiles as if written out). Codes
+/// are stored +32, so each sum starts at `-32 · Σ sc_k · bsum_k` (`q6k_bias`); `$acc(sum, p,
+/// sv)` adds the i16 pair products `p` times the scales `sv` (AVX2: `vpmaddwd` + add,
+/// AVX-512: one `vpdpwssd`). Must be expanded inside an `unsafe` block of a function with
+/// the level's features; the expanding module provides the helpers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! q6k_sums4 {
+    ($b:ident, $a:ident, $i:ident, $acc:ident) => {{
+        let (b, a, i): (&[u8], &[&[BlockQ8K]; 4], usize) = ($b, &$a, $i);
+        let d = f16_at(b, crate::formats::q6_k::D_OFF);
+        let sc16 = q6k_scales(b);
+        let (slo, shi) = split_scales(sc16);
+        let mut sumi = [
+            q6k_bias(sc16, &a[0][i]),
+            q6k_bias(sc16, &a[1][i]),
+            q6k_bias(sc16, &a[2][i]),
+            q6k_bias(sc16, &a[3][i]),
+        ];
+        for h in 0..2 {
+            let q = q6k_codes(b, h);
+            for g in 0..4 {
+                let sv = pair_scales(slo, shi, 4 * h + g);
+                for n in 0..4 {
+                    let y = &a[n][i];
+                    let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
+                    sumi[n] = $acc(sumi[n], p, sv);
+                }
+            }
+        }
+        (d, sumi)
+    }};
 }
 
 /// Defines the Q4_K × 4-token kernel `unsafe fn $name` for the target features `$features`:
@@ -37,13 +97,18 @@ macro_rules! wrap4 {
 /// helpers (`nb4`, `kscales16`, `f16_at`, `load32`, `load32_i8`, `hsum4`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! q4k_dot4 {
-    ($name:ident, $features:literal, $dot2:ident) => {
+    ($vis:vis $name:ident, $features:literal, $dot2:ident) => {
+        /// # Safety
+        /// The CPU must support the features `$features`; every access is bounded by the
+        /// slices.
         #[target_feature(enable = $features)]
-        unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
-            let nb = nb4(w.len(), 144, &a);
+        $vis unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
+            const BYTES: usize =
+                <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
+            let nb = nb4(w.len(), BYTES, &a);
             let mut acc = [_mm256_setzero_ps(); 4];
             for i in 0..nb {
-                let b = &w[144 * i..144 * i + 144];
+                let b = &w[BYTES * i..BYTES * i + BYTES];
                 let sc = kscales16(&b[4..16]);
                 let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
                 // SAFETY: bounds-checked loads, register arithmetic.

@@ -26,16 +26,9 @@ impl Rng {
     }
 }
 
-/// Byte offsets of f16 scale fields in each block type.
+/// Byte offsets of f16 scale fields in each block type (from the format's own file).
 pub fn f16_fields(t: QType) -> &'static [usize] {
-    match t {
-        QType::Q4_0 | QType::Q5_0 | QType::Q8_0 | QType::IQ4NL | QType::IQ4XS => &[0],
-        QType::Q4_1 | QType::Q5_1 | QType::Q4K | QType::Q5K | QType::Q8_1 => &[0, 2],
-        QType::Q2K => &[80, 82],
-        QType::Q3K => &[108],
-        QType::Q6K => &[208],
-        _ => &[],
-    }
+    t.f16_scale_offsets()
 }
 
 /// A random row of `cols` values of weight type `t` (random block bytes, sane scales).
