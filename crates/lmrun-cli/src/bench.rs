@@ -61,7 +61,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         load_mode: args.load_mode,
     };
     for &t in &opts.threads {
-        crate::run::warn_threads(t);
+        crate::args::warn_threads(t);
     }
     let results = bench::run(&args.model, &opts).map_err(|e| match e {
         lmrun::RunnerError::ContextTooLong {

@@ -13,7 +13,7 @@ use crate::errln;
 use lmrun::chat::Conversation;
 use lmrun::{GenerationConfig, RunnerError};
 
-use crate::run::{ModelArgs, SamplingArgs};
+use crate::args::{ModelArgs, SamplingArgs};
 
 /// Arguments of `lmrun chat`.
 #[derive(clap::Args, Debug)]

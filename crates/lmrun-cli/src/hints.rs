@@ -4,7 +4,7 @@
 
 use lmrun::{ModelError, RunnerError};
 
-use crate::run::ModelArgs;
+use std::path::Path;
 
 /// Bytes in binary units with one decimal.
 pub fn fmt_bytes(b: u64) -> String {
@@ -22,9 +22,10 @@ pub fn fmt_bytes(b: u64) -> String {
     }
 }
 
-/// `e` as the CLI explains it (for `run`; `chat` words a prompt that does not fit itself).
-pub fn runner_error(e: RunnerError, model: &ModelArgs) -> anyhow::Error {
-    let ctx_flag = |n: usize| match model.ctx_size {
+/// `e` as the CLI explains it (for `run`; `chat` words a prompt that does not fit itself), for
+/// the model at `model` run with `--ctx-size ctx_size` (`None`: the default context).
+pub fn runner_error(e: RunnerError, model: &Path, ctx_size: Option<usize>) -> anyhow::Error {
+    let ctx_flag = |n: usize| match ctx_size {
         Some(c) => format!("--ctx-size {c}"),
         None => format!("the default context of {n} tokens"),
     };
@@ -63,7 +64,7 @@ pub fn runner_error(e: RunnerError, model: &ModelArgs) -> anyhow::Error {
         }) => format!(
             "{}: a KV cache for {} needs {} but only {} of memory is available; use a smaller \
              --ctx-size (this model needs about {} per position)",
-            model.model.display(),
+            model.display(),
             ctx_flag(*context_len),
             fmt_bytes(*bytes),
             fmt_bytes(*available),

@@ -5,6 +5,7 @@
 //! 130 interrupted by Ctrl-C, 135 the model file failed under its mapping (SIGBUS, explained
 //! in one line).
 
+mod args;
 mod bench;
 mod chat;
 mod hints;

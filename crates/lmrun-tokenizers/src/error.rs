@@ -29,8 +29,16 @@ pub enum TokenizerError {
     #[error("GGUF tokenizer: {0}")]
     Vocab(String),
     /// `tokenizer.ggml.pre` names a pre-tokenizer this crate does not implement.
-    #[error("GGUF tokenizer: unknown pre-tokenizer tokenizer.ggml.pre = {0:?} (known: {known})", known = crate::pretok::KNOWN_PRE.join(", "))]
-    UnknownPre(String),
+    #[error(
+        "GGUF tokenizer: unknown pre-tokenizer tokenizer.ggml.pre = {pre:?} (known: {})",
+        known.join(", ")
+    )]
+    UnknownPre {
+        /// The name in the file.
+        pre: String,
+        /// The names this crate implements.
+        known: &'static [&'static str],
+    },
     /// `tokenizer.ggml.model` names a tokenizer model this crate does not implement.
     #[error("GGUF tokenizer: unsupported tokenizer.ggml.model = {0:?} (supported: llama, gpt2)")]
     UnknownModel(String),

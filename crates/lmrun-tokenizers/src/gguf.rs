@@ -786,7 +786,7 @@ mod tests {
         v.merges = Some(StrList::new());
         assert!(matches!(
             GgufTokenizer::from_vocab(v),
-            Err(TokenizerError::UnknownPre(_))
+            Err(TokenizerError::UnknownPre { .. })
         ));
     }
 }

@@ -140,7 +140,12 @@ impl PreTokenizer {
                 false,
                 false,
             ),
-            other => return Err(TokenizerError::UnknownPre(other.to_string())),
+            other => {
+                return Err(TokenizerError::UnknownPre {
+                    pre: other.to_string(),
+                    known: KNOWN_PRE,
+                })
+            }
         };
         Ok(PreTokenizer {
             name: name.to_string(),

@@ -1,5 +1,13 @@
-//! `GenerationConfig`: ExecuTorch's fields and defaults, its `resolve_max_new_tokens` rule, and
-//! the sampling knobs a llama.cpp user expects (top-k, top-p, min-p, repetition penalty, seed).
+//! The two option sets of the runner: [`RunnerOptions`] (how a runner is built: tokenizer, data
+//! file, load mode, threads, context) and `GenerationConfig` (how one `generate` call runs:
+//! ExecuTorch's fields and defaults, its `resolve_max_new_tokens` rule, and the sampling knobs a
+//! llama.cpp user expects — top-k, top-p, min-p, repetition penalty, seed).
+
+use std::path::PathBuf;
+
+use lmrun_loader::{LoadMode, Prefetch};
+
+use crate::DEFAULT_LOAD_MODE;
 
 /// How one `generate` call runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +80,48 @@ impl GenerationConfig {
             (seq_len, max_new) => (seq_len.min(max_context_len) - num_prompt_tokens).min(max_new),
         };
         n.max(0)
+    }
+}
+
+/// How `create_text_llm_runner_with` builds a runner. `Default` is exactly ExecuTorch's
+/// defaults: no data file, temperature -1 (use the `GenerationConfig`'s), method `forward`,
+/// load mode `MmapUseMlockIgnoreErrors`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunnerOptions {
+    /// A tokenizer file or directory; `None` uses the model's own vocabulary (GGUF).
+    pub tokenizer_path: Option<PathBuf>,
+    /// A `.ptd` data file for a `.pte` program.
+    pub data_path: Option<PathBuf>,
+    /// Overrides every `GenerationConfig::temperature` unless -1.
+    pub temperature: f32,
+    /// The method that computes logits.
+    pub method_name: String,
+    /// How the model file is loaded.
+    pub load_mode: LoadMode,
+    /// Compute threads (0 = the number of physical cores).
+    pub threads: usize,
+    /// KV-cache capacity in tokens (`None` = the model's training context, capped at 4096).
+    pub context_len: Option<usize>,
+    /// Opt-in prefetch of the mapped weights, separate from the load mode (default: none).
+    pub prefetch: Prefetch,
+    /// Allow a `context_len` above the model's training context (quality degrades past it);
+    /// without it such a context is an error.
+    pub allow_long_context: bool,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            tokenizer_path: None,
+            data_path: None,
+            temperature: -1.0,
+            method_name: "forward".to_string(),
+            load_mode: DEFAULT_LOAD_MODE,
+            threads: 0,
+            context_len: None,
+            prefetch: Prefetch::None,
+            allow_long_context: false,
+        }
     }
 }
 

@@ -15,15 +15,15 @@ mod runner;
 pub mod sampler;
 mod stats;
 
-pub use config::GenerationConfig;
+pub use config::{GenerationConfig, RunnerOptions};
 pub use decoder::{DecoderMemory, TextDecoder};
 pub use error::RunnerError;
 pub use lmrun_loader::{LoadMode, LoadReport, MlockOutcome};
 pub use lmrun_models::ModelError;
 pub use metadata::{get_eos_ids, get_llm_metadata};
 pub use runner::{
-    create_text_llm_runner, create_text_llm_runner_with, Generation, RunnerOptions, StopHandle,
-    StopReason, TextLLMRunner,
+    create_text_llm_runner, create_text_llm_runner_with, Generation, StopHandle, StopReason,
+    TextLLMRunner,
 };
 pub use sampler::Sampler;
 pub use stats::Stats;

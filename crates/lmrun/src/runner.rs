@@ -13,56 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lmrun_loader::{LoadMode, Prefetch, ProcessMemory};
+use lmrun_loader::{LoadMode, ProcessMemory};
 use lmrun_tokenizers::{EncodeOptions, StreamDecoder, Tokenizer};
 
 use crate::decoder::keys;
 use crate::metadata::{get_eos_ids, get_llm_metadata};
 use crate::sampler::{Sampler, SamplerParams};
 use crate::stats::{time_in_ms, Stats};
-use crate::{backend, GenerationConfig, RunnerError, TextDecoder, DEFAULT_LOAD_MODE};
-
-/// How `create_text_llm_runner_with` builds a runner. `Default` is exactly ExecuTorch's
-/// defaults: no data file, temperature -1 (use the `GenerationConfig`'s), method `forward`,
-/// load mode `MmapUseMlockIgnoreErrors`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunnerOptions {
-    /// A tokenizer file or directory; `None` uses the model's own vocabulary (GGUF).
-    pub tokenizer_path: Option<PathBuf>,
-    /// A `.ptd` data file for a `.pte` program.
-    pub data_path: Option<PathBuf>,
-    /// Overrides every `GenerationConfig::temperature` unless -1.
-    pub temperature: f32,
-    /// The method that computes logits.
-    pub method_name: String,
-    /// How the model file is loaded.
-    pub load_mode: LoadMode,
-    /// Compute threads (0 = the number of physical cores).
-    pub threads: usize,
-    /// KV-cache capacity in tokens (`None` = the model's training context, capped at 4096).
-    pub context_len: Option<usize>,
-    /// Opt-in prefetch of the mapped weights, separate from the load mode (default: none).
-    pub prefetch: Prefetch,
-    /// Allow a `context_len` above the model's training context (quality degrades past it);
-    /// without it such a context is an error.
-    pub allow_long_context: bool,
-}
-
-impl Default for RunnerOptions {
-    fn default() -> Self {
-        RunnerOptions {
-            tokenizer_path: None,
-            data_path: None,
-            temperature: -1.0,
-            method_name: "forward".to_string(),
-            load_mode: DEFAULT_LOAD_MODE,
-            threads: 0,
-            context_len: None,
-            prefetch: Prefetch::None,
-            allow_long_context: false,
-        }
-    }
-}
+use crate::{backend, GenerationConfig, RunnerError, RunnerOptions, TextDecoder};
 
 /// Build a runner with ExecuTorch's argument list. `tokenizer: None` uses the model's own
 /// vocabulary (a GGUF's); `load_mode` is usually [`DEFAULT_LOAD_MODE`].

@@ -1,0 +1,148 @@
+//! The options `run` and `chat` share: which model and how it is loaded and computed
+//! ([`ModelArgs`], which also builds the runner) and how tokens are sampled ([`SamplingArgs`]).
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use lmrun::{GenerationConfig, LoadMode, RunnerOptions, TextLLMRunner};
+
+/// Options shared by `run` and `chat`: the model and how it is loaded and computed.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model file (GGUF, or an ExecuTorch .pte).
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+
+    /// Tokenizer file or directory (default: the model's own vocabulary).
+    #[arg(short = 't', long = "tokenizer")]
+    pub tokenizer: Option<PathBuf>,
+
+    /// External weights (.ptd) for a .pte program.
+    #[arg(long)]
+    pub data_path: Option<PathBuf>,
+
+    /// How the model file is loaded.
+    #[arg(long, default_value_t = lmrun::DEFAULT_LOAD_MODE)]
+    pub load_mode: LoadMode,
+
+    /// Prefetch the mapped weights: none, willneed (MADV_WILLNEED: start read-ahead) or
+    /// populate (MADV_POPULATE_READ: read every page before the first token). Helps a cold
+    /// start; no effect in the file mode.
+    #[arg(long, default_value_t = lmrun_loader::Prefetch::None)]
+    pub prefetch: lmrun_loader::Prefetch,
+
+    /// Compute threads [default: the number of physical cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+
+    /// KV-cache capacity in tokens [default: the model's training context, at most 4096].
+    #[arg(long = "ctx-size", short = 'c')]
+    pub ctx_size: Option<usize>,
+
+    /// Allow a --ctx-size above the model's training context (quality degrades past it).
+    #[arg(long)]
+    pub allow_long_context: bool,
+
+    /// The method that computes logits.
+    #[arg(long = "method", default_value = "forward")]
+    pub method: String,
+}
+
+impl ModelArgs {
+    /// Build the runner these arguments describe.
+    pub fn runner(&self, temperature: Option<f32>) -> anyhow::Result<TextLLMRunner> {
+        if self.threads == Some(0) {
+            bail!("--threads must be at least 1");
+        }
+        if self.ctx_size == Some(0) {
+            bail!("--ctx-size must be at least 1");
+        }
+        if let Some(t) = self.threads {
+            warn_threads(t);
+        }
+        let opts = RunnerOptions {
+            tokenizer_path: self.tokenizer.clone(),
+            data_path: self.data_path.clone(),
+            temperature: temperature.unwrap_or(-1.0),
+            method_name: self.method.clone(),
+            load_mode: self.load_mode,
+            threads: self.threads.unwrap_or(0),
+            context_len: self.ctx_size,
+            prefetch: self.prefetch,
+            allow_long_context: self.allow_long_context,
+        };
+        lmrun::create_text_llm_runner_with(&self.model, &opts)
+            .map_err(|e| crate::hints::runner_error(e, &self.model, self.ctx_size))
+    }
+}
+
+/// Sampling options shared by `run` and `chat`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1.0 = off).
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    pub top_p: f32,
+    /// Drop tokens below min-p × the top probability (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub min_p: f32,
+    /// Repetition penalty (1.0 = off).
+    #[arg(
+        long = "repeat-penalty",
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over.
+    #[arg(long = "repeat-last-n", default_value_t = 64)]
+    pub repeat_last_n: usize,
+    /// Random seed (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SamplingArgs {
+    /// Check ranges and fill a config.
+    pub fn apply(&self, cfg: &mut GenerationConfig) -> anyhow::Result<()> {
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            bail!("--temperature must be a number >= 0");
+        }
+        if !(0.0..=1.0).contains(&self.top_p) {
+            bail!("--top-p must be between 0 and 1");
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            bail!("--min-p must be between 0 and 1");
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            bail!("--repeat-penalty must be a number > 0");
+        }
+        cfg.temperature = self.temperature;
+        cfg.top_k = self.top_k;
+        cfg.top_p = self.top_p;
+        cfg.min_p = self.min_p;
+        cfg.repetition_penalty = self.repeat_penalty;
+        cfg.repetition_window = self.repeat_last_n;
+        cfg.seed = self.seed;
+        Ok(())
+    }
+}
+
+/// Warn (once per process) when more threads are asked for than the machine has cores: the
+/// extra threads only wait on each other.
+pub fn warn_threads(threads: usize) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if cores > 0 && threads > cores {
+        WARNED.call_once(|| {
+            log::warn!(
+                "--threads {threads} is more than the {cores} cores this process may use; the \
+                 extra threads only slow it down (use --threads {cores} or fewer)"
+            );
+        });
+    }
+}
