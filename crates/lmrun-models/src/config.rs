@@ -74,6 +74,112 @@ fn bad(key: impl Into<String>, what: impl Into<String>) -> ModelError {
     }
 }
 
+/// The `<arch>.*` metadata of one file, read with the range checks every key needs.
+struct Keys<'a> {
+    gguf: &'a GgufFile,
+    arch: &'a str,
+}
+
+impl Keys<'_> {
+    fn key(&self, s: &str) -> String {
+        format!("{}.{s}", self.arch)
+    }
+
+    /// A required dimension in `1..=MAX_DIM`.
+    fn req(&self, s: &str) -> Result<usize, ModelError> {
+        let k = self.key(s);
+        let v = self.gguf.get_usize(&k)?;
+        if v == 0 || v > MAX_DIM {
+            return Err(bad(k, format!("{v} is out of range 1..={MAX_DIM}")));
+        }
+        Ok(v)
+    }
+
+    fn opt_usize(&self, s: &str) -> Result<Option<usize>, ModelError> {
+        Ok(self.gguf.get_opt::<u64>(&self.key(s))?.map(|v| v as usize))
+    }
+
+    fn opt_f32(&self, s: &str) -> Result<Option<f32>, ModelError> {
+        Ok(self.gguf.get_opt::<f64>(&self.key(s))?.map(|v| v as f32))
+    }
+
+    /// Rotary dimensions, frequency base and linear position scale (rope scaling).
+    fn rope(&self, head_dim: usize) -> Result<(usize, f32, f32), ModelError> {
+        let n_rot = self.opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
+        if n_rot > head_dim || n_rot % 2 != 0 {
+            return Err(bad(
+                self.key("rope.dimension_count"),
+                format!("{n_rot} must be even and at most the head size {head_dim}"),
+            ));
+        }
+        let freq_base = self.opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
+        let mut freq_scale = 1.0f32;
+        let scaling_type = self
+            .gguf
+            .get_opt::<&str>(&self.key("rope.scaling.type"))?
+            .unwrap_or("none");
+        let factor = self
+            .opt_f32("rope.scaling.factor")?
+            .or(self.opt_f32("rope.scale_linear")?)
+            .unwrap_or(1.0);
+        match scaling_type {
+            "none" => {
+                if self
+                    .gguf
+                    .metadata()
+                    .contains_key(&self.key("rope.scale_linear"))
+                    && factor > 0.0
+                {
+                    freq_scale = 1.0 / factor;
+                }
+            }
+            "linear" => {
+                if !(factor.is_finite() && factor > 0.0) {
+                    return Err(bad(self.key("rope.scaling.factor"), format!("{factor}")));
+                }
+                freq_scale = 1.0 / factor;
+            }
+            other => {
+                if factor != 1.0 && factor != 0.0 {
+                    return Err(bad(
+                        self.key("rope.scaling.type"),
+                        format!("rope scaling '{other}' (factor {factor}) is not supported"),
+                    ));
+                }
+            }
+        }
+        if !(freq_base.is_finite() && freq_base > 0.0) {
+            return Err(bad(self.key("rope.freq_base"), format!("{freq_base}")));
+        }
+
+        Ok((n_rot, freq_base, freq_scale))
+    }
+
+    /// The vocabulary size, from the token embedding's shape.
+    fn n_vocab(&self, n_embd: usize) -> Result<usize, ModelError> {
+        let embd =
+            self.gguf
+                .tensor_info(names::TOKEN_EMBD)
+                .ok_or_else(|| ModelError::MissingTensor {
+                    name: names::TOKEN_EMBD.into(),
+                    arch: self.arch.into(),
+                })?;
+        if embd.shape.len() != 2 || embd.shape[0] != n_embd as u64 {
+            return Err(ModelError::BadShape {
+                name: names::TOKEN_EMBD.into(),
+                expected: vec![n_embd as u64, embd.shape.get(1).copied().unwrap_or(0)],
+                found: embd.shape.clone(),
+            });
+        }
+        let n_vocab = usize::try_from(embd.shape[1])
+            .ok()
+            .filter(|&v| v > 0 && v <= MAX_DIM)
+            .ok_or_else(|| bad("n_vocab", format!("{} rows in token_embd", embd.shape[1])))?;
+
+        Ok(n_vocab)
+    }
+}
+
 /// Largest size accepted for any one dimension (defensive cap; real models are far below).
 const MAX_DIM: usize = 1 << 24;
 
@@ -81,21 +187,9 @@ impl ModelConfig {
     /// Reads and checks the hyperparameters of `gguf` for architecture `spec`.
     pub fn from_gguf(gguf: &GgufFile, spec: &ArchSpec) -> Result<ModelConfig, ModelError> {
         let a = spec.name;
-        let key = |s: &str| format!("{a}.{s}");
-        let req = |s: &str| -> Result<usize, ModelError> {
-            let k = key(s);
-            let v = gguf.get_usize(&k)?;
-            if v == 0 || v > MAX_DIM {
-                return Err(bad(k, format!("{v} is out of range 1..={MAX_DIM}")));
-            }
-            Ok(v)
-        };
-        let opt_usize = |s: &str| -> Result<Option<usize>, ModelError> {
-            Ok(gguf.get_opt::<u64>(&key(s))?.map(|v| v as usize))
-        };
-        let opt_f32 = |s: &str| -> Result<Option<f32>, ModelError> {
-            Ok(gguf.get_opt::<f64>(&key(s))?.map(|v| v as f32))
-        };
+        let k = Keys { gguf, arch: a };
+        let (key, req) = (|s: &str| k.key(s), |s: &str| k.req(s));
+        let (opt_usize, opt_f32) = (|s: &str| k.opt_usize(s), |s: &str| k.opt_f32(s));
 
         let n_embd = req("embedding_length")?;
         let n_layer = req("block_count")?;
@@ -135,45 +229,7 @@ impl ModelConfig {
             return Err(bad(key("attention.layer_norm_rms_epsilon"), "not finite"));
         }
 
-        let n_rot = opt_usize("rope.dimension_count")?.unwrap_or(head_dim);
-        if n_rot > head_dim || n_rot % 2 != 0 {
-            return Err(bad(
-                key("rope.dimension_count"),
-                format!("{n_rot} must be even and at most the head size {head_dim}"),
-            ));
-        }
-        let freq_base = opt_f32("rope.freq_base")?.unwrap_or(10_000.0);
-        let mut freq_scale = 1.0f32;
-        let scaling_type = gguf
-            .get_opt::<&str>(&key("rope.scaling.type"))?
-            .unwrap_or("none");
-        let factor = opt_f32("rope.scaling.factor")?
-            .or(opt_f32("rope.scale_linear")?)
-            .unwrap_or(1.0);
-        match scaling_type {
-            "none" => {
-                if gguf.metadata().contains_key(&key("rope.scale_linear")) && factor > 0.0 {
-                    freq_scale = 1.0 / factor;
-                }
-            }
-            "linear" => {
-                if !(factor.is_finite() && factor > 0.0) {
-                    return Err(bad(key("rope.scaling.factor"), format!("{factor}")));
-                }
-                freq_scale = 1.0 / factor;
-            }
-            other => {
-                if factor != 1.0 && factor != 0.0 {
-                    return Err(bad(
-                        key("rope.scaling.type"),
-                        format!("rope scaling '{other}' (factor {factor}) is not supported"),
-                    ));
-                }
-            }
-        }
-        if !(freq_base.is_finite() && freq_base > 0.0) {
-            return Err(bad(key("rope.freq_base"), format!("{freq_base}")));
-        }
+        let (n_rot, freq_base, freq_scale) = k.rope(head_dim)?;
 
         let (sliding_window, swa_layers, freq_base_swa) = match spec.sliding {
             SwaLayout::None => (None, vec![false; n_layer], freq_base),
@@ -204,23 +260,7 @@ impl ModelConfig {
             None
         };
 
-        let embd =
-            gguf.tensor_info(names::TOKEN_EMBD)
-                .ok_or_else(|| ModelError::MissingTensor {
-                    name: names::TOKEN_EMBD.into(),
-                    arch: a.into(),
-                })?;
-        if embd.shape.len() != 2 || embd.shape[0] != n_embd as u64 {
-            return Err(ModelError::BadShape {
-                name: names::TOKEN_EMBD.into(),
-                expected: vec![n_embd as u64, embd.shape.get(1).copied().unwrap_or(0)],
-                found: embd.shape.clone(),
-            });
-        }
-        let n_vocab = usize::try_from(embd.shape[1])
-            .ok()
-            .filter(|&v| v > 0 && v <= MAX_DIM)
-            .ok_or_else(|| bad("n_vocab", format!("{} rows in token_embd", embd.shape[1])))?;
+        let n_vocab = k.n_vocab(n_embd)?;
 
         Ok(ModelConfig {
             arch: a.to_string(),

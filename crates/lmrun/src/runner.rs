@@ -136,6 +136,18 @@ impl StopHandle {
     }
 }
 
+/// What the decode loop produced.
+struct Decoded {
+    /// Every id produced (the first one from the prompt's logits included).
+    ids: Vec<u32>,
+    /// Their text.
+    text: String,
+    /// Decode steps run (one fewer than the ids).
+    steps: i64,
+    /// Why it ended.
+    reason: StopReason,
+}
+
 /// How a prefill ended.
 enum Prefilled {
     /// The whole prompt is in the KV cache; the first generated token when one was asked for.
@@ -498,7 +510,7 @@ impl TextLLMRunner {
             on_token(prompt);
         }
 
-        let mut cur = match self.prefill_tokens(&prompt_tokens, Some(&params))? {
+        let cur = match self.prefill_tokens(&prompt_tokens, Some(&params))? {
             Prefilled::Done(Some(t)) => t,
             // No prompt tokens: an empty row, which samples as token 0.
             Prefilled::Done(None) => self.sample(&[], &params),
@@ -518,6 +530,30 @@ impl TextLLMRunner {
         self.stats.prompt_eval_end_ms = time_in_ms();
         self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
 
+        let decoded = self.decode_loop(cur, max_new, config.ignore_eos, &params, on_token)?;
+        self.stop.take();
+        self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
+        let Decoded {
+            ids,
+            text,
+            steps,
+            reason,
+        } = decoded;
+        Ok(self.finish(prompt_tokens, ids, text, steps, reason, on_stats))
+    }
+
+    /// The decode loop after the prompt: `first` came from the prompt's logits; each step feeds
+    /// the last token, samples the next where the decoder left the logits (no copy of a
+    /// vocabulary-sized row) and streams whole UTF-8 pieces to `on_token`, until an end token,
+    /// a stop request or `max_new` ids.
+    fn decode_loop(
+        &mut self,
+        first: u32,
+        max_new: i64,
+        ignore_eos: bool,
+        params: &SamplerParams,
+        on_token: &mut dyn FnMut(&str),
+    ) -> Result<Decoded, RunnerError> {
         // Generated text continues the prompt: never strip its leading space.
         let mut stream = StreamDecoder::new(false);
         let mut text = String::new();
@@ -530,21 +566,20 @@ impl TextLLMRunner {
                 }
                 Ok(())
             };
-        let mut generated = vec![cur];
+        let mut cur = first;
+        let mut ids = vec![cur];
         emit(self.tokenizer.as_ref(), cur, &mut text)?;
-        let mut decode_steps = 0i64;
-        let stop_reason = loop {
-            if !config.ignore_eos && self.eos_ids.contains(&cur) {
+        let mut steps = 0i64;
+        let reason = loop {
+            if !ignore_eos && self.eos_ids.contains(&cur) {
                 break StopReason::Eos;
             }
             if self.stop.is_set() {
                 break StopReason::Stopped;
             }
-            if generated.len() as i64 >= max_new {
+            if ids.len() as i64 >= max_new {
                 break StopReason::MaxTokens;
             }
-            // Borrow fields one by one so the logits row is sampled where the decoder left it
-            // (no copy of a vocabulary-sized row per token).
             let logits = match self.decoder.step(&[cur], self.pos) {
                 Ok(l) => l,
                 Err(e) if e.is_cancelled() => break StopReason::Stopped,
@@ -552,11 +587,11 @@ impl TextLLMRunner {
             };
             self.pos += 1;
             self.history.push(cur);
-            decode_steps += 1;
+            steps += 1;
             self.stats.on_sampling_begin();
-            cur = self.sampler.sample(logits, &self.history, &params);
+            cur = self.sampler.sample(logits, &self.history, params);
             self.stats.on_sampling_end();
-            generated.push(cur);
+            ids.push(cur);
             emit(self.tokenizer.as_ref(), cur, &mut text)?;
         };
         let tail = stream.finish();
@@ -564,16 +599,12 @@ impl TextLLMRunner {
             text.push_str(&tail);
             on_token(&tail);
         }
-        self.stop.take();
-        self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
-        Ok(self.finish(
-            prompt_tokens,
-            generated,
+        Ok(Decoded {
+            ids,
             text,
-            decode_steps,
-            stop_reason,
-            on_stats,
-        ))
+            steps,
+            reason,
+        })
     }
 
     /// Close the stats of a `generate` call, hand them to `on_stats` and build its result.
