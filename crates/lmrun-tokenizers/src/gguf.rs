@@ -243,39 +243,7 @@ impl GgufTokenizer {
         };
         // Moves the texts (no copy) and indexes them; the last id wins for a repeated text.
         let vocab = TokenTable::new(v.tokens);
-        // llama.cpp forces well-known end/FIM markers to control type (the lists of the llama.cpp
-        // vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
-        let mut eog: Vec<TokenId> = Vec::new();
-        for name in EOG_NAMES.iter().chain(FIM_EOG_NAMES).chain(FORCED_CONTROL) {
-            if let Some(id) = vocab.get(name) {
-                if types[id as usize] != TokenType::Control {
-                    types[id as usize] = TokenType::Control;
-                }
-                if EOG_NAMES.contains(name) || FIM_EOG_NAMES.contains(name) {
-                    eog.push(id);
-                }
-            }
-        }
-        for name in FORCED_USER_DEFINED {
-            if let Some(id) = vocab.get(name) {
-                types[id as usize] = TokenType::UserDefined;
-            }
-        }
-        let has = |eog: &[TokenId], t: &str| vocab.get(t).is_some_and(|id| eog.contains(&id));
-        if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
-            || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
-        {
-            if let Some(id) = vocab.get("<|end|>") {
-                eog.retain(|&e| e != id);
-                types[id as usize] = TokenType::UserDefined;
-            }
-        }
-        if (has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>")) && has(&eog, "</s>") {
-            if let Some(id) = vocab.get("</s>") {
-                eog.retain(|&e| e != id);
-                types[id as usize] = TokenType::Normal;
-            }
-        }
+        let mut eog = mark_special_types(&vocab, &mut types);
 
         let (model, def_bos, def_eos, def_unk, def_add_bos) = match v.model.as_str() {
             "llama" => {
@@ -304,59 +272,8 @@ impl GgufTokenizer {
                 )
             }
             "gpt2" => {
-                let pre = PreTokenizer::from_gguf_pre(v.pre.as_deref())?;
-                if v.pre.is_none() {
-                    log::warn!("GGUF tokenizer: tokenizer.ggml.pre is missing; using the default pre-tokenizer");
-                }
-                let merges_src = v.merges.as_ref().ok_or_else(|| {
-                    TokenizerError::Vocab("model gpt2 needs tokenizer.ggml.merges".into())
-                })?;
-                let mut merges = MergeTable::with_capacity(merges_src.len());
-                let mut skipped = 0usize;
-                let mut joined = String::new();
-                for (rank, m) in merges_src.iter().enumerate() {
-                    // The separator is the first space after the first character.
-                    let first_len = m.chars().next().map_or(0, char::len_utf8);
-                    let Some(sep) = m
-                        .get(first_len..)
-                        .and_then(|r| r.find(' '))
-                        .map(|p| p + first_len)
-                    else {
-                        skipped += 1;
-                        continue;
-                    };
-                    let (l, r) = (&m[..sep], &m[sep + 1..]);
-                    joined.clear();
-                    joined.push_str(l);
-                    joined.push_str(r);
-                    match (vocab.get(l), vocab.get(r), vocab.get(&joined)) {
-                        (Some(a), Some(b), Some(c)) => merges.insert(a, b, rank as u32, c),
-                        _ => skipped += 1,
-                    }
-                }
-                if skipped > 0 {
-                    log::warn!("GGUF tokenizer: {skipped} merges refer to texts outside the vocabulary; ignored");
-                }
-                let map = byte_to_char();
-                let mut byte_ids = Box::new([TokenId::MAX; 256]);
-                for (b, slot) in byte_ids.iter_mut().enumerate() {
-                    let mut buf = [0u8; 4];
-                    if let Some(id) = vocab.get(map[b].encode_utf8(&mut buf)) {
-                        *slot = id;
-                    }
-                }
-                let def_add_bos = pre.default_add_bos;
-                (
-                    Model::Bpe {
-                        pre,
-                        merges,
-                        byte_ids,
-                    },
-                    Some(11),
-                    Some(11),
-                    None,
-                    def_add_bos,
-                )
+                let (model, def_add_bos) = bpe_model(v.pre.as_deref(), v.merges.as_ref(), &vocab)?;
+                (model, Some(11), Some(11), None, def_add_bos)
             }
             other => return Err(TokenizerError::UnknownModel(other.to_string())),
         };
@@ -378,26 +295,7 @@ impl GgufTokenizer {
         eog.sort_unstable();
         eog.dedup();
 
-        let mut specials: Vec<TokenId> = (0..n as TokenId)
-            .filter(|&i| {
-                matches!(
-                    types[i as usize],
-                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                ) && !vocab.texts()[i as usize].is_empty()
-            })
-            .collect();
-        let text = |id: TokenId| &vocab.texts()[id as usize];
-        specials.sort_by(|&a, &b| text(b).len().cmp(&text(a).len()).then(a.cmp(&b)));
-        let special_ac = if specials.is_empty() {
-            None
-        } else {
-            let pats: Vec<&str> = specials.iter().map(|&i| text(i)).collect();
-            Some(
-                AhoCorasick::new(pats)
-                    .map_err(|e| TokenizerError::Vocab(format!("special tokens: {e}")))?,
-            )
-        };
-        specials.shrink_to_fit();
+        let (specials, special_ac) = special_matcher(&vocab, &types)?;
 
         let t = GgufTokenizer {
             model,
@@ -738,6 +636,139 @@ impl Tokenizer for GgufTokenizer {
             Model::Bpe { .. } => "gguf-bpe",
         }
     }
+}
+
+/// llama.cpp's type fixes by token text: well-known end and FIM markers become control tokens,
+/// a few others user-defined; returns the end-of-generation ids found that way.
+fn mark_special_types(vocab: &TokenTable, types: &mut [TokenType]) -> Vec<TokenId> {
+    // llama.cpp forces well-known end/FIM markers to control type (the lists of the llama.cpp
+    // vendored by llama-cpp-python 0.3.36), and a few others to user-defined.
+    let mut eog: Vec<TokenId> = Vec::new();
+    for name in EOG_NAMES.iter().chain(FIM_EOG_NAMES).chain(FORCED_CONTROL) {
+        if let Some(id) = vocab.get(name) {
+            if types[id as usize] != TokenType::Control {
+                types[id as usize] = TokenType::Control;
+            }
+            if EOG_NAMES.contains(name) || FIM_EOG_NAMES.contains(name) {
+                eog.push(id);
+            }
+        }
+    }
+    for name in FORCED_USER_DEFINED {
+        if let Some(id) = vocab.get(name) {
+            types[id as usize] = TokenType::UserDefined;
+        }
+    }
+    let has = |eog: &[TokenId], t: &str| vocab.get(t).is_some_and(|id| eog.contains(&id));
+    if (has(&eog, "<|return|>") && has(&eog, "<|call|>") && has(&eog, "<|end|>"))
+        || (has(&eog, "<|calls|>") && has(&eog, "<|flush|>") && has(&eog, "<|end|>"))
+    {
+        if let Some(id) = vocab.get("<|end|>") {
+            eog.retain(|&e| e != id);
+            types[id as usize] = TokenType::UserDefined;
+        }
+    }
+    if (has(&eog, "<|tool_response>") || has(&eog, "<|plamo:eos|>")) && has(&eog, "</s>") {
+        if let Some(id) = vocab.get("</s>") {
+            eog.retain(|&e| e != id);
+            types[id as usize] = TokenType::Normal;
+        }
+    }
+    eog
+}
+
+/// The byte-level BPE model of a `gpt2` vocabulary: the pre-tokenizer named by
+/// `tokenizer.ggml.pre`, the merge table (merges naming texts outside the vocabulary are
+/// skipped with a warning) and the byte → token map. Returns it with the pre-tokenizer's
+/// default for adding BOS.
+fn bpe_model(
+    pre_name: Option<&str>,
+    merges: Option<&StrList>,
+    vocab: &TokenTable,
+) -> Result<(Model, bool)> {
+    let pre = PreTokenizer::from_gguf_pre(pre_name)?;
+    if pre_name.is_none() {
+        log::warn!(
+            "GGUF tokenizer: tokenizer.ggml.pre is missing; using the default pre-tokenizer"
+        );
+    }
+    let merges_src = merges
+        .ok_or_else(|| TokenizerError::Vocab("model gpt2 needs tokenizer.ggml.merges".into()))?;
+    let mut merges = MergeTable::with_capacity(merges_src.len());
+    let mut skipped = 0usize;
+    let mut joined = String::new();
+    for (rank, m) in merges_src.iter().enumerate() {
+        // The separator is the first space after the first character.
+        let first_len = m.chars().next().map_or(0, char::len_utf8);
+        let Some(sep) = m
+            .get(first_len..)
+            .and_then(|r| r.find(' '))
+            .map(|p| p + first_len)
+        else {
+            skipped += 1;
+            continue;
+        };
+        let (l, r) = (&m[..sep], &m[sep + 1..]);
+        joined.clear();
+        joined.push_str(l);
+        joined.push_str(r);
+        match (vocab.get(l), vocab.get(r), vocab.get(&joined)) {
+            (Some(a), Some(b), Some(c)) => merges.insert(a, b, rank as u32, c),
+            _ => skipped += 1,
+        }
+    }
+    if skipped > 0 {
+        log::warn!(
+            "GGUF tokenizer: {skipped} merges refer to texts outside the vocabulary; ignored"
+        );
+    }
+    let map = byte_to_char();
+    let mut byte_ids = Box::new([TokenId::MAX; 256]);
+    for (b, slot) in byte_ids.iter_mut().enumerate() {
+        let mut buf = [0u8; 4];
+        if let Some(id) = vocab.get(map[b].encode_utf8(&mut buf)) {
+            *slot = id;
+        }
+    }
+    let def_add_bos = pre.default_add_bos;
+    Ok((
+        Model::Bpe {
+            pre,
+            merges,
+            byte_ids,
+        },
+        def_add_bos,
+    ))
+}
+
+/// The control, user-defined and unknown tokens with text, longest first, and a matcher that
+/// finds them in a prompt (`None` when there are none).
+fn special_matcher(
+    vocab: &TokenTable,
+    types: &[TokenType],
+) -> Result<(Vec<TokenId>, Option<AhoCorasick>)> {
+    let n = types.len();
+    let mut specials: Vec<TokenId> = (0..n as TokenId)
+        .filter(|&i| {
+            matches!(
+                types[i as usize],
+                TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+            ) && !vocab.texts()[i as usize].is_empty()
+        })
+        .collect();
+    let text = |id: TokenId| &vocab.texts()[id as usize];
+    specials.sort_by(|&a, &b| text(b).len().cmp(&text(a).len()).then(a.cmp(&b)));
+    let special_ac = if specials.is_empty() {
+        None
+    } else {
+        let pats: Vec<&str> = specials.iter().map(|&i| text(i)).collect();
+        Some(
+            AhoCorasick::new(pats)
+                .map_err(|e| TokenizerError::Vocab(format!("special tokens: {e}")))?,
+        )
+    };
+    specials.shrink_to_fit();
+    Ok((specials, special_ac))
 }
 
 #[cfg(test)]
