@@ -1,427 +1,18 @@
-//! The GGUF header parser, over plain bytes. It reads the header, the metadata and the tensor
-//! infos from a prefix of the file, checks every count, length, type id and offset against the
-//! file's size and the [`Limits`], and computes where the tensor data section starts. It never
-//! touches tensor data, so it can run over a small first load of the file; when that prefix is
-//! too short it says how far it needs ([`GgufError::PrefixTooShort`]) and the caller loads more.
-//!
-//! Layout (all little-endian; versions 2 and 3):
-//! `"GGUF"`, `u32 version`, `u64 tensor_count`, `u64 kv_count`, the key/value pairs
-//! (`string key`, `u32 type`, value), the tensor infos (`string name`, `u32 n_dims`,
-//! `u64 dims[n_dims]`, `u32 ggml_type`, `u64 offset`), padding to `general.alignment`, then the
-//! tensor data, each tensor at `data_start + offset`.
+//! The byte reader under the GGUF parser: bounds-checked reads of the header's numbers,
+//! strings, typed metadata values (arrays as views of the file's buffer where possible) and
+//! tensor infos, each failure naming the offset and what was being read.
 
 use std::collections::HashMap;
 
-use crate::error::{GgufError, Result};
-use crate::types::GgmlType;
-use crate::value::{FromMeta, LeArray, LeNum, MetaArray, MetaValue, Mismatch, StrArray, ValueType};
 use lmrun_loader::Buffer;
 
-/// The alignment of the data section when `general.alignment` is absent.
-pub const DEFAULT_ALIGNMENT: u64 = 32;
-
-/// The most dimensions a tensor can have (`GGML_MAX_DIMS`).
-pub const MAX_DIMS: usize = 4;
-
-/// Defensive caps on what a file may declare, checked before anything is allocated.
-///
-/// The defaults are far above any real model (a 1M-token vocabulary, 1M tensors) and far below
-/// what would exhaust memory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest metadata key, in bytes (the GGUF spec says 65535).
-    pub max_key_len: u64,
-    /// Longest string value or tensor name, in bytes.
-    pub max_string_len: u64,
-    /// Most elements in one metadata array.
-    pub max_array_len: u64,
-    /// Most metadata key/value pairs.
-    pub max_kv_count: u64,
-    /// Most tensors.
-    pub max_tensor_count: u64,
-    /// Deepest nesting of arrays in arrays (1 = a plain array).
-    pub max_array_depth: u32,
-    /// Largest header (magic to the end of the tensor infos), in bytes.
-    pub max_header_len: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_key_len: 65_535,
-            max_string_len: 64 << 20,
-            max_array_len: 1 << 28,
-            max_kv_count: 1 << 20,
-            max_tensor_count: 1 << 20,
-            max_array_depth: 8,
-            max_header_len: 1 << 30,
-        }
-    }
-}
-
-/// Metadata: the key/value pairs of a GGUF file, in file order, with typed lookups.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Metadata {
-    entries: Vec<(String, MetaValue)>,
-    index: HashMap<String, usize>,
-}
-
-impl Metadata {
-    /// An empty set (for building one by hand, e.g. in tests).
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Add a pair; `false` (and no change) if the key is already present.
-    pub fn insert(&mut self, key: impl Into<String>, value: MetaValue) -> bool {
-        let key = key.into();
-        if self.index.contains_key(&key) {
-            return false;
-        }
-        self.index.insert(key.clone(), self.entries.len());
-        self.entries.push((key, value));
-        true
-    }
-
-    /// Number of pairs.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether there are no pairs.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    /// The pairs in file order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &MetaValue)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
-    /// Whether the key is present.
-    pub fn contains_key(&self, key: &str) -> bool {
-        self.index.contains_key(key)
-    }
-
-    /// The raw value of a key.
-    pub fn value(&self, key: &str) -> Option<&MetaValue> {
-        self.index.get(key).map(|&i| &self.entries[i].1)
-    }
-
-    /// The value of a key as `T`; errors name the key and the type found.
-    pub fn get<'a, T: FromMeta<'a>>(&'a self, key: &str) -> Result<T> {
-        self.get_opt(key)?.ok_or_else(|| GgufError::MissingKey {
-            key: key.to_string(),
-        })
-    }
-
-    /// The value of a key as `T`, or `None` if the key is absent (a present key of the wrong
-    /// type is still an error).
-    pub fn get_opt<'a, T: FromMeta<'a>>(&'a self, key: &str) -> Result<Option<T>> {
-        let Some(v) = self.value(key) else {
-            return Ok(None);
-        };
-        match T::from_meta(v) {
-            Ok(x) => Ok(Some(x)),
-            Err(Mismatch::Type) => Err(GgufError::TypeMismatch {
-                key: key.to_string(),
-                expected: T::EXPECTED,
-                found: v.type_description(),
-            }),
-            Err(Mismatch::Range) => Err(GgufError::OutOfRange {
-                key: key.to_string(),
-                value: v.to_string(),
-                expected: T::EXPECTED,
-            }),
-        }
-    }
-
-    /// `general.architecture`.
-    pub fn architecture(&self) -> Result<&str> {
-        self.get("general.architecture")
-    }
-
-    /// `"<arch>.<suffix>"` for this file's architecture, e.g. `arch_key("block_count")` is
-    /// `"qwen2.block_count"`.
-    pub fn arch_key(&self, suffix: &str) -> Result<String> {
-        Ok(format!("{}.{suffix}", self.architecture()?))
-    }
-}
-
-macro_rules! typed_getters {
-    ($($(#[$doc:meta])* $name:ident -> $t:ty;)*) => {
-        impl Metadata {
-            $($(#[$doc])* pub fn $name(&self, key: &str) -> Result<$t> { self.get(key) })*
-        }
-    };
-}
-typed_getters! {
-    /// The value as `u32` (any integer type whose value fits).
-    get_u32 -> u32;
-    /// The value as `u64` (any integer type whose value fits).
-    get_u64 -> u64;
-    /// The value as `i32` (any integer type whose value fits).
-    get_i32 -> i32;
-    /// The value as `i64` (any integer type whose value fits).
-    get_i64 -> i64;
-    /// The value as `usize` (any integer type whose value fits).
-    get_usize -> usize;
-    /// The value as `f32` (an `f32`, or an `f64` rounded).
-    get_f32 -> f32;
-    /// The value as `f64` (an `f32` or an `f64`).
-    get_f64 -> f64;
-    /// A `bool`.
-    get_bool -> bool;
-    /// A string.
-    get_str -> &str;
-    /// An array of any element type.
-    get_array -> &MetaArray;
-    /// An array of strings.
-    get_str_array -> &StrArray;
-    /// An array of `f32`.
-    get_f32_array -> &LeArray<f32>;
-    /// An array of `i32`.
-    get_i32_array -> &LeArray<i32>;
-    /// An array of `u32`.
-    get_u32_array -> &LeArray<u32>;
-}
-
-/// One tensor's entry in the tensor info table, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TensorInfo {
-    /// The tensor's name, e.g. `blk.0.attn_q.weight`.
-    pub name: String,
-    /// Its ggml type.
-    pub ggml_type: GgmlType,
-    /// Its dimensions in ggml order: `shape[0]` is the row length (the fastest-moving index).
-    pub shape: Vec<u64>,
-    /// Offset of its data from the start of the data section (a multiple of the alignment).
-    pub offset: u64,
-    /// Offset of its data from the start of the file.
-    pub file_offset: u64,
-    /// Bytes of data.
-    pub n_bytes: u64,
-    /// Where this entry of the tensor info table starts in the file.
-    pub info_offset: u64,
-}
-
-impl TensorInfo {
-    /// Number of elements (the product of the shape; at most 2^63-1 for a parsed tensor,
-    /// saturating for a hand-built one).
-    pub fn n_elements(&self) -> u64 {
-        self.shape
-            .iter()
-            .fold(1u64, |acc, &d| acc.saturating_mul(d))
-    }
-}
-
-/// Everything before the tensor data: the parsed and validated header of a GGUF file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GgufHeader {
-    /// GGUF version (2 or 3).
-    pub version: u32,
-    /// Metadata.
-    pub metadata: Metadata,
-    /// Tensor infos in file order.
-    pub tensors: Vec<TensorInfo>,
-    /// Data section alignment (`general.alignment`, default 32).
-    pub alignment: u64,
-    /// Where the tensor infos end.
-    pub header_len: u64,
-    /// Where the tensor data section starts (the header length rounded up to the alignment).
-    pub data_offset: u64,
-    /// Bytes of the data section (file size minus `data_offset`; 0 when the file ends
-    /// earlier, which only a file without tensor data may do).
-    pub data_len: u64,
-    /// The size of the file.
-    pub file_size: u64,
-}
-
-/// Parse a whole GGUF file held in memory (header and tensor infos; tensor data is checked for
-/// bounds, not read).
-pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader> {
-    parse_header_prefix(bytes, bytes.len() as u64, &Limits::default())
-}
-
-/// Parse the header from `prefix`, the first bytes of a file of `file_size` bytes. Returns
-/// [`GgufError::PrefixTooShort`] when the header goes on past the prefix.
-pub fn parse_header_prefix(prefix: &[u8], file_size: u64, limits: &Limits) -> Result<GgufHeader> {
-    parse_with(prefix, None, file_size, limits)
-}
-
-/// Parse the header of the whole file held in `file` (as a loader returns it: a mapping, or a
-/// heap copy in `file` mode). String and number arrays are not copied: they are read in place
-/// from `file`, whose clones keep it alive (a vocabulary under a mapping stays page cache).
-pub fn parse_header_in(file: &Buffer, limits: &Limits) -> Result<GgufHeader> {
-    parse_with(file, Some(file), file.len() as u64, limits)
-}
-
-/// The parser: `prefix` is the file's first bytes; `owner`, when given, is the buffer whose
-/// bytes `prefix` is, so arrays can be views of it.
-fn parse_with(
-    prefix: &[u8],
-    owner: Option<&Buffer>,
-    file_size: u64,
-    limits: &Limits,
-) -> Result<GgufHeader> {
-    let prefix = match usize::try_from(file_size) {
-        Ok(n) if n < prefix.len() => &prefix[..n],
-        _ => prefix,
-    };
-    let file_size = file_size.max(prefix.len() as u64);
-    let mut r = Reader {
-        buf: prefix,
-        owner,
-        pos: 0,
-        file_size,
-        limits,
-    };
-
-    // Magic and version.
-    let magic = r.bytes(4, "the magic")?;
-    if magic != b"GGUF" {
-        let mut found = [0u8; 4];
-        found.copy_from_slice(magic);
-        return Err(GgufError::BadMagic { found });
-    }
-    let raw = r.bytes(4, "the version")?;
-    let raw = [raw[0], raw[1], raw[2], raw[3]];
-    let version = u32::from_le_bytes(raw);
-    if !(2..=3).contains(&version) {
-        let swapped = u32::from_be_bytes(raw);
-        if version & 0xffff == 0 && (1..=3).contains(&swapped) {
-            return Err(GgufError::BigEndian { version: swapped });
-        }
-        return Err(GgufError::UnsupportedVersion { version });
-    }
-
-    let count_at = r.offset();
-    let tensor_count = r.u64("the tensor count")?;
-    let kv_at = r.offset();
-    let kv_count = r.u64("the metadata count")?;
-    r.limit(
-        count_at,
-        "the tensor count",
-        tensor_count,
-        limits.max_tensor_count,
-    )?;
-    r.limit(kv_at, "the metadata count", kv_count, limits.max_kv_count)?;
-    // Each pair needs at least 13 bytes (key length, type, 1-byte value), each tensor info 24.
-    r.fits(count_at, tensor_count, 24, "the tensor count")?;
-    r.fits(kv_at, kv_count, 13, "the metadata count")?;
-
-    // Metadata.
-    let mut metadata = Metadata::default();
-    for i in 0..kv_count {
-        let entry_at = r.offset();
-        let key = r
-            .string(limits.max_key_len, "the key")
-            .and_then(|(k, ok)| r.strict_utf8(k, ok, entry_at, "the key"))
-            .map_err(|e| e.context(|| format!("metadata entry {i}")))?;
-        let value = r
-            .value(&key)
-            .map_err(|e| e.context(|| format!("metadata entry {i} '{key}'")))?;
-        if metadata.contains_key(&key) {
-            return Err(GgufError::Malformed {
-                offset: entry_at,
-                what: format!("duplicate metadata key '{key}' (entry {i})"),
-            });
-        }
-        metadata.insert(key, value);
-    }
-
-    // Tensor infos.
-    let mut raw_tensors = Vec::with_capacity(usize::try_from(tensor_count).unwrap_or(0));
-    let mut names: HashMap<String, usize> = HashMap::new();
-    for i in 0..tensor_count {
-        let t = r
-            .tensor_info()
-            .map_err(|e| e.context(|| format!("tensor info {i}")))?;
-        if names.insert(t.name.clone(), raw_tensors.len()).is_some() {
-            return Err(GgufError::Malformed {
-                offset: t.info_offset,
-                what: format!("duplicate tensor name '{}' (tensor info {i})", t.name),
-            });
-        }
-        raw_tensors.push(t);
-    }
-    let header_len = r.offset();
-
-    // Alignment and the data section.
-    let alignment = match metadata.value("general.alignment") {
-        None => DEFAULT_ALIGNMENT,
-        Some(MetaValue::U32(a)) if *a != 0 && a.is_power_of_two() => u64::from(*a),
-        Some(v) => {
-            return Err(GgufError::Malformed {
-                offset: 0,
-                what: format!(
-                    "general.alignment must be a u32 power of two, found {} {v}",
-                    v.type_description()
-                ),
-            })
-        }
-    };
-    let data_offset = align_up(header_len, alignment).ok_or_else(|| GgufError::Malformed {
-        offset: header_len,
-        what: "the data section offset overflows".into(),
-    })?;
-    let data_len = file_size.saturating_sub(data_offset);
-
-    let mut tensors = Vec::with_capacity(raw_tensors.len());
-    for (i, t) in raw_tensors.into_iter().enumerate() {
-        tensors.push(
-            t.validate(alignment, data_offset, data_len, file_size)
-                .map_err(|e| e.context(|| format!("tensor info {i}")))?,
-        );
-    }
-    check_overlaps(&tensors)?;
-
-    Ok(GgufHeader {
-        version,
-        metadata,
-        tensors,
-        alignment,
-        header_len,
-        data_offset,
-        data_len,
-        file_size,
-    })
-}
-
-fn align_up(x: u64, alignment: u64) -> Option<u64> {
-    let rem = x % alignment;
-    if rem == 0 {
-        Some(x)
-    } else {
-        x.checked_add(alignment - rem)
-    }
-}
-
-fn check_overlaps(tensors: &[TensorInfo]) -> Result<()> {
-    let mut order: Vec<&TensorInfo> = tensors.iter().filter(|t| t.n_bytes > 0).collect();
-    order.sort_by_key(|t| t.offset);
-    for w in order.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        // Validated: offset + n_bytes does not overflow.
-        if a.offset + a.n_bytes > b.offset {
-            return Err(GgufError::Malformed {
-                offset: b.info_offset,
-                what: format!(
-                    "tensor '{}' (data offset {}) overlaps tensor '{}' (data {}..{})",
-                    b.name,
-                    b.offset,
-                    a.name,
-                    a.offset,
-                    a.offset + a.n_bytes
-                ),
-            });
-        }
-    }
-    Ok(())
-}
+use super::{Limits, Metadata, TensorInfo, MAX_DIMS};
+use crate::error::{GgufError, Result};
+use crate::types::GgmlType;
+use crate::value::{LeArray, LeNum, MetaArray, MetaValue, StrArray, ValueType};
 
 /// A tensor info as read, before the alignment and data section are known.
-struct RawTensorInfo {
+pub(super) struct RawTensorInfo {
     name: String,
     shape: Vec<u64>,
     type_id: u32,
@@ -432,7 +23,7 @@ struct RawTensorInfo {
 }
 
 impl RawTensorInfo {
-    fn validate(
+    pub(super) fn validate(
         self,
         alignment: u64,
         data_offset: u64,
@@ -517,22 +108,84 @@ impl RawTensorInfo {
 }
 
 /// A cursor over the prefix that knows the file's size.
-struct Reader<'a> {
-    buf: &'a [u8],
+pub(super) struct Reader<'a> {
+    pub(super) buf: &'a [u8],
     /// The buffer `buf` is the bytes of, when arrays may be views of it.
-    owner: Option<&'a Buffer>,
-    pos: usize,
-    file_size: u64,
-    limits: &'a Limits,
+    pub(super) owner: Option<&'a Buffer>,
+    pub(super) pos: usize,
+    pub(super) file_size: u64,
+    pub(super) limits: &'a Limits,
 }
 
 impl<'a> Reader<'a> {
-    fn offset(&self) -> u64 {
+    /// The magic and the version (2 or 3; a byte-swapped header is named as such).
+    pub(super) fn magic_and_version(&mut self) -> Result<u32> {
+        let magic = self.bytes(4, "the magic")?;
+        if magic != b"GGUF" {
+            let mut found = [0u8; 4];
+            found.copy_from_slice(magic);
+            return Err(GgufError::BadMagic { found });
+        }
+        let raw = self.bytes(4, "the version")?;
+        let raw = [raw[0], raw[1], raw[2], raw[3]];
+        let version = u32::from_le_bytes(raw);
+        if !(2..=3).contains(&version) {
+            let swapped = u32::from_be_bytes(raw);
+            if version & 0xffff == 0 && (1..=3).contains(&swapped) {
+                return Err(GgufError::BigEndian { version: swapped });
+            }
+            return Err(GgufError::UnsupportedVersion { version });
+        }
+        Ok(version)
+    }
+
+    /// `kv_count` key/value pairs (keys strict UTF-8 and unique).
+    pub(super) fn metadata(&mut self, kv_count: u64) -> Result<Metadata> {
+        let mut metadata = Metadata::default();
+        for i in 0..kv_count {
+            let entry_at = self.offset();
+            let key = self
+                .string(self.limits.max_key_len, "the key")
+                .and_then(|(k, ok)| self.strict_utf8(k, ok, entry_at, "the key"))
+                .map_err(|e| e.context(|| format!("metadata entry {i}")))?;
+            let value = self
+                .value(&key)
+                .map_err(|e| e.context(|| format!("metadata entry {i} '{key}'")))?;
+            if metadata.contains_key(&key) {
+                return Err(GgufError::Malformed {
+                    offset: entry_at,
+                    what: format!("duplicate metadata key '{key}' (entry {i})"),
+                });
+            }
+            metadata.insert(key, value);
+        }
+        Ok(metadata)
+    }
+
+    /// `tensor_count` tensor infos (names unique), not yet checked against the data section.
+    pub(super) fn tensor_infos(&mut self, tensor_count: u64) -> Result<Vec<RawTensorInfo>> {
+        let mut raw_tensors = Vec::with_capacity(usize::try_from(tensor_count).unwrap_or(0));
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for i in 0..tensor_count {
+            let t = self
+                .tensor_info()
+                .map_err(|e| e.context(|| format!("tensor info {i}")))?;
+            if names.insert(t.name.clone(), raw_tensors.len()).is_some() {
+                return Err(GgufError::Malformed {
+                    offset: t.info_offset,
+                    what: format!("duplicate tensor name '{}' (tensor info {i})", t.name),
+                });
+            }
+            raw_tensors.push(t);
+        }
+        Ok(raw_tensors)
+    }
+    pub(super) fn offset(&self) -> u64 {
         self.pos as u64
     }
 
     /// Take `n` bytes, or say why not (past the file: truncated; past the prefix: load more).
-    fn bytes(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+    pub(super) fn bytes(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
         let offset = self.offset();
         let end = offset.saturating_add(n);
         if end > self.file_size {
@@ -565,22 +218,22 @@ impl<'a> Reader<'a> {
         Ok(&self.buf[start..self.pos])
     }
 
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
+    pub(super) fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let b = self.bytes(N as u64, what)?;
         let mut out = [0u8; N];
         out.copy_from_slice(b);
         Ok(out)
     }
 
-    fn u32(&mut self, what: &str) -> Result<u32> {
+    pub(super) fn u32(&mut self, what: &str) -> Result<u32> {
         Ok(u32::from_le_bytes(self.array(what)?))
     }
 
-    fn u64(&mut self, what: &str) -> Result<u64> {
+    pub(super) fn u64(&mut self, what: &str) -> Result<u64> {
         Ok(u64::from_le_bytes(self.array(what)?))
     }
 
-    fn limit(&self, at: u64, what: &str, value: u64, limit: u64) -> Result<()> {
+    pub(super) fn limit(&self, at: u64, what: &str, value: u64, limit: u64) -> Result<()> {
         if value > limit {
             return Err(GgufError::LimitExceeded {
                 offset: at,
@@ -594,7 +247,7 @@ impl<'a> Reader<'a> {
 
     /// Check that `count` items of at least `min_size` bytes each can fit in the rest of the
     /// file (so a huge count fails here, before any allocation).
-    fn fits(&self, at: u64, count: u64, min_size: u64, what: &str) -> Result<()> {
+    pub(super) fn fits(&self, at: u64, count: u64, min_size: u64, what: &str) -> Result<()> {
         let rest = self.file_size.saturating_sub(self.offset());
         match count.checked_mul(min_size) {
             Some(n) if n <= rest => Ok(()),
@@ -609,7 +262,7 @@ impl<'a> Reader<'a> {
 
     /// A GGUF string: u64 length, then bytes. Returns the text and whether it was valid UTF-8
     /// (invalid sequences are replaced).
-    fn string(&mut self, max_len: u64, what: &str) -> Result<(String, bool)> {
+    pub(super) fn string(&mut self, max_len: u64, what: &str) -> Result<(String, bool)> {
         let mut out = String::new();
         let valid = self.string_into(max_len, what, |s| {
             out = s.to_owned();
@@ -620,7 +273,7 @@ impl<'a> Reader<'a> {
 
     /// Like [`Reader::string`], but hands the text to `put` instead of allocating a `String`
     /// (borrowed when valid UTF-8). Returns `Some(valid)`, or `None` when `put` refused it.
-    fn string_into(
+    pub(super) fn string_into(
         &mut self,
         max_len: u64,
         what: &str,
@@ -648,7 +301,7 @@ impl<'a> Reader<'a> {
     /// meets anything the element reads would refuse or repair (an over-long or truncated
     /// string, invalid UTF-8, the header length limit): the copying path then reports or
     /// repairs it.
-    fn string_array_in_place(&mut self, n: u64) -> Option<StrArray> {
+    pub(super) fn string_array_in_place(&mut self, n: u64) -> Option<StrArray> {
         let rest = self.owner?.slice(self.pos..self.buf.len())?;
         let n = usize::try_from(n).ok()?;
         let (v, used) = StrArray::in_place_prefix(&rest, n, self.limits.max_string_len)?;
@@ -663,7 +316,7 @@ impl<'a> Reader<'a> {
     /// Total text bytes of the `n` strings of an array starting here, read from their length
     /// fields without moving the cursor; stops early (with what it has) at the end of the
     /// prefix or at a length the element reads will refuse.
-    fn string_array_extent(&self, n: u64) -> usize {
+    pub(super) fn string_array_extent(&self, n: u64) -> usize {
         let mut pos = self.pos;
         let mut total = 0usize;
         let mut i = 0u64;
@@ -690,7 +343,7 @@ impl<'a> Reader<'a> {
         total
     }
 
-    fn strict_utf8(&self, s: String, ok: bool, at: u64, what: &str) -> Result<String> {
+    pub(super) fn strict_utf8(&self, s: String, ok: bool, at: u64, what: &str) -> Result<String> {
         if ok {
             Ok(s)
         } else {
@@ -701,7 +354,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn value_type(&mut self, what: &str) -> Result<ValueType> {
+    pub(super) fn value_type(&mut self, what: &str) -> Result<ValueType> {
         let at = self.offset();
         let id = self.u32(what)?;
         ValueType::from_id(id).ok_or_else(|| GgufError::Malformed {
@@ -710,7 +363,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn value(&mut self, key: &str) -> Result<MetaValue> {
+    pub(super) fn value(&mut self, key: &str) -> Result<MetaValue> {
         let ty = self.value_type("the value type")?;
         let at = self.offset();
         let mut invalid_utf8 = false;
@@ -741,7 +394,7 @@ impl<'a> Reader<'a> {
         Ok(v)
     }
 
-    fn bool(&mut self) -> Result<bool> {
+    pub(super) fn bool(&mut self) -> Result<bool> {
         let at = self.offset();
         match self.array::<1>("a bool")?[0] {
             0 => Ok(false),
@@ -754,7 +407,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An array value (after its type id): element type, count, elements.
-    fn array_value(&mut self, depth: u32, invalid_utf8: &mut bool) -> Result<MetaArray> {
+    pub(super) fn array_value(&mut self, depth: u32, invalid_utf8: &mut bool) -> Result<MetaArray> {
         let at = self.offset();
         self.limit(
             at,
@@ -864,7 +517,7 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn tensor_info(&mut self) -> Result<RawTensorInfo> {
+    pub(super) fn tensor_info(&mut self) -> Result<RawTensorInfo> {
         let info_offset = self.offset();
         let (name, ok) = self.string(self.limits.max_string_len, "the tensor name")?;
         let name = self.strict_utf8(name, ok, info_offset, "the tensor name")?;
