@@ -357,10 +357,19 @@ fn human_count(n: u64) -> String {
     }
 }
 
-/// The human-readable rendering of a [`Summary`] (what `lmrun inspect` prints without `--json`).
+/// The human-readable rendering of a [`Summary`] (what `lmrun inspect` prints without `--json`):
+/// the file and its tensors by type, the tokenizer, the load report, then the hyperparameter,
+/// metadata and tensor tables.
 pub fn render_text(s: &Summary) -> String {
     let mut o = String::new();
-    let w = &mut o;
+    render_overview(s, &mut o);
+    render_tokenizer(&s.tokenizer, &mut o);
+    render_load(&s.load, &mut o);
+    render_tables(s, &mut o);
+    o
+}
+
+fn render_overview(s: &Summary, w: &mut String) {
     let _ = writeln!(
         w,
         "file          {} ({}, {} bytes)",
@@ -410,8 +419,9 @@ pub fn render_text(s: &Summary) -> String {
             }
         );
     }
+}
 
-    let tk = &s.tokenizer;
+fn render_tokenizer(tk: &TokenizerSummary, w: &mut String) {
     let _ = writeln!(
         w,
         "tokenizer     {} (pre: {}), vocab {}{}, chat template: {}",
@@ -440,8 +450,9 @@ pub fn render_text(s: &Summary) -> String {
             f(tk.add_eos_token)
         );
     }
+}
 
-    let l = &s.load;
+fn render_load(l: &LoadReport, w: &mut String) {
     let _ = writeln!(
         w,
         "load          mode {}, {} loads, mapped {}, read {}, locked {}, mlock {}{}, {:.2} ms",
@@ -457,7 +468,9 @@ pub fn render_text(s: &Summary) -> String {
             .unwrap_or_default(),
         l.elapsed_ms()
     );
+}
 
+fn render_tables(s: &Summary, w: &mut String) {
     if !s.hyperparameters.is_empty() {
         let _ = writeln!(w, "\nhyperparameters");
         for (k, v) in &s.hyperparameters {
@@ -502,5 +515,4 @@ pub fn render_text(s: &Summary) -> String {
             t.bytes
         );
     }
-    o
 }
