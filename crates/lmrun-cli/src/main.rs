@@ -5,6 +5,8 @@
 //! 130 interrupted by Ctrl-C, 135 the model file failed under its mapping (SIGBUS, explained
 //! in one line).
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod bench;
 mod chat;

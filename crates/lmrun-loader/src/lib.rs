@@ -8,6 +8,10 @@
 //! every mmap-based runner): a truncated mapping faults on access. The `fault` module makes
 //! that fault explain itself (one line naming the file) instead of killing the process silently.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod buffer;
 mod error;
 #[cfg(unix)]
