@@ -39,6 +39,22 @@ impl std::fmt::Debug for HfTokenizer {
     }
 }
 
+/// Whether `decoder` holds (at any depth, e.g. inside a `Sequence`) a `Strip` decoder that cuts
+/// characters from the end: tokenizers 0.22's `Strip::decode_chain` underflows on a token with
+/// fewer characters than `stop` (or made only of the stripped character) and panics.
+fn strips_from_end(decoder: &serde_json::Value) -> bool {
+    match decoder {
+        serde_json::Value::Object(o) => {
+            // The tokenizers crate also takes an untagged `{"content", "start", "stop"}`.
+            (o.get("type").is_none_or(|t| t == "Strip")
+                && o.get("stop").is_some_and(|s| s.as_u64() != Some(0)))
+                || o.values().any(strips_from_end)
+        }
+        serde_json::Value::Array(a) => a.iter().any(strips_from_end),
+        _ => false,
+    }
+}
+
 fn token_content(v: &serde_json::Value) -> Option<String> {
     match v {
         serde_json::Value::String(s) => Some(s.clone()),
@@ -87,6 +103,14 @@ impl HfTokenizer {
             .map_err(|e| TokenizerError::format(path, FORMAT, format!("not JSON: {e}")))?;
         if json.get("model").is_none() {
             return Err(TokenizerError::format(path, FORMAT, "no \"model\" key"));
+        }
+        if json.get("decoder").is_some_and(strips_from_end) {
+            return Err(TokenizerError::format(
+                path,
+                FORMAT,
+                "a \"Strip\" decoder with \"stop\" > 0 is not supported (the tokenizers crate \
+                 panics decoding a token shorter than it)",
+            ));
         }
         let with_special = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| TokenizerError::format(path, FORMAT, e.to_string()))?;

@@ -67,3 +67,23 @@ fn vocab_with_an_id_gap_counts_to_its_highest_id() {
     assert_eq!(ids, [1, 5]);
     assert_eq!(tok.decode(&ids).unwrap(), "hello [UNK]");
 }
+
+/// A `Strip` decoder that cuts from the end (`"stop": 2`): tokenizers 0.22 panics (subtract with
+/// overflow in `Strip::decode_chain`) decoding any token shorter than `stop`. Refused at load,
+/// whether written with its `"type"` (as found) or untagged (as minimised).
+#[test]
+fn strip_decoder_cutting_from_the_end_is_refused() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let untagged = std::fs::read(dir.join("tokenizer_json-strip-decoder-stop")).unwrap();
+    let tagged = br#"{"model":{"type":"WordLevel","vocab":{"a":0,"[UNK]":1},"unk_token":"[UNK]"},
+        "decoder":{"type":"Sequence","decoders":[{"type":"Strip","content":" ","start":1,"stop":2}]}}"#;
+    for data in [&untagged[..], &tagged[..]] {
+        let e = HfTokenizer::from_bytes(data, None, Path::new("strip.json")).unwrap_err();
+        assert!(e.to_string().contains("\"Strip\" decoder"), "{e}");
+    }
+    // The usual SentencePiece-style Strip (one space from the start) still loads.
+    let ok = br#"{"model":{"type":"WordLevel","vocab":{"a":0,"[UNK]":1},"unk_token":"[UNK]"},
+        "decoder":{"type":"Sequence","decoders":[{"type":"Strip","content":" ","start":1,"stop":0}]}}"#;
+    let tok = HfTokenizer::from_bytes(ok, None, Path::new("ok.json")).unwrap();
+    assert_eq!(tok.decode(&[0, 0]).unwrap(), "aa");
+}
