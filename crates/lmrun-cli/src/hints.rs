@@ -6,21 +6,7 @@ use lmrun::{ModelError, RunnerError};
 
 use std::path::Path;
 
-/// Bytes in binary units with one decimal.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+use lmrun_loader::fmt_bytes;
 
 /// `e` as the CLI explains it (for `run`; `chat` words a prompt that does not fit itself), for
 /// the model at `model` run with `--ctx-size ctx_size` (`None`: the default context).

@@ -8,33 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{gemma, qwen};
+
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("LMRUN_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lmrun/models")
-        })
-}
-
-fn model(name: &str) -> PathBuf {
-    let p = models_dir().join(name);
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/fetch_models.sh first",
-        p.display()
-    );
-    p
-}
-
-fn gemma() -> PathBuf {
-    model("gemma-3-270m-q4_k_m.gguf")
-}
-
-fn qwen() -> PathBuf {
-    model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -5,20 +5,13 @@
 //! differ between correct implementations by more than that: see the tolerance notes in
 //! `crates/lmrun-models/tests/real_models.rs`, where the same thresholds were measured).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 mod common;
+use common::models_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("LMRUN_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lmrun/models")
-        })
-}
 
 fn check(reference: &str, tie: f64, min_compared: usize) {
     let refs = Path::new(env!("CARGO_MANIFEST_DIR"))

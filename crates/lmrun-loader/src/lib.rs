@@ -100,15 +100,8 @@ pub(crate) fn open_model_file(path: &Path) -> Result<(File, u64), LoadError> {
         what: "stat",
         source: e,
     })?;
-    if meta.is_dir() {
-        return Err(LoadError::IsDirectory { path: p() });
-    }
-    if !meta.is_file() {
-        return Err(LoadError::NotRegularFile {
-            path: p(),
-            kind: file_kind(&meta),
-        });
-    }
+    // Again on the opened file: the path may have been replaced since it was checked.
+    check_kind(path, &meta)?;
     if meta.len() == 0 {
         return Err(LoadError::EmptyFile { path: p() });
     }
@@ -154,13 +147,20 @@ pub fn check_regular_file(path: &Path) -> Result<(), LoadError> {
             source: e,
         },
     })?;
+    check_kind(path, &meta)
+}
+
+/// A directory or a non-regular file is an error naming what it is.
+fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<(), LoadError> {
     if meta.is_dir() {
-        return Err(LoadError::IsDirectory { path: p() });
+        return Err(LoadError::IsDirectory {
+            path: path.to_path_buf(),
+        });
     }
     if !meta.is_file() {
         return Err(LoadError::NotRegularFile {
-            path: p(),
-            kind: file_kind(&meta),
+            path: path.to_path_buf(),
+            kind: file_kind(meta),
         });
     }
     Ok(())
@@ -247,6 +247,22 @@ impl DataLoader for BufferLoader {
 /// Lock a report mutex, recovering the data if a panicking thread poisoned it.
 pub(crate) fn lock_report(m: &Mutex<LoadReport>) -> std::sync::MutexGuard<'_, LoadReport> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Bytes in binary units with one decimal (`1.5 GiB`; plain bytes below 1 KiB), for messages.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 /// The OS's text for an errno, without Rust's " (os error N)" suffix.

@@ -92,8 +92,8 @@ pub enum ModelError {
     #[error(
         "a KV cache of {context_len} positions needs {} but only {} of memory is available; \
          ask for a smaller context",
-        fmt_bytes(*bytes),
-        fmt_bytes(*available)
+        lmrun_loader::fmt_bytes(*bytes),
+        lmrun_loader::fmt_bytes(*available)
     )]
     KvCacheTooLarge {
         /// Positions asked for.
@@ -116,20 +116,4 @@ pub enum ModelError {
     /// An error from a kernel (length or type mismatch; indicates a bug or a bad file).
     #[error("kernel error: {0}")]
     Kernel(#[from] KernelError),
-}
-
-/// Bytes in binary units with one decimal (`1.5 GiB`).
-pub(crate) fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }

@@ -75,3 +75,33 @@ pub fn success_json(out: &std::process::Output, what: &str) -> serde_json::Value
         )
     })
 }
+
+/// Where the real models are cached (`$LMRUN_MODELS_DIR`, default `~/.cache/lmrun/models`).
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("LMRUN_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lmrun/models")
+        })
+}
+
+/// A real model from the cache; a missing one fails the test (run scripts/fetch_models.sh).
+pub fn model(name: &str) -> PathBuf {
+    let p = models_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch_models.sh first",
+        p.display()
+    );
+    p
+}
+
+/// Gemma 3 270M, Q4_K_M.
+pub fn gemma() -> PathBuf {
+    model("gemma-3-270m-q4_k_m.gguf")
+}
+
+/// Qwen2.5-Coder 0.5B Instruct, Q4_K_M mix.
+pub fn qwen() -> PathBuf {
+    model("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+}
