@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 use crate::fn_types::{ActRow, Dot4Fn, DotFn, Partner, TileFn};
 use crate::formats::{self, with_formats, QuantFormat};
-use crate::quant::{BlockQ8K, BlockQ8x32};
+use crate::partner::{BlockQ8K, BlockQ8x32};
 use crate::{KernelError, QType};
 
 /// An instruction-set level for the kernels.
@@ -215,4 +215,32 @@ pub fn vec_dot(
             "activation format does not match the weight type (see quant::act_kind)",
         )),
     }
+}
+
+/// Dequantizes a row of blocks `src` of type `t` into `dst`.
+///
+/// `dst.len()` must be a multiple of the block size and `src.len()` must equal
+/// `t.row_bytes(dst.len())`; otherwise an error is returned.
+pub fn dequantize_row(t: QType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
+    let expected = t.row_bytes(dst.len()).ok_or(KernelError::BadShape {
+        qtype: t,
+        cols: dst.len(),
+        block: t.block_size(),
+    })?;
+    if src.len() != expected {
+        return Err(KernelError::Length {
+            what: "dequantize_row src",
+            expected,
+            got: src.len(),
+        });
+    }
+    macro_rules! by_type {
+        ($($(#[$doc:meta])* $v:ident,)*) => {
+            match t {
+                $(QType::$v => <formats::$v as QuantFormat>::dequantize(src, dst),)*
+            }
+        };
+    }
+    with_formats!(by_type);
+    Ok(())
 }

@@ -5,7 +5,7 @@
 //! modules (which provide them) both depend on it instead of on each other: it imports only the
 //! plain data types of `formats::partner`.
 
-use crate::formats::partner::{ActKind, BlockQ8K, BlockQ8x32, NoPartner};
+use crate::partner::{ActKind, BlockQ8K, BlockQ8x32, NoPartner};
 
 /// A dot product of one weight row (raw block bytes) with one activation row.
 #[derive(Clone, Copy)]
@@ -122,7 +122,7 @@ impl Partner for f32 {
 impl Partner for BlockQ8x32 {
     const KIND: ActKind = ActKind::Q8x32;
     const HAS_DOT: bool = true;
-    const VALUES: usize = crate::formats::QK32;
+    const VALUES: usize = crate::partner::QK32;
     fn dot_fn(f: Dot<BlockQ8x32>) -> Option<DotFn> {
         Some(DotFn::Q8x32(f))
     }
@@ -155,7 +155,7 @@ impl Partner for BlockQ8x32 {
 impl Partner for BlockQ8K {
     const KIND: ActKind = ActKind::Q8K;
     const HAS_DOT: bool = true;
-    const VALUES: usize = crate::formats::QK_K;
+    const VALUES: usize = crate::partner::QK_K;
     fn dot_fn(f: Dot<BlockQ8K>) -> Option<DotFn> {
         Some(DotFn::Q8K(f))
     }

@@ -7,7 +7,7 @@ use std::fmt;
 
 use crate::fn_types::Partner;
 use crate::formats::{self, with_formats, QuantFormat};
-use crate::quant::ActKind;
+use crate::partner::ActKind;
 
 /// Generates [`QType`] and its tables from the format list.
 macro_rules! qtype_tables {

@@ -8,7 +8,7 @@
 use crate::formats::{QK32, QK_K};
 use crate::QType;
 
-pub use crate::formats::partner::{ActKind, BlockQ8K, BlockQ8x32};
+pub use crate::partner::{ActKind, BlockQ8K, BlockQ8x32};
 
 /// The activation partner of a weight type (see [`QType::act_kind`]).
 pub fn act_kind(t: QType) -> ActKind {

@@ -4,7 +4,7 @@
 //! `formats/`; this module only keeps the public paths.
 
 use crate::formats::{self, QuantFormat};
-use crate::quant::{BlockQ8K, BlockQ8x32};
+use crate::partner::{BlockQ8K, BlockQ8x32};
 
 /// Defines `pub fn $name` as the scalar dot of format `$f`.
 macro_rules! scalar_dots {

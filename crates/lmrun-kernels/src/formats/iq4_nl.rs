@@ -2,8 +2,8 @@
 //! int8 values ([`KVALUES_IQ4NL`], shared with IQ4_XS); dotted with [`BlockQ8x32`]
 //! activations.
 
-use super::partner::BlockQ8x32;
 use super::{dequantize_d, dot_d, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// The IQ4_NL / IQ4_XS non-linear value table.
 pub const KVALUES_IQ4NL: [i8; 16] = [

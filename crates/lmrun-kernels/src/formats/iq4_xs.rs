@@ -2,8 +2,8 @@
 //! values and an f16 super-block scale; dotted with [`BlockQ8K`] activations.
 
 use super::iq4_nl::KVALUES_IQ4NL;
-use super::partner::BlockQ8K;
 use super::{f16_at, idot_i8, QuantFormat, QK_K};
+use crate::partner::BlockQ8K;
 
 /// 256 weights: IQ4_NL values with 6-bit sub-block scales.
 #[derive(Debug, Clone, Copy)]

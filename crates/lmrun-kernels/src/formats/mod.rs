@@ -11,14 +11,14 @@
 //! block sums and are what every SIMD kernel is tested against.
 
 use crate::fn_types::Partner;
-use crate::{KernelError, QType};
 
 pub(crate) mod bf16;
 pub(crate) mod fp16;
 pub(crate) mod fp32;
 pub(crate) mod iq4_nl;
 pub(crate) mod iq4_xs;
-pub mod partner;
+pub use crate::partner;
+pub use crate::partner::{QK32, QK_K};
 pub(crate) mod q2_k;
 pub(crate) mod q3_k;
 pub(crate) mod q4_0;
@@ -49,11 +49,6 @@ pub use q6_k::Q6K;
 pub use q8_0::Q8_0;
 pub use q8_1::Q8_1;
 pub use q8_k::Q8K;
-
-/// Values per k-quant super-block.
-pub const QK_K: usize = 256;
-/// Values per small block (Q4_0 … Q8_0, IQ4_NL).
-pub const QK32: usize = 32;
 
 /// One ggml element type: its constants, its activation partner, dequantization and the scalar
 /// reference dot product. Implemented by the unit structs of this module, one per file.
@@ -240,32 +235,4 @@ pub(crate) fn isum_k16(sc: &[i8; 16], q: &[i8; QK_K], y: &partner::BlockQ8K) -> 
         isum += sc[k] as i32 * idot_i8(&q[16 * k..16 * k + 16], &y.qs[16 * k..16 * k + 16]);
     }
     isum
-}
-
-/// Dequantizes a row of blocks `src` of type `t` into `dst`.
-///
-/// `dst.len()` must be a multiple of the block size and `src.len()` must equal
-/// `t.row_bytes(dst.len())`; otherwise an error is returned.
-pub fn dequantize_row(t: QType, src: &[u8], dst: &mut [f32]) -> Result<(), KernelError> {
-    let expected = t.row_bytes(dst.len()).ok_or(KernelError::BadShape {
-        qtype: t,
-        cols: dst.len(),
-        block: t.block_size(),
-    })?;
-    if src.len() != expected {
-        return Err(KernelError::Length {
-            what: "dequantize_row src",
-            expected,
-            got: src.len(),
-        });
-    }
-    macro_rules! by_type {
-        ($($(#[$doc:meta])* $v:ident,)*) => {
-            match t {
-                $(QType::$v => <$v as QuantFormat>::dequantize(src, dst),)*
-            }
-        };
-    }
-    with_formats!(by_type);
-    Ok(())
 }

@@ -2,8 +2,8 @@
 //! f16 super-block scale and min (at the end of the block); dotted with [`BlockQ8K`]
 //! activations (the mins meet the activation block sums).
 
-use super::partner::BlockQ8K;
 use super::{f16_at, idot_u8, QuantFormat, QK_K};
+use crate::partner::BlockQ8K;
 
 /// 256 weights, 2-bit, 4-bit sub-block scales and mins.
 #[derive(Debug, Clone, Copy)]

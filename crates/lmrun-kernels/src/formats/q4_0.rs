@@ -1,8 +1,8 @@
 //! Q4_0: 32 weights per block, an f16 scale and 4-bit values centred at 8; dotted with
 //! [`BlockQ8x32`] activations.
 
-use super::partner::BlockQ8x32;
 use super::{dequantize_d, dot_d, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// 32 weights: f16 scale, 4-bit values centred at 8.
 #[allow(non_camel_case_types)]

@@ -1,8 +1,8 @@
 //! Q4_1: 32 weights per block, an f16 scale and min and 4-bit values; dotted with
 //! [`BlockQ8x32`] activations (the min meets the activation sum).
 
-use super::partner::BlockQ8x32;
 use super::{dequantize_dm, dot_dm, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// 32 weights: f16 scale and min, 4-bit values.
 #[allow(non_camel_case_types)]

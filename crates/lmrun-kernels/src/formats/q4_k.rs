@@ -2,8 +2,8 @@
 //! (12 packed bytes, shared with Q5_K) and f16 super-block scale and min; dotted with
 //! [`BlockQ8K`] activations (the mins meet the activation block sums).
 
-use super::partner::BlockQ8K;
 use super::{f16_at, idot_u8, QuantFormat, QK_K};
+use crate::partner::BlockQ8K;
 
 /// 256 weights, 4-bit, 6-bit sub-block scales and mins.
 #[derive(Debug, Clone, Copy)]

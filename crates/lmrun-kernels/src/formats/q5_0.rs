@@ -1,8 +1,8 @@
 //! Q5_0: 32 weights per block, an f16 scale, a 32-bit word of high bits and 4-bit low parts;
 //! values centred at 16; dotted with [`BlockQ8x32`] activations.
 
-use super::partner::BlockQ8x32;
 use super::{dequantize_d, dot_d, u32_at, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// 32 weights: f16 scale, 5-bit values centred at 16.
 #[allow(non_camel_case_types)]

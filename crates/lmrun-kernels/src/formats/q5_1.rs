@@ -1,9 +1,9 @@
 //! Q5_1: 32 weights per block, an f16 scale and min, a 32-bit word of high bits and 4-bit low
 //! parts; dotted with [`BlockQ8x32`] activations (the min meets the activation sum).
 
-use super::partner::BlockQ8x32;
 use super::q5_0::unpack5;
 use super::{dequantize_dm, dot_dm, u32_at, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// 32 weights: f16 scale and min, 5-bit values.
 #[allow(non_camel_case_types)]

@@ -1,9 +1,9 @@
 //! Q5_K: Q4_K's layout with a 32-byte plane of high bits before the nibbles (5-bit values);
 //! dotted with [`BlockQ8K`] activations.
 
-use super::partner::BlockQ8K;
 use super::q4_k::{dequantize_k45, dot_k45_row};
 use super::{QuantFormat, QK_K};
+use crate::partner::BlockQ8K;
 
 /// 256 weights, 5-bit, 6-bit sub-block scales and mins.
 #[derive(Debug, Clone, Copy)]

@@ -2,8 +2,8 @@
 //! int8 scale per 16 values and an f16 super-block scale (at the end of the block); dotted
 //! with [`BlockQ8K`] activations.
 
-use super::partner::BlockQ8K;
 use super::{dequantize_k16, f16_at, isum_k16, QuantFormat, QK_K};
+use crate::partner::BlockQ8K;
 
 /// 256 weights, 6-bit, int8 sub-block scales.
 #[derive(Debug, Clone, Copy)]

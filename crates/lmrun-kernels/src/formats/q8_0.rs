@@ -1,8 +1,8 @@
 //! Q8_0: 32 weights per block, an f16 scale and int8 values; dotted with [`BlockQ8x32`]
 //! activations.
 
-use super::partner::BlockQ8x32;
 use super::{dequantize_d, dot_d, QuantFormat, QK32};
+use crate::partner::BlockQ8x32;
 
 /// 32 weights: f16 scale, int8 values.
 #[allow(non_camel_case_types)]

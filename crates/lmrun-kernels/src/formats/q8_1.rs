@@ -1,8 +1,8 @@
 //! Q8_1: 32 values per block, an f16 scale, an f16 sum and int8 values. ggml's activation type
 //! for 32-wide weights; here only read (dequantized), never a weight, so it has no partner.
 
-use super::partner::NoPartner;
 use super::{f16_at, QuantFormat, QK32};
+use crate::partner::NoPartner;
 
 /// 32 weights: f16 scale, f16 sum, int8 values (activation type in ggml).
 #[allow(non_camel_case_types)]

@@ -2,8 +2,8 @@
 //! layout of [`BlockQ8K`](super::partner::BlockQ8K), the k-quants' activation type; here only
 //! read (dequantized), never a weight, so it has no partner.
 
-use super::partner::NoPartner;
 use super::{f32_at, QuantFormat, QK_K};
+use crate::partner::NoPartner;
 
 /// 256 values: f32 scale, int8 values, 16 int16 block sums (activation type).
 #[derive(Debug, Clone, Copy)]

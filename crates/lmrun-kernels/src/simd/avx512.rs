@@ -24,7 +24,7 @@ use super::avx2::{
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
 use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
-use crate::quant::{BlockQ8K, BlockQ8x32};
+use crate::partner::{BlockQ8K, BlockQ8x32};
 use crate::QType;
 
 /// The AVX-512 VNNI kernel for `t`, if there is one. Only called by `dispatch::dot_fn` after

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::{hsum_epi32, hsum_ps};
 use crate::formats::{QK32, QK_K};
-use crate::quant::{BlockQ8K, BlockQ8x32};
+use crate::partner::{BlockQ8K, BlockQ8x32};
 
 // ---------------------------------------------------------------------------------------------
 // activation quantization (bit-identical to quant::quantize_*_scalar)

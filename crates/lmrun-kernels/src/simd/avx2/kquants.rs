@@ -11,7 +11,7 @@ use super::{
     pair_scales, split_scales,
 };
 use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q4K, Q5K, Q6K};
-use crate::quant::BlockQ8K;
+use crate::partner::BlockQ8K;
 
 /// The 32 codes `lo`, `hi` of Q4_K/Q5_K sub-block pair `j` times the activation, each times
 /// its scale, added to `sumi` (i32 lanes, exact).

@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::{f16_at, f16x8, hsum4, hsum_ps, load32, load32_i8, nb4, nibbles32};
 use crate::formats::{u32_at, QuantFormat, IQ4NL, KVALUES_IQ4NL, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
-use crate::quant::BlockQ8x32;
+use crate::partner::BlockQ8x32;
 
 /// Each of the 32 bits of `x` → a byte 0xFF (set) or 0x00.
 ///

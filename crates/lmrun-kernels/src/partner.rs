@@ -2,7 +2,11 @@
 //! partner of the weight format, so that every weight block meets an int8 block. Plain data
 //! only (no kernels), so that every other module can depend on it.
 
-use super::{QK32, QK_K};
+/// Values per k-quant super-block.
+pub const QK_K: usize = 256;
+
+/// Values per small block (Q4_0 … Q8_0, IQ4_NL).
+pub const QK32: usize = 32;
 
 /// Activation block for 32-wide weight types: `x ≈ d * qs`, with `sum = Σ qs` (used for the
 /// offset of Q4_0/Q5_0 values and the min of Q4_1/Q5_1).
