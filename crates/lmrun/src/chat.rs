@@ -83,6 +83,9 @@ impl ChatTemplate {
             Source::Builtin(f) => Ok(render_builtin(*f, messages, add_generation_prompt)),
             Source::Jinja(t) => {
                 let mut env = Environment::new();
+                // A template from a model file is untrusted code: bound its work as well as its
+                // output, so two nested `range(99999)` loops end in an error, not hours of CPU.
+                env.set_fuel(Some(TEMPLATE_FUEL));
                 minijinja_contrib::add_to_environment(&mut env);
                 env.set_unknown_method_callback(
                     minijinja_contrib::pycompat::unknown_method_callback,
@@ -108,6 +111,12 @@ impl ChatTemplate {
                         "chat template: rendered text exceeds {} MiB",
                         MAX_RENDERED >> 20
                     ))),
+                    Err(e) if e.kind() == ErrorKind::OutOfFuel => {
+                        Err(RunnerError::InvalidArgument(format!(
+                            "chat template: rendering takes more than {TEMPLATE_FUEL} steps (a \
+                             loop that does not end in time?)"
+                        )))
+                    }
                     Err(e) => Err(template_error(e)),
                 }
             }
@@ -119,6 +128,10 @@ impl ChatTemplate {
 /// half a MiB of text); the cap stops a template in a model file from looping output into all
 /// of memory (`{% for i in range(100000) %}{{ 'x' * 100000000 }}{% endfor %}`).
 const MAX_RENDERED: usize = 16 << 20;
+
+/// The most template instructions one render may run. Real chat templates render a long
+/// conversation with tools in well under a million; this is about a second of work.
+const TEMPLATE_FUEL: u64 = 20_000_000;
 
 /// The render target: fails the render once the text would pass [`MAX_RENDERED`].
 #[derive(Default)]
@@ -301,4 +314,20 @@ mod tests {
         let t = ChatTemplate::for_model(Some("{% for %}"), "x", "", "");
         assert!(t.render(&[], false).is_err());
     }
+
+    #[test]
+    fn endless_templates_run_out_of_fuel() {
+        let t = ChatTemplate::for_model(
+            Some("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}"),
+            "x",
+            "",
+            "",
+        );
+        let t0 = std::time::Instant::now();
+        let e = t.render(&[], false).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        // Bounded: tens of seconds would mean the fuel did not apply (this takes about one).
+        assert!(t0.elapsed().as_secs() < 30, "{:?}", t0.elapsed());
+    }
+
 }
