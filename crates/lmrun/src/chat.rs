@@ -329,5 +329,4 @@ mod tests {
         // Bounded: tens of seconds would mean the fuel did not apply (this takes about one).
         assert!(t0.elapsed().as_secs() < 30, "{:?}", t0.elapsed());
     }
-
 }
