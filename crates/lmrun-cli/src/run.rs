@@ -249,9 +249,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             "stop_reason": format!("{:?}", gen.stop_reason).to_lowercase(),
             "stats": stats,
         });
-        if let Err(e) = crate::out::println(&obj.to_string()) {
-            warn_changed_files(&runner);
-            return Err(e);
+        if let Err(e) = crate::out::write_raw(&format!("{obj}\n")) {
+            write_err = Some(e);
         }
     }
     warn_changed_files(&runner);

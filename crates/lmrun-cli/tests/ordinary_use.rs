@@ -57,6 +57,16 @@ fn wait_within(child: &mut Child, limit: Duration, what: &str) -> std::process::
     }
 }
 
+/// `lmrun ARGS` started with stdout and stderr piped.
+fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn collect_stderr(child: &mut Child) -> String {
     let mut err = String::new();
     child
@@ -71,23 +81,18 @@ fn collect_stderr(child: &mut Child) -> String {
 #[test]
 fn a_reader_that_closes_the_pipe_stops_generation_quietly() {
     let g = gemma();
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "-m",
-            s(&g),
-            "-p",
-            "Once upon a time",
-            "-n",
-            "3000",
-            "--ignore-eos",
-            "--temperature",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[
+        "run",
+        "-m",
+        s(&g),
+        "-p",
+        "Once upon a time",
+        "-n",
+        "3000",
+        "--ignore-eos",
+        "--temperature",
+        "0",
+    ]);
     // Like `| head -c 20`: read 20 bytes, then close the pipe.
     let mut out = child.stdout.take().unwrap();
     let mut first = [0u8; 20];
@@ -157,12 +162,7 @@ fn every_subcommand_survives_a_closed_pipe_and_a_full_disk() {
         );
 
         // Stdout closed before anything is written: quiet, status 0.
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(args);
         drop(child.stdout.take());
         let err = collect_stderr(&mut child);
         let st = child.wait().unwrap();
@@ -197,25 +197,20 @@ fn ctrl_c_during_a_long_prompt_stops_within_a_bound() {
     let q = qwen();
     // One thread: the whole prefill takes tens of seconds, so finishing it before honouring
     // the signal would blow the bound below.
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "-m",
-            s(&q),
-            "-f",
-            s(&prompt),
-            "-n",
-            "4",
-            "--no-echo",
-            "--threads",
-            "1",
-            "--ctx-size",
-            "4096",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[
+        "run",
+        "-m",
+        s(&q),
+        "-f",
+        s(&prompt),
+        "-n",
+        "4",
+        "--no-echo",
+        "--threads",
+        "1",
+        "--ctx-size",
+        "4096",
+    ]);
     std::thread::sleep(Duration::from_millis(2500));
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -237,25 +232,20 @@ fn ctrl_c_during_a_long_prompt_stops_within_a_bound() {
 
 /// Start `lmrun run` on `model` in `mode` for a long generation and wait for its first text.
 fn start_long_run(model: &Path, mode: &str, n: &str) -> (Child, Vec<u8>) {
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "-m",
-            s(model),
-            "-p",
-            "Once upon a time",
-            "-n",
-            n,
-            "--ignore-eos",
-            "--temperature",
-            "0",
-            "--load-mode",
-            mode,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn(&[
+        "run",
+        "-m",
+        s(model),
+        "-p",
+        "Once upon a time",
+        "-n",
+        n,
+        "--ignore-eos",
+        "--temperature",
+        "0",
+        "--load-mode",
+        mode,
+    ]);
     let mut out = child.stdout.take().unwrap();
     let mut got = vec![0u8; 64];
     out.read_exact(&mut got).unwrap();

@@ -162,6 +162,21 @@ fn fmt_limit(v: Option<u64>) -> String {
 }
 
 impl LoadError {
+    /// The error for an I/O failure while doing `what` (`open`, `stat`, `read`) on `path`:
+    /// a missing file and a refused permission get their own variants.
+    pub fn from_io(path: &std::path::Path, what: &'static str, e: std::io::Error) -> LoadError {
+        let path = path.to_path_buf();
+        match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound { path },
+            std::io::ErrorKind::PermissionDenied => LoadError::PermissionDenied { path },
+            _ => LoadError::Io {
+                path,
+                what,
+                source: e,
+            },
+        }
+    }
+
     /// The ExecuTorch `Error` code this failure corresponds to (`NotSupported` = 0x10 for a failed
     /// required mlock, `AccessFailed` = 0x22 for open/read/map failures, `InvalidArgument` = 0x12
     /// for bad ranges, `MemoryAllocationFailed` = 0x21).

@@ -86,15 +86,7 @@ pub fn open_loader(path: &Path, mode: LoadMode) -> Result<Box<dyn DataLoader>, L
 pub(crate) fn open_model_file(path: &Path) -> Result<(File, u64), LoadError> {
     let p = || path.to_path_buf();
     check_regular_file(path)?;
-    let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound { path: p() },
-        std::io::ErrorKind::PermissionDenied => LoadError::PermissionDenied { path: p() },
-        _ => LoadError::Io {
-            path: p(),
-            what: "open",
-            source: e,
-        },
-    })?;
+    let file = File::open(path).map_err(|e| LoadError::from_io(path, "open", e))?;
     let meta = file.metadata().map_err(|e| LoadError::Io {
         path: p(),
         what: "stat",
@@ -137,16 +129,7 @@ pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 /// Check `path` before opening it: a directory or a non-regular file (a pipe, a device) is
 /// refused by its metadata, so opening a FIFO never blocks and a pipe is never half-read.
 pub fn check_regular_file(path: &Path) -> Result<(), LoadError> {
-    let p = || path.to_path_buf();
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound { path: p() },
-        std::io::ErrorKind::PermissionDenied => LoadError::PermissionDenied { path: p() },
-        _ => LoadError::Io {
-            path: p(),
-            what: "stat",
-            source: e,
-        },
-    })?;
+    let meta = std::fs::metadata(path).map_err(|e| LoadError::from_io(path, "stat", e))?;
     check_kind(path, &meta)
 }
 

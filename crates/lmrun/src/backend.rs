@@ -44,28 +44,10 @@ pub fn detect_format(path: &Path) -> Result<Format, RunnerError> {
     let mut head = [0u8; 8];
     // By metadata first: a FIFO is refused without blocking on open or losing bytes to a read.
     lmrun_loader::check_regular_file(path)?;
-    let mut f = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => RunnerError::Load(lmrun_loader::LoadError::NotFound {
-            path: path.to_path_buf(),
-        }),
-        std::io::ErrorKind::PermissionDenied => {
-            RunnerError::Load(lmrun_loader::LoadError::PermissionDenied {
-                path: path.to_path_buf(),
-            })
-        }
-        _ => RunnerError::Load(lmrun_loader::LoadError::Io {
-            path: path.to_path_buf(),
-            what: "open",
-            source: e,
-        }),
-    })?;
-    let n = read_up_to(&mut f, &mut head).map_err(|e| {
-        RunnerError::Load(lmrun_loader::LoadError::Io {
-            path: path.to_path_buf(),
-            what: "read",
-            source: e,
-        })
-    })?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| lmrun_loader::LoadError::from_io(path, "open", e))?;
+    let n = read_up_to(&mut f, &mut head)
+        .map_err(|e| lmrun_loader::LoadError::from_io(path, "read", e))?;
     if n >= 4 && &head[..4] == b"GGUF" {
         return Ok(Format::Gguf);
     }
