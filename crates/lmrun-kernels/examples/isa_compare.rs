@@ -3,7 +3,8 @@
 //! 64-token matmul (prefill) and a one-token matvec on an L2-resident weight (the kernels'
 //! compute-bound speed), one thread unless asked, median of the repetitions and the ratio to AVX2.
 //!
-//! `cargo run --release -p lmrun-kernels --example isa_compare [-- REPS [THREADS]]`
+//! `cargo run --release -p lmrun-kernels --example isa_compare [-- REPS [THREADS]]`; the weight
+//! has 2^20 values, `ISA_COLS` columns per row (default 1024).
 
 use std::time::Instant;
 
@@ -68,7 +69,11 @@ fn main() {
         QType::Q4K,
         QType::Q6K,
     ] {
-        let (rows, cols) = (1024, 1024);
+        let cols: usize = std::env::var("ISA_COLS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1024);
+        let rows = (1 << 20) / cols;
         let data = weight(t, rows, cols, &mut seed);
         let w = WeightRef::new(t, &data, rows, cols).unwrap();
         for n_tokens in [1usize, 64] {

@@ -17,7 +17,7 @@ pub enum Isa {
     /// x86-64 AVX2 + FMA + F16C.
     Avx2,
     /// x86-64 AVX2 level plus AVX512F/BW/VL and AVX512_VNNI (256-bit registers): `vpdpbusd` /
-    /// `vpdpwssd` kernels for Q4_0, Q5_0, Q8_0 and Q6_K, AVX2 kernels for the rest.
+    /// `vpdpwssd` kernels for Q4_0, Q5_0, Q8_0, Q4_K and Q6_K, AVX2 kernels for the rest.
     Avx512Vnni,
 }
 

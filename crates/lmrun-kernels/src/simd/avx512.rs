@@ -1,5 +1,5 @@
 //! AVX-512 VNNI kernels (256-bit registers, AVX512VL encoding) for the weight types the common
-//! GGUF mixes are made of: Q4_0, Q5_0, Q8_0 and Q6_K. Why a second x86 level: on CPUs that
+//! GGUF mixes are made of: Q4_0, Q5_0, Q8_0, Q4_K and Q6_K. Why a second x86 level: on CPUs that
 //! have it (Zen 4, Ice Lake and later) `vpdpbusd` does in one instruction what AVX2 needs three
 //! for (`maddubs` + `madd` + `add`), `vpdpwssd` folds the scale multiply into the accumulation,
 //! and a 32-bit mask register turns Q5_0's high bits into bytes in one masked add. That is what
@@ -9,9 +9,9 @@
 //! Everything here is reached only after `dispatch` detected AVX2, FMA, F16C, AVX512F/BW/VL and
 //! AVX512_VNNI at run time. The integer block sums are exactly those of the scalar and AVX2
 //! kernels (the offsets of unsigned weight codes are removed as integers), so results differ
-//! from them only in the order of f32 additions. Types without a kernel here use the AVX2 ones
-//! (Q4_K included: a `vpdpwssd` version measured no faster than AVX2's on Zen 4, so it was
-//! dropped).
+//! from them only in the order of f32 additions. Types without a kernel here use the AVX2 ones.
+//! The k-quant kernels keep several independent `vpdpwssd` sums per super-block: with one chain
+//! (latency 4 on Zen 4) they were latency-bound and no faster than AVX2's `vpmaddwd` + add.
 
 // See avx2.rs: intrinsics are safe in `#[target_feature]` functions only on newer compilers.
 #![allow(unused_unsafe)]
@@ -19,7 +19,7 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, kscales16, load32, load32_i8, nb4, nibbles32, pair_scales,
+    f16_at, f16x8, hsum4, hsum_ps, kscales_v, load32, load32_i8, nb4, nibbles32, pair_scales,
     q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
@@ -34,6 +34,7 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
         Q4_0 => dot_q4_0,
         Q5_0 => dot_q5_0,
         Q8_0 => dot_q8_0,
+        Q4K => dot_q4k,
         Q6K => dot_q6k,
     )
 }
@@ -284,14 +285,22 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
         unsafe {
             let sc16 = q6k_scales(b);
             let (slo, shi) = split_scales(sc16);
-            let mut sumi = q6k_bias(sc16, y);
+            // four independent sums: one chain of eight `vpdpwssd` (latency 4) per super-block
+            // made this kernel latency-bound
+            let mut s = [
+                q6k_bias(sc16, y),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+                _mm256_setzero_si256(),
+            ];
             for h in 0..2 {
                 let q = q6k_codes(b, h);
                 for g in 0..4 {
                     let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                    sumi = dpwssd(sumi, p, pair_scales(slo, shi, 4 * h + g));
+                    s[g] = dpwssd(s[g], p, pair_scales(slo, shi, 4 * h + g));
                 }
             }
+            let sumi = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
             let d = _mm256_set1_ps(y.d * f16_at(b, q6_k::D_OFF));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
@@ -322,19 +331,14 @@ unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
     unsafe { hsum4(&acc) }
 }
 
-/// `sum + pl·sl + ph·sh` (i16 pair products into i32 lanes) as two `vpdpwssd`.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn dot2_vnni(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m256i) -> __m256i {
-    // SAFETY: register arithmetic.
-    unsafe { dpwssd(dpwssd(sum, pl, sl), ph, sh) }
-}
-
 q4k_dot4!(
     dot4_q4k,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dot2_vnni
+    dpwssd
+);
+
+q4k_dot!(
+    dot_q4k,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dpwssd
 );

@@ -90,14 +90,16 @@ macro_rules! q6k_sums4 {
 }
 
 /// Defines the Q4_K × 4-token kernel `unsafe fn $name` for the target features `$features`:
-/// per 32 codes and token one `maddubs` (codes × activations, i16 pairs), then
-/// `$dot2(sum, pl, sl, ph, sh)` adds the two sub-blocks' pair products times their i16 scales
-/// to the i32 sums (exact); the mins term `Σ m_j · bsum_j` is one `vpmaddwd` per token and
-/// super-block, folded into the same float accumulator. The module expanding it provides the
-/// helpers (`nb4`, `kscales16`, `f16_at`, `load32`, `load32_i8`, `hsum4`).
+/// per 32 codes and token one `maddubs` (codes × activations, i16 pairs), then `$acc(sum, p,
+/// sv)` adds the pair products times the sub-block's i16 scale to the i32 sums (exact), the low
+/// and high sub-blocks into separate sums so that each token has two dependency chains (see
+/// [`q4k_dot!`]); the scales come from [`kscales_v`](avx2::kscales_v) by in-lane shuffles; the
+/// mins term `Σ m_j · bsum_j` is one `vpmaddwd` per token and super-block, folded into the same
+/// float accumulator. The module expanding it provides the helpers (`nb4`, `kscales_v`,
+/// `load32`, `load32_i8`, `hsum4`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! q4k_dot4 {
-    ($vis:vis $name:ident, $features:literal, $dot2:ident) => {
+    ($vis:vis $name:ident, $features:literal, $acc:ident) => {
         /// # Safety
         /// The CPU must support the features `$features`; every access is bounded by the
         /// slices.
@@ -106,46 +108,133 @@ macro_rules! q4k_dot4 {
             const BYTES: usize =
                 <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
             let nb = nb4(w.len(), BYTES, &a);
-            let mut acc = [_mm256_setzero_ps(); 4];
+            // SAFETY: register arithmetic.
+            let mut acc = unsafe { [_mm256_setzero_ps(); 4] };
             for i in 0..nb {
                 let b = &w[BYTES * i..BYTES * i + BYTES];
-                let sc = kscales16(&b[4..16]);
-                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
                 // SAFETY: bounds-checked loads, register arithmetic.
                 unsafe {
+                    let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(crate::formats::u32_at(b, 0) as i32));
                     let m4 = _mm256_set1_epi8(0x0F);
-                    // Each min twice (bytes 8..16 of `sc`), once per bsum of 16 values.
-                    let s8 = _mm_loadu_si128(sc.as_ptr() as *const __m128i);
+                    let s8 = kscales_v(b);
+                    let sc2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(s8));
+                    // Each min twice (bytes 8..16 of `s8`), once per bsum of 16 values.
                     let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
-                    let mut sumi = [_mm256_setzero_si256(); 4];
+                    let mut sl4 = [_mm256_setzero_si256(); 4];
+                    let mut sh4 = [_mm256_setzero_si256(); 4];
                     for j in 0..4 {
                         let q4 = load32(b, 16 + 32 * j);
                         let lo = _mm256_and_si256(q4, m4);
                         let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                        let sl = _mm256_set1_epi16(i16::from(sc[2 * j]));
-                        let sh = _mm256_set1_epi16(i16::from(sc[2 * j + 1]));
+                        let kl = (4 * j) as i16;
+                        let sl = _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(((kl + 1) << 8) | kl));
+                        let sh = _mm256_shuffle_epi8(
+                            sc2,
+                            _mm256_set1_epi16(((kl + 3) << 8) | (kl + 2)),
+                        );
                         for n in 0..4 {
                             let y = &a[n][i];
                             let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
                             let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
-                            sumi[n] = $dot2(sumi[n], pl, sl, ph, sh);
+                            sl4[n] = $acc(sl4[n], pl, sl);
+                            sh4[n] = $acc(sh4[n], ph, sh);
                         }
                     }
                     for n in 0..4 {
                         let y = &a[n][i];
                         let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
                         let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
+                        let ddn = _mm_mul_ps(dd, _mm_set1_ps(y.d));
+                        let sumi = _mm256_add_epi32(sl4[n], sh4[n]);
                         acc[n] = _mm256_fmadd_ps(
-                            _mm256_set1_ps(y.d * d),
-                            _mm256_cvtepi32_ps(sumi[n]),
+                            _mm256_broadcastss_ps(ddn),
+                            _mm256_cvtepi32_ps(sumi),
                             acc[n],
                         );
-                        acc[n] = _mm256_fnmadd_ps(_mm256_set1_ps(y.d * dmin), m, acc[n]);
+                        acc[n] = _mm256_fnmadd_ps(
+                            _mm256_broadcastss_ps(_mm_movehdup_ps(ddn)),
+                            m,
+                            acc[n],
+                        );
                     }
                 }
             }
             // SAFETY: register arithmetic.
             unsafe { hsum4(&acc) }
+        }
+    };
+}
+
+/// Defines the Q4_K one-token kernel `unsafe fn $name` for the target features `$features`
+/// (decode's matvec). Per super-block: the 6-bit scales and mins unpacked once into vectors;
+/// per 32 codes one `maddubs`, then `$acc(sum, p, sv)` adds the pair products times the
+/// sub-block's scale (broadcast from the scale vector by one in-lane byte shuffle, not from a
+/// general register) into one of four independent i32 sums: with `vpdpwssd` (latency 4 on
+/// Zen 4) one chain of eight per super-block made the kernel latency-bound at ~32 cycles a
+/// super-block. The mins term `Σ m_j · bsum_j` stays a vector (one `vpmaddwd`) folded into its
+/// own f32 accumulator, so no horizontal sum happens per super-block. Integer sums are exact;
+/// only the order of the f32 additions differs from the scalar kernel. The expanding module
+/// provides `kscales_v`, `load32`, `load32_i8` and `hsum_ps`.
+#[cfg(target_arch = "x86_64")]
+macro_rules! q4k_dot {
+    ($vis:vis $name:ident, $features:literal, $acc:ident) => {
+        /// # Safety
+        /// The CPU must support the features `$features`; every access is bounded by the
+        /// slices.
+        #[target_feature(enable = $features)]
+        $vis unsafe fn $name(w: &[u8], a: &[BlockQ8K]) -> f32 {
+            const BYTES: usize =
+                <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
+            let nb = a.len().min(w.len() / BYTES);
+            // SAFETY: register arithmetic.
+            let (mut acc, mut accm) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
+            for i in 0..nb {
+                let b = &w[BYTES * i..BYTES * i + BYTES];
+                let y = &a[i];
+                // SAFETY: bounds-checked loads, register arithmetic.
+                unsafe {
+                    let m4 = _mm256_set1_epi8(0x0F);
+                    let s8 = kscales_v(b);
+                    // d and dmin converted together, times the activation scale
+                    let dd = _mm_mul_ps(
+                        _mm_cvtph_ps(_mm_cvtsi32_si128(crate::formats::u32_at(b, 0) as i32)),
+                        _mm_set1_ps(y.d),
+                    );
+                    // the 8 scales as i16 in both 128-bit halves (for in-lane shuffles)
+                    let sc2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(s8));
+                    // each min twice (bytes 8..16 of `sc`), once per bsum of 16 values
+                    let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
+                    let mut s = [_mm256_setzero_si256(); 4];
+                    for j in 0..4 {
+                        let q4 = load32(b, 16 + 32 * j);
+                        let lo = _mm256_and_si256(q4, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                        let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
+                        let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
+                        let kl = (4 * j) as i16;
+                        let sl = _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(((kl + 1) << 8) | kl));
+                        let sh = _mm256_shuffle_epi8(
+                            sc2,
+                            _mm256_set1_epi16(((kl + 3) << 8) | (kl + 2)),
+                        );
+                        let k = 2 * (j % 2);
+                        s[k] = $acc(s[k], pl, sl);
+                        s[k + 1] = $acc(s[k + 1], ph, sh);
+                    }
+                    let sumi = _mm256_add_epi32(
+                        _mm256_add_epi32(s[0], s[1]),
+                        _mm256_add_epi32(s[2], s[3]),
+                    );
+                    let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+                    let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
+                    let vd = _mm256_broadcastss_ps(dd);
+                    let vm = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
+                    acc = _mm256_fmadd_ps(vd, _mm256_cvtepi32_ps(sumi), acc);
+                    accm = _mm256_fmadd_ps(vm, m, accm);
+                }
+            }
+            // SAFETY: register arithmetic.
+            unsafe { hsum_ps(acc) - hsum_ps(accm) }
         }
     };
 }

@@ -1,16 +1,17 @@
 //! AVX2 kernels for the k-quants (Q2_K … Q6_K) and IQ4_XS against [`BlockQ8K`] activations.
 //! A format's part is its per-super-block body: the exact i32 sums of codes × activations
 //! times the sub-block scales (and, for the types with mins, the mins · block-sums term); the
-//! loops are `block_loop!`'s. Q4_K's 4-token kernel is `q4k_dot4!`, shared with AVX-512.
+//! loops are `block_loop!`'s. Q4_K's kernels are `q4k_dot!` and `q4k_dot4!`, shared with
+//! AVX-512.
 
 use std::arch::x86_64::*;
 
 use super::q32::iq4nl_codes;
 use super::{
-    f16_at, hsum4, hsum_epi32, hsum_ps, kscales16, load16, load32, load32_i8, mins_dot_bsums, nb4,
-    pair_scales, split_scales,
+    f16_at, hsum4, hsum_epi32, hsum_ps, kscales16, kscales_v, load16, load32, load32_i8,
+    mins_dot_bsums, nb4, pair_scales, split_scales,
 };
-use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q4K, Q5K, Q6K};
+use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q5K, Q6K};
 use crate::partner::BlockQ8K;
 
 /// The 32 codes `lo`, `hi` of Q4_K/Q5_K sub-block pair `j` times the activation, each times
@@ -36,34 +37,6 @@ unsafe fn k45_pair(
         let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
         _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph))
     }
-}
-
-/// Q4_K: scale, i32 sums and mins term of one super-block.
-/// A macro rather than an `#[inline]` function: as a function (inlined or not) it
-/// compiled to a kernel loop with more spills than the loop written out.
-macro_rules! q4k_block {
-    ($b:ident, $y:ident) => {{
-        let (b, y): (&[u8], &BlockQ8K) = ($b, $y);
-        let sc = kscales16(&b[4..16]);
-        // SAFETY: bounds-checked loads, register arithmetic.
-        unsafe {
-            let msum = mins_dot_bsums(&sc, &y.bsums);
-            let m = y.d * f16_at(b, 2) * msum as f32;
-            let m4 = _mm256_set1_epi8(0x0F);
-            let mut sumi = _mm256_setzero_si256();
-            for j in 0..4 {
-                let q4 = load32(b, 16 + 32 * j);
-                let lo = _mm256_and_si256(q4, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
-                let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
-                let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
-                let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
-                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-            }
-            (_mm256_set1_ps(y.d * f16_at(b, 0)), sumi, m)
-        }
-    }};
 }
 
 /// Q5_K's two code vectors of sub-block pair `j`: nibbles plus 16 where the high bit is set.
@@ -429,29 +402,13 @@ macro_rules! iq4xs_block4 {
     }};
 }
 
-/// `sum + pl·sl + ph·sh` (i16 pair products into i32 lanes) with `vpmaddwd` and adds.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn dot2_avx2(sum: __m256i, pl: __m256i, sl: __m256i, ph: __m256i, sh: __m256i) -> __m256i {
-    // SAFETY: register arithmetic.
-    unsafe {
-        _mm256_add_epi32(
-            sum,
-            _mm256_add_epi32(_mm256_madd_epi16(pl, sl), _mm256_madd_epi16(ph, sh)),
-        )
-    }
-}
-
 block_loop!(dot acc1 -, dot_q2k, Q2K, |b, y| q2k_block(b, y));
 block_loop!(dot acc1, dot_q3k, Q3K, |b, y| q3k_block!(b, y));
-block_loop!(dot acc1 -, dot_q4k, Q4K, |b, y| q4k_block!(b, y));
+q4k_dot!(pub(super) dot_q4k, "avx2,fma,f16c", madd_add);
 block_loop!(dot acc1 -, dot_q5k, Q5K, |b, y| q5k_block(b, y));
 block_loop!(dot acc1, dot_q6k, Q6K, |b, y| q6k_block!(b, y));
 block_loop!(dot acc1, dot_iq4xs, IQ4XS, |b, y| iq4xs_block(b, y));
 block_loop!(dot4 k -, dot4_q5k, Q5K, |b, a, i| q5k_block4!(b, a, i));
 block_loop!(dot4 k, dot4_q6k, Q6K, |b, a, i| q6k_sums4!(b, a, i, madd_add));
 block_loop!(dot4 k, dot4_iq4xs, IQ4XS, |b, a, i| iq4xs_block4!(b, a, i));
-q4k_dot4!(pub(super) dot4_q4k, "avx2,fma,f16c", dot2_avx2);
+q4k_dot4!(pub(super) dot4_q4k, "avx2,fma,f16c", madd_add);

@@ -193,6 +193,35 @@ pub(super) fn kscales16(s: &[u8]) -> [u8; 16] {
     out
 }
 
+/// [`kscales16`] in vector registers: the 12 packed 6-bit scale/min bytes of the Q4_K/Q5_K
+/// super-block `b` (bytes 4..16) as 16 bytes `[sc0..8, m0..8]`, without the scalar unpack and
+/// the store-then-reload of a byte array (a store-forwarding stall per super-block).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn kscales_v(b: &[u8]) -> __m128i {
+    // SAFETY: bounds-checked 16-byte load (bytes 4..20 of a 144- or 176-byte block, checked by
+    // the slice index), register arithmetic.
+    unsafe {
+        let v = _mm_loadu_si128(b[4..20].as_ptr() as *const __m128i);
+        // lanes [u0, u0, u1, u1] and [u2; 4] of the packed words u0, u1, u2
+        let x = _mm_shuffle_epi32(v, 0b01_01_00_00);
+        let y = _mm_shuffle_epi32(v, 0b10_10_10_10);
+        // lanes 0, 2: the low six bits (scales 0..4, mins 0..4)
+        let lo = _mm_and_si128(x, _mm_set1_epi32(0x3f3f_3f3f));
+        // lanes 1, 3: four low bits from u2 (its high nibbles for the mins), two high bits from
+        // the top of u0 / u1
+        let y = _mm_srlv_epi32(y, _mm_set_epi32(4, 0, 0, 0));
+        let hi = _mm_or_si128(
+            _mm_and_si128(y, _mm_set1_epi32(0x0f0f_0f0f)),
+            _mm_and_si128(_mm_srli_epi32(x, 2), _mm_set1_epi32(0x3030_3030)),
+        );
+        _mm_blend_epi32(lo, hi, 0b1010)
+    }
+}
+
 /// Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 mins in bytes 8..16 of `ms`.
 ///
 /// # Safety
