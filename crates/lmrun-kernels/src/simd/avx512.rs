@@ -281,8 +281,12 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     for i in 0..nb {
         let b = &w[BYTES * i..BYTES * i + BYTES];
         let y = &a[i];
-        // SAFETY: bounds-checked loads, register arithmetic.
+        // SAFETY: bounds-checked loads, register arithmetic; a prefetch never faults.
         unsafe {
+            let ahead = b.as_ptr().wrapping_add(super::PREFETCH_AHEAD);
+            for k in 0..4 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
+            }
             let sc16 = q6k_scales(b);
             let (slo, shi) = split_scales(sc16);
             // four independent sums: one chain of eight `vpdpwssd` (latency 4) per super-block

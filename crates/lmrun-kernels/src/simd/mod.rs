@@ -191,8 +191,13 @@ macro_rules! q4k_dot {
             for i in 0..nb {
                 let b = &w[BYTES * i..BYTES * i + BYTES];
                 let y = &a[i];
-                // SAFETY: bounds-checked loads, register arithmetic.
+                // SAFETY: bounds-checked loads, register arithmetic; a prefetch never faults,
+                // wherever it points.
                 unsafe {
+                    let ahead = b.as_ptr().wrapping_add(crate::simd::PREFETCH_AHEAD);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64) as *const i8);
+                    _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128) as *const i8);
                     let m4 = _mm256_set1_epi8(0x0F);
                     let s8 = kscales_v(b);
                     // d and dmin converted together, times the activation scale
@@ -238,6 +243,12 @@ macro_rules! q4k_dot {
         }
     };
 }
+
+/// How far ahead of the block being computed the one-token k-quant kernels prefetch weight
+/// bytes: decode streams each weight row from DRAM once, and on one core the hardware
+/// prefetcher alone did not keep enough misses in flight.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PREFETCH_AHEAD: usize = 1024;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
