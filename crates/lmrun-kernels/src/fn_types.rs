@@ -37,7 +37,7 @@ pub type Dot<A> = fn(&[u8], &[A]) -> f32;
 pub type Dot4<A> = fn(&[u8], [&[A]; 4]) -> [f32; 4];
 
 /// Weight rows per tile of a [`TileFn`].
-pub const TILE_ROWS: usize = 4;
+pub const TILE_ROWS: usize = 8;
 
 /// A `TILE_ROWS`-row × 4-token kernel over activation blocks of type `A`: `out[r][n]` = weight
 /// row `r` · activation row `n`.

@@ -19,8 +19,8 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, kscales_v, load32, load32_i8, nb4, nibbles32, pair_scales,
-    q6k_bias, q6k_codes, q6k_scales, split_scales,
+    f16_at, f16x8, hsum4, hsum_ps, kscales_v, load16, load32, load32_i8, nb4, nibbles32,
+    pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
 use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
@@ -54,9 +54,11 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
 /// precondition.
 pub(crate) fn tile_fn(t: QType) -> Option<TileFn> {
     kernel_table!(t, tile_fn,
-        Q4_0 => tile_q4_0,
-        Q5_0 => tile_q5_0,
-        Q8_0 => tile_q8_0,
+        Q4_0 => tile8_q4_0,
+        Q5_0 => tile8_q5_0,
+        Q8_0 => tile8_q8_0,
+        Q4K => tile_q4k,
+        Q6K => tile_q6k,
     )
 }
 
@@ -243,6 +245,30 @@ macro_rules! tile_32 {
     };
 }
 
+/// The eight-row tiles of the 32-wide types: two four-row tiles (eight rows × four tokens of
+/// f32 accumulators would not fit the 32 registers).
+macro_rules! tile8_32 {
+    ($name:ident, $tile:ident) => {
+        /// # Safety
+        /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+        #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+        unsafe fn $name(w: [&[u8]; 8], a: [&[BlockQ8x32]; 4]) -> [[f32; 4]; 8] {
+            // SAFETY: same features; the tile kernel bounds every access by the slice lengths.
+            let (x, y) = unsafe {
+                (
+                    $tile::<4>([w[0], w[1], w[2], w[3]], a),
+                    $tile::<4>([w[4], w[5], w[6], w[7]], a),
+                )
+            };
+            std::array::from_fn(|r| if r < 4 { x[r] } else { y[r - 4] })
+        }
+    };
+}
+
+tile8_32!(tile8_q4_0, tile_q4_0);
+tile8_32!(tile8_q5_0, tile_q5_0);
+tile8_32!(tile8_q8_0, tile_q8_0);
+
 dot32!(dot_q4_0, Q4_0, q4_0_codes, 8);
 dot32!(dot_q5_0, Q5_0, q5_0_codes, 16);
 dot32!(dot_q8_0, Q8_0, q8_0_codes, 128);
@@ -346,3 +372,322 @@ q4k_dot!(
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     dpwssd
 );
+
+// ---------------------------------------------------------------------------------------------
+// k-quant tiles: eight weight rows × four tokens with the rows in the lanes. GGUF stores each
+// row's codes contiguously, so in a register loaded from one row every lane belongs to the same
+// row and sub-block: a per-sub-block scale can then only be applied by a multiply per 32 codes
+// and token (`maddubs` + `vpdpwssd`, what the 4-token kernels do). Transposing the 4-byte groups
+// of eight rows (in registers, 24 in-lane shuffles per 32 bytes of eight rows, on the shuffle
+// pipes) puts one row in each i32 lane; then one `vpdpbusd` with the token's four activation
+// bytes broadcast from memory does 4 codes × 8 rows, and a sub-block's scale is one `vpmulld`
+// per 32 codes × 8 rows × token. Per 256 multiply-adds that is ~9 multiply-pipe instructions
+// instead of 16, and the weights stay in GGUF's layout in the mapping (no repacked copy).
+
+/// Dwords `4h..4h + 4` of the 32 bytes at `off` of the eight blocks `b`, transposed: result `k`
+/// holds dword `4h + k` of rows 0..8 in its i32 lanes 0..8.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn transpose_dwords<const N: usize>(b: &[&[u8; N]; 8], off: usize) -> [__m256i; 4] {
+    // SAFETY: bounds-checked loads, register arithmetic.
+    unsafe {
+        let y: [__m256i; 4] = std::array::from_fn(|r| {
+            _mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(load16(&b[r][..], off)),
+                load16(&b[r + 4][..], off),
+            )
+        });
+        // [r0d0 r1d0 r0d1 r1d1 | r4d0 r5d0 r4d1 r5d1] and so on
+        let t0 = _mm256_unpacklo_epi32(y[0], y[1]);
+        let t1 = _mm256_unpackhi_epi32(y[0], y[1]);
+        let t2 = _mm256_unpacklo_epi32(y[2], y[3]);
+        let t3 = _mm256_unpackhi_epi32(y[2], y[3]);
+        [
+            _mm256_unpacklo_epi64(t0, t2),
+            _mm256_unpackhi_epi64(t0, t2),
+            _mm256_unpacklo_epi64(t1, t3),
+            _mm256_unpackhi_epi64(t1, t3),
+        ]
+    }
+}
+
+/// Block `i` of each of the eight rows `w` as fixed-size arrays (so that the loads at constant
+/// offsets need no bounds checks); `i` must be below every row's block count.
+#[inline(always)]
+fn blocks<'a, const N: usize>(w: &[&'a [u8]; 8], i: usize) -> [&'a [u8; N]; 8] {
+    let blk = |r: usize| -> &'a [u8; N] {
+        let s: &[u8] = &w[r][N * i..N * (i + 1)];
+        s.try_into().expect("a slice of N bytes")
+    };
+    [
+        blk(0),
+        blk(1),
+        blk(2),
+        blk(3),
+        blk(4),
+        blk(5),
+        blk(6),
+        blk(7),
+    ]
+}
+
+/// The four activation bytes at `off` of `q` in every i32 lane (`vpdpbusd` folds it into an
+/// embedded-broadcast memory operand).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn bcast4(q: &[i8], off: usize) -> __m256i {
+    let s = &q[off..off + 4];
+    // SAFETY: `s` is 4 readable bytes; unaligned load, register arithmetic.
+    unsafe { _mm256_set1_epi32((s.as_ptr() as *const i32).read_unaligned()) }
+}
+
+/// The two i16 of `bsums` at `2q`, `2q + 1` in every i32 lane.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn bcast_bsums(bsums: &[i16; 16], q: usize) -> __m256i {
+    let s = &bsums[2 * q..2 * q + 2];
+    // SAFETY: `s` is 4 readable bytes; unaligned load, register arithmetic.
+    unsafe { _mm256_set1_epi32((s.as_ptr() as *const i32).read_unaligned()) }
+}
+
+/// A `vpshufb` control that moves byte `k % 4` of every dword to byte `at` of that dword and
+/// zeroes the other bytes (`at2`: a second byte to fill with byte `k2 % 4`, or none).
+#[inline(always)]
+fn dword_byte_mask(k: usize, at: usize, second: Option<(usize, usize)>) -> [i8; 32] {
+    let mut m = [-128i8; 32];
+    for l in 0..8 {
+        m[4 * l + at] = (4 * (l % 4) + k % 4) as i8;
+        if let Some((k2, at2)) = second {
+            m[4 * l + at2] = (4 * (l % 4) + k2 % 4) as i8;
+        }
+    }
+    m
+}
+
+/// Loads a 32-byte `vpshufb` control.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn mask_v(m: &[i8; 32]) -> __m256i {
+    // SAFETY: 32 readable bytes.
+    unsafe { _mm256_loadu_si256(m.as_ptr() as *const __m256i) }
+}
+
+/// The eight lanes of each token's accumulator as `out[row][token]`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn lanes_out(acc: &[__m256; 4]) -> [[f32; 4]; 8] {
+    let mut t = [[0f32; 8]; 4];
+    for n in 0..4 {
+        // SAFETY: 8 writable f32.
+        unsafe { _mm256_storeu_ps(t[n].as_mut_ptr(), acc[n]) };
+    }
+    std::array::from_fn(|r| [t[0][r], t[1][r], t[2][r], t[3][r]])
+}
+
+/// Q4_K, eight rows × four tokens, rows in the lanes (see above). Per super-block: the 16-byte
+/// headers of the eight rows transposed give `d|dmin`, and the packed 6-bit scale/min words,
+/// unpacked for all rows at once; per 32 codes of a sub-block pair: a transpose, the nibble
+/// split, 16 `vpdpbusd` per token, then two `vpmulld` by the sub-blocks' scales; the mins term
+/// `Σ m_j (bsum_2j + bsum_2j+1)` is eight `vpdpwssd` per token against broadcast `bsums` pairs.
+/// Integer sums are exact (as in the other kernels); per output the f32 sums run per
+/// super-block, not per 8 lanes, so results differ from the 4-token kernel only by rounding.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+    const BYTES: usize = <crate::formats::Q4K as QuantFormat>::BYTES;
+    let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
+    let nb = nb4(wl, BYTES, &a);
+    // sub-block j's scale (byte j % 4 of its dword) as i32, min twice as an i16 pair
+    let sc_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 0, None));
+    let mn_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 0, Some((k, 2))));
+    // SAFETY: register arithmetic; every load below is bounds-checked.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..nb {
+            let b = blocks::<BYTES>(&w, i);
+            // lanes = rows: [d|dmin], then the packed scale words u0, u1, u2
+            let [hd, u0, u1, u2] = transpose_dwords(&b, 0);
+            let d = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(hd));
+            let dmin = _mm256_cvtph_ps(_mm256_cvtepi32_epi16(_mm256_srli_epi32::<16>(hd)));
+            let k6 = _mm256_set1_epi32(0x3f3f_3f3f);
+            let k4 = _mm256_set1_epi32(0x0f0f_0f0f);
+            let k2 = _mm256_set1_epi32(0x0303_0303);
+            // scales 0..4, 4..8 and mins 0..4, 4..8 of every row, one byte each
+            let scv = [
+                _mm256_and_si256(u0, k6),
+                _mm256_or_si256(
+                    _mm256_and_si256(u2, k4),
+                    _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srli_epi32::<6>(u0), k2)),
+                ),
+            ];
+            let mnv = [
+                _mm256_and_si256(u1, k6),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi32::<4>(u2), k4),
+                    _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srli_epi32::<6>(u1), k2)),
+                ),
+            ];
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for p in 0..4 {
+                let mut slo = [_mm256_setzero_si256(); 4];
+                let mut shi = [_mm256_setzero_si256(); 4];
+                for h in 0..2 {
+                    let cs = transpose_dwords(&b, 16 + 32 * p + 16 * h);
+                    for (k, c) in cs.iter().enumerate() {
+                        let lo = _mm256_and_si256(*c, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(*c), m4);
+                        let o = 64 * p + 4 * (4 * h + k);
+                        for n in 0..4 {
+                            let q = &a[n][i].qs;
+                            slo[n] = _mm256_dpbusd_epi32(slo[n], lo, bcast4(q, o));
+                            shi[n] = _mm256_dpbusd_epi32(shi[n], hi, bcast4(q, o + 32));
+                        }
+                    }
+                }
+                let (j0, j1) = (2 * p, 2 * p + 1);
+                let s0 = _mm256_shuffle_epi8(scv[j0 / 4], mask_v(&sc_mask[j0 % 4]));
+                let s1 = _mm256_shuffle_epi8(scv[j1 / 4], mask_v(&sc_mask[j1 % 4]));
+                for n in 0..4 {
+                    let t = _mm256_add_epi32(
+                        _mm256_mullo_epi32(slo[n], s0),
+                        _mm256_mullo_epi32(shi[n], s1),
+                    );
+                    sumi[n] = _mm256_add_epi32(sumi[n], t);
+                }
+            }
+            let mp: [__m256i; 8] =
+                std::array::from_fn(|j| _mm256_shuffle_epi8(mnv[j / 4], mask_v(&mn_mask[j % 4])));
+            for n in 0..4 {
+                let y = &a[n][i];
+                let mut ms = _mm256_setzero_si256();
+                for (j, m) in mp.iter().enumerate() {
+                    ms = dpwssd(ms, *m, bcast_bsums(&y.bsums, j));
+                }
+                let yd = _mm256_set1_ps(y.d);
+                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[n]), _mm256_mul_ps(d, yd), acc[n]);
+                acc[n] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, yd), acc[n]);
+            }
+        }
+        lanes_out(&acc)
+    }
+}
+
+/// Q6_K, eight rows × four tokens, rows in the lanes (see above). Per half super-block and
+/// 16-byte half of its code groups: the `ql` and `qh` bytes of eight rows transposed, the 6-bit
+/// codes (stored +32, unsigned) rebuilt lane-wise, one `vpdpbusd` per 4 codes × 8 rows × token,
+/// one `vpmulld` per sub-block of 16 by the int8 scales; the +32 offset is removed as
+/// `32 Σ sc_k bsum_k` (eight `vpdpwssd` per token against broadcast `bsums` pairs).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+    const BYTES: usize = <Q6K as QuantFormat>::BYTES;
+    let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
+    let nb = nb4(wl, BYTES, &a);
+    // scale k (int8, byte k % 4 of its dword) into the top byte: an arithmetic shift makes i32
+    let sc_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 3, None));
+    // scales 2q, 2q + 1 into the top bytes of the two i16 halves
+    let pair_mask: [[i8; 32]; 2] =
+        std::array::from_fn(|q| dword_byte_mask(2 * q, 1, Some((2 * q + 1, 3))));
+    // SAFETY: register arithmetic; every load below is bounds-checked.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in 0..nb {
+            let b = blocks::<BYTES>(&w, i);
+            let scv = transpose_dwords(&b, q6_k::SCALES_OFF);
+            let dh: [u16; 8] = std::array::from_fn(|r| {
+                u16::from_le_bytes([b[r][q6_k::D_OFF], b[r][q6_k::D_OFF + 1]])
+            });
+            let d = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr() as *const __m128i));
+            let mut sumi = [_mm256_setzero_si256(); 4];
+            for h in 0..2 {
+                for e in 0..2 {
+                    // groups g = 0, 2 come from `ql` bytes 64h.., groups 1, 3 from 64h + 32..;
+                    // all four take two bits each from `qh` bytes 128 + 32h..
+                    let qh = transpose_dwords(&b, 128 + 32 * h + 16 * e);
+                    for gp in 0..2 {
+                        let ql = transpose_dwords(&b, 64 * h + 32 * gp + 16 * e);
+                        let mut s = [[_mm256_setzero_si256(); 2]; 4];
+                        for k in 0..4 {
+                            let c = 4 * e + k;
+                            let (lo_h, hi_h) = if gp == 0 {
+                                (_mm256_slli_epi16::<4>(qh[k]), qh[k])
+                            } else {
+                                (_mm256_slli_epi16::<2>(qh[k]), _mm256_srli_epi16::<2>(qh[k]))
+                            };
+                            let c_lo = _mm256_or_si256(
+                                _mm256_and_si256(ql[k], m4),
+                                _mm256_and_si256(lo_h, m30),
+                            );
+                            let c_hi = _mm256_or_si256(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(ql[k]), m4),
+                                _mm256_and_si256(hi_h, m30),
+                            );
+                            // code group g = gp (low nibbles) and g = gp + 2 (high nibbles)
+                            let o = 128 * h + 32 * gp + 4 * c;
+                            for n in 0..4 {
+                                let q = &a[n][i].qs;
+                                s[n][0] = _mm256_dpbusd_epi32(s[n][0], c_lo, bcast4(q, o));
+                                s[n][1] = _mm256_dpbusd_epi32(s[n][1], c_hi, bcast4(q, o + 64));
+                            }
+                        }
+                        // sub-blocks of 16: 8h + 2g + e for g = gp, gp + 2
+                        let k0 = 8 * h + 2 * gp + e;
+                        let k1 = k0 + 4;
+                        let s0 = _mm256_srai_epi32::<24>(_mm256_shuffle_epi8(
+                            scv[k0 / 4],
+                            mask_v(&sc_mask[k0 % 4]),
+                        ));
+                        let s1 = _mm256_srai_epi32::<24>(_mm256_shuffle_epi8(
+                            scv[k1 / 4],
+                            mask_v(&sc_mask[k1 % 4]),
+                        ));
+                        for n in 0..4 {
+                            let t = _mm256_add_epi32(
+                                _mm256_mullo_epi32(s[n][0], s0),
+                                _mm256_mullo_epi32(s[n][1], s1),
+                            );
+                            sumi[n] = _mm256_add_epi32(sumi[n], t);
+                        }
+                    }
+                }
+            }
+            // scale pairs (sc_2q, sc_2q+1) as i16 for the offset term
+            let sp: [__m256i; 8] = std::array::from_fn(|q| {
+                _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(scv[q / 2], mask_v(&pair_mask[q % 2])))
+            });
+            for n in 0..4 {
+                let y = &a[n][i];
+                let mut bias = _mm256_setzero_si256();
+                for (q, s) in sp.iter().enumerate() {
+                    bias = dpwssd(bias, *s, bcast_bsums(&y.bsums, q));
+                }
+                let si = _mm256_sub_epi32(sumi[n], _mm256_slli_epi32::<5>(bias));
+                let dd = _mm256_mul_ps(d, _mm256_set1_ps(y.d));
+                acc[n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), dd, acc[n]);
+            }
+        }
+        lanes_out(&acc)
+    }
+}
