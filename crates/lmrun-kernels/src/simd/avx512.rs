@@ -62,6 +62,23 @@ pub(crate) fn tile_fn(t: QType) -> Option<TileFn> {
     )
 }
 
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+    // SAFETY: same features.
+    unsafe { rows8_q4k::<4>(w, a) }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+    // SAFETY: same features.
+    unsafe { rows8_q6k::<4>(w, a) }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 32-wide blocks: the weight codes as unsigned bytes `u` (Q4_0: q, Q5_0: q, Q8_0: q + 128) meet
 // the signed activation in `vpdpbusd`; the accumulator starts at `-offset * Σ a` in lane 0, so
@@ -490,16 +507,16 @@ unsafe fn mask_v(m: &[i8; 32]) -> __m256i {
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn lanes_out(acc: &[__m256; 4]) -> [[f32; 4]; 8] {
-    let mut t = [[0f32; 8]; 4];
-    for n in 0..4 {
+unsafe fn lanes_out<const T: usize>(acc: &[__m256; T]) -> [[f32; T]; 8] {
+    let mut t = [[0f32; 8]; T];
+    for n in 0..T {
         // SAFETY: 8 writable f32.
         unsafe { _mm256_storeu_ps(t[n].as_mut_ptr(), acc[n]) };
     }
-    std::array::from_fn(|r| [t[0][r], t[1][r], t[2][r], t[3][r]])
+    std::array::from_fn(|r| std::array::from_fn(|n| t[n][r]))
 }
 
-/// Q4_K, eight rows × four tokens, rows in the lanes (see above). Per super-block: the 16-byte
+/// Q4_K, eight rows × `T` tokens, rows in the lanes (see above). Per super-block: the 16-byte
 /// headers of the eight rows transposed give `d|dmin`, and the packed 6-bit scale/min words,
 /// unpacked for all rows at once; per 32 codes of a sub-block pair: a transpose, the nibble
 /// split, 16 `vpdpbusd` per token, then two `vpmulld` by the sub-blocks' scales; the mins term
@@ -510,17 +527,17 @@ unsafe fn lanes_out(acc: &[__m256; 4]) -> [[f32; 4]; 8] {
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+unsafe fn rows8_q4k<const T: usize>(w: [&[u8]; 8], a: [&[BlockQ8K]; T]) -> [[f32; T]; 8] {
     const BYTES: usize = <crate::formats::Q4K as QuantFormat>::BYTES;
     let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
-    let nb = nb4(wl, BYTES, &a);
+    let nb = a.iter().fold(wl / BYTES, |m, x| m.min(x.len()));
     // sub-block j's scale (byte j % 4 of its dword) as i32, min twice as an i16 pair
     let sc_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 0, None));
     let mn_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 0, Some((k, 2))));
     // SAFETY: register arithmetic; every load below is bounds-checked.
     unsafe {
         let m4 = _mm256_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); T];
         for i in 0..nb {
             let b = blocks::<BYTES>(&w, i);
             // lanes = rows: [d|dmin], then the packed scale words u0, u1, u2
@@ -545,17 +562,17 @@ unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                     _mm256_slli_epi32::<4>(_mm256_and_si256(_mm256_srli_epi32::<6>(u1), k2)),
                 ),
             ];
-            let mut sumi = [_mm256_setzero_si256(); 4];
+            let mut sumi = [_mm256_setzero_si256(); T];
             for p in 0..4 {
-                let mut slo = [_mm256_setzero_si256(); 4];
-                let mut shi = [_mm256_setzero_si256(); 4];
+                let mut slo = [_mm256_setzero_si256(); T];
+                let mut shi = [_mm256_setzero_si256(); T];
                 for h in 0..2 {
                     let cs = transpose_dwords(&b, 16 + 32 * p + 16 * h);
                     for (k, c) in cs.iter().enumerate() {
                         let lo = _mm256_and_si256(*c, m4);
                         let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(*c), m4);
                         let o = 64 * p + 4 * (4 * h + k);
-                        for n in 0..4 {
+                        for n in 0..T {
                             let q = &a[n][i].qs;
                             slo[n] = _mm256_dpbusd_epi32(slo[n], lo, bcast4(q, o));
                             shi[n] = _mm256_dpbusd_epi32(shi[n], hi, bcast4(q, o + 32));
@@ -565,7 +582,7 @@ unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                 let (j0, j1) = (2 * p, 2 * p + 1);
                 let s0 = _mm256_shuffle_epi8(scv[j0 / 4], mask_v(&sc_mask[j0 % 4]));
                 let s1 = _mm256_shuffle_epi8(scv[j1 / 4], mask_v(&sc_mask[j1 % 4]));
-                for n in 0..4 {
+                for n in 0..T {
                     let t = _mm256_add_epi32(
                         _mm256_mullo_epi32(slo[n], s0),
                         _mm256_mullo_epi32(shi[n], s1),
@@ -575,7 +592,7 @@ unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
             }
             let mp: [__m256i; 8] =
                 std::array::from_fn(|j| _mm256_shuffle_epi8(mnv[j / 4], mask_v(&mn_mask[j % 4])));
-            for n in 0..4 {
+            for n in 0..T {
                 let y = &a[n][i];
                 let mut ms = _mm256_setzero_si256();
                 for (j, m) in mp.iter().enumerate() {
@@ -590,7 +607,7 @@ unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
     }
 }
 
-/// Q6_K, eight rows × four tokens, rows in the lanes (see above). Per half super-block and
+/// Q6_K, eight rows × `T` tokens, rows in the lanes (see above). Per half super-block and
 /// 16-byte half of its code groups: the `ql` and `qh` bytes of eight rows transposed, the 6-bit
 /// codes (stored +32, unsigned) rebuilt lane-wise, one `vpdpbusd` per 4 codes × 8 rows × token,
 /// one `vpmulld` per sub-block of 16 by the int8 scales; the +32 offset is removed as
@@ -599,10 +616,10 @@ unsafe fn tile_q4k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
+unsafe fn rows8_q6k<const T: usize>(w: [&[u8]; 8], a: [&[BlockQ8K]; T]) -> [[f32; T]; 8] {
     const BYTES: usize = <Q6K as QuantFormat>::BYTES;
     let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
-    let nb = nb4(wl, BYTES, &a);
+    let nb = a.iter().fold(wl / BYTES, |m, x| m.min(x.len()));
     // scale k (int8, byte k % 4 of its dword) into the top byte: an arithmetic shift makes i32
     let sc_mask: [[i8; 32]; 4] = std::array::from_fn(|k| dword_byte_mask(k, 3, None));
     // scales 2q, 2q + 1 into the top bytes of the two i16 halves
@@ -612,7 +629,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
     unsafe {
         let m4 = _mm256_set1_epi8(0x0F);
         let m30 = _mm256_set1_epi8(0x30);
-        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut acc = [_mm256_setzero_ps(); T];
         for i in 0..nb {
             let b = blocks::<BYTES>(&w, i);
             let scv = transpose_dwords(&b, q6_k::SCALES_OFF);
@@ -620,7 +637,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                 u16::from_le_bytes([b[r][q6_k::D_OFF], b[r][q6_k::D_OFF + 1]])
             });
             let d = _mm256_cvtph_ps(_mm_loadu_si128(dh.as_ptr() as *const __m128i));
-            let mut sumi = [_mm256_setzero_si256(); 4];
+            let mut sumi = [_mm256_setzero_si256(); T];
             for h in 0..2 {
                 for e in 0..2 {
                     // groups g = 0, 2 come from `ql` bytes 64h.., groups 1, 3 from 64h + 32..;
@@ -628,7 +645,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                     let qh = transpose_dwords(&b, 128 + 32 * h + 16 * e);
                     for gp in 0..2 {
                         let ql = transpose_dwords(&b, 64 * h + 32 * gp + 16 * e);
-                        let mut s = [[_mm256_setzero_si256(); 2]; 4];
+                        let mut s = [[_mm256_setzero_si256(); 2]; T];
                         for k in 0..4 {
                             let c = 4 * e + k;
                             let (lo_h, hi_h) = if gp == 0 {
@@ -646,7 +663,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                             );
                             // code group g = gp (low nibbles) and g = gp + 2 (high nibbles)
                             let o = 128 * h + 32 * gp + 4 * c;
-                            for n in 0..4 {
+                            for n in 0..T {
                                 let q = &a[n][i].qs;
                                 s[n][0] = _mm256_dpbusd_epi32(s[n][0], c_lo, bcast4(q, o));
                                 s[n][1] = _mm256_dpbusd_epi32(s[n][1], c_hi, bcast4(q, o + 64));
@@ -663,7 +680,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
                             scv[k1 / 4],
                             mask_v(&sc_mask[k1 % 4]),
                         ));
-                        for n in 0..4 {
+                        for n in 0..T {
                             let t = _mm256_add_epi32(
                                 _mm256_mullo_epi32(s[n][0], s0),
                                 _mm256_mullo_epi32(s[n][1], s1),
@@ -677,7 +694,7 @@ unsafe fn tile_q6k(w: [&[u8]; 8], a: [&[BlockQ8K]; 4]) -> [[f32; 4]; 8] {
             let sp: [__m256i; 8] = std::array::from_fn(|q| {
                 _mm256_srai_epi16::<8>(_mm256_shuffle_epi8(scv[q / 2], mask_v(&pair_mask[q % 2])))
             });
-            for n in 0..4 {
+            for n in 0..T {
                 let y = &a[n][i];
                 let mut bias = _mm256_setzero_si256();
                 for (q, s) in sp.iter().enumerate() {
