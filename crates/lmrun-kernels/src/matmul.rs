@@ -220,6 +220,22 @@ pub fn matmul_with_isa(
         return Ok(());
     }
     scratch.quantize(w.qtype.act_kind(), x);
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && crate::simd::gemm_k::handles(w.qtype, n_tokens) {
+        let nb = cols / <BlockQ8K as Partner>::VALUES;
+        crate::simd::gemm_k::matmul(
+            pool,
+            w.qtype,
+            w.data,
+            rows,
+            cols,
+            rb,
+            &scratch.qk[..n_tokens * nb],
+            n_tokens,
+            out,
+        );
+        return Ok(());
+    }
     let job = Job {
         pool,
         data: w.data,

@@ -344,6 +344,18 @@ impl DisjointOut {
         }
     }
 
+    /// Writes `v` at `i..i + v.len()` (bounds-checked once).
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write), for every index written.
+    #[inline(always)]
+    pub(crate) unsafe fn write_slice(&self, i: usize, v: &[f32]) {
+        assert!(i <= self.len && v.len() <= self.len - i);
+        // SAFETY: in bounds (checked above); exclusive per the function contract; `v` is a
+        // separate borrow, so the ranges do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), self.ptr.add(i), v.len()) };
+    }
+
     /// Writes `v` at `i` (bounds-checked).
     ///
     /// # Safety

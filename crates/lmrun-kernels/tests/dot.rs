@@ -164,7 +164,7 @@ fn matmul_independent_of_threads_and_isa() {
             .flat_map(|_| random_row(t, cols, &mut rng))
             .collect();
         let w = WeightRef::new(t, &data, rows, cols).unwrap();
-        for n_tokens in [1usize, 5, 9] {
+        for n_tokens in [1usize, 5, 9, 37] {
             let x: Vec<f32> = (0..n_tokens * cols).map(|_| rng.normalish()).collect();
             let mut scratch = Scratch::new();
             let mut reference = vec![0f32; n_tokens * rows];

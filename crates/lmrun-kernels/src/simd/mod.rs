@@ -254,3 +254,5 @@ pub(crate) const PREFETCH_AHEAD: usize = 1024;
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx512;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod gemm_k;
