@@ -11,7 +11,7 @@ pub struct IQ4XS;
 
 /// Signed scales (minus 32) per 32 values and table values.
 #[inline(always)]
-fn unpack(b: &[u8]) -> ([i8; 8], [i8; QK_K]) {
+pub(crate) fn unpack(b: &[u8]) -> ([i8; 8], [i8; QK_K]) {
     let sh = u16::from_le_bytes([b[2], b[3]]);
     let sl = &b[4..8];
     let qs = &b[8..IQ4XS::BYTES];

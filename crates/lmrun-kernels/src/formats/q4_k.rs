@@ -28,7 +28,7 @@ pub(crate) fn kscales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
 
 /// Values 0..=15 in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [u8; QK_K] {
+pub(crate) fn unpack(b: &[u8]) -> [u8; QK_K] {
     let qs = &b[16..Q4K::BYTES];
     let mut q = [0u8; QK_K];
     for j in 0..4 {

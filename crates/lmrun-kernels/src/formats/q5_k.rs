@@ -11,7 +11,7 @@ pub struct Q5K;
 
 /// Values 0..=31 in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [u8; QK_K] {
+pub(crate) fn unpack(b: &[u8]) -> [u8; QK_K] {
     let qh = &b[16..48];
     let qs = &b[48..Q5K::BYTES];
     let mut q = [0u8; QK_K];

@@ -19,8 +19,8 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, kscales_v, load16, load32, load32_i8, nb4, nibbles32,
-    pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
+    f16_at, f16x8, hsum4, hsum_ps, k4_codes, k5_codes, kscales_v, load16, load32, load32_i8, nb4,
+    nibbles32, pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
 use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
@@ -35,6 +35,7 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
         Q5_0 => dot_q5_0,
         Q8_0 => dot_q8_0,
         Q4K => dot_q4k,
+        Q5K => dot_q5k,
         Q6K => dot_q6k,
     )
 }
@@ -46,6 +47,7 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
         Q5_0 => dot4_q5_0,
         Q8_0 => dot4_q8_0,
         Q4K => dot4_q4k,
+        Q5K => dot4_q5k,
         Q6K => dot4_q6k,
     )
 }
@@ -61,7 +63,6 @@ pub(crate) fn tile_fn(t: QType) -> Option<TileFn> {
         Q6K => tile_q6k,
     )
 }
-
 
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
@@ -381,13 +382,33 @@ unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
 q4k_dot4!(
     dot4_q4k,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dpwssd
+    dpwssd,
+    Q4K,
+    k4_codes
 );
 
 q4k_dot!(
     dot_q4k,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dpwssd
+    dpwssd,
+    Q4K,
+    k4_codes
+);
+
+q4k_dot4!(
+    dot4_q5k,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dpwssd,
+    Q5K,
+    k5_codes
+);
+
+q4k_dot!(
+    dot_q5k,
+    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
+    dpwssd,
+    Q5K,
+    k5_codes
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-//! Prefill GEMM for Q4_K and Q6_K weights on AVX-512 VNNI, for batches of 16 tokens or more.
+//! Prefill GEMM for Q4_K, Q5_K, Q6_K and IQ4_XS weights on AVX-512 VNNI, for batches of 16 tokens or more.
 //!
 //! Why it exists: the 4-token kernels and the 8-row tiles unpack every weight block again for
 //! each group of four tokens, and for the 6-bit codes that unpacking costs as much as the
@@ -22,7 +22,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::avx2::{f16_at, kscales16, q6k_codes};
-use crate::formats::{q6_k, QuantFormat, Q4K, Q6K};
+use crate::formats::{iq4_xs, q4_k, q5_k, q6_k, QuantFormat, IQ4XS, Q4K, Q5K, Q6K};
 use crate::partner::{BlockQ8K, QK_K};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::QType;
@@ -77,7 +77,7 @@ thread_local! {
 
 /// Whether [`matmul`] takes weight type `t` for `n_tokens` tokens.
 pub(crate) fn handles(t: QType, n_tokens: usize) -> bool {
-    n_tokens >= GROUP && matches!(t, QType::Q4K | QType::Q6K)
+    n_tokens >= GROUP && matches!(t, QType::Q4K | QType::Q5K | QType::Q6K | QType::IQ4XS)
 }
 
 /// `out[t * rows + r] = W[r] · act[t]` for the `n_tokens` Q8_K activation rows `acts` (each
@@ -129,8 +129,10 @@ pub(crate) fn matmul(
                             &data[r * rb..(r + 1) * rb]
                         });
                         match t {
-                            QType::Q4K => unpack_q4k(&w, nsb, panel),
-                            _ => unpack_q6k(&w, nsb, panel),
+                            QType::Q4K => unpack_k45::<Q4K>(&w, nsb, panel, q4_k::unpack),
+                            QType::Q5K => unpack_k45::<Q5K>(&w, nsb, panel, q5_k::unpack),
+                            QType::Q6K => unpack_q6k(&w, nsb, panel),
+                            _ => unpack_iq4xs(&w, nsb, panel),
                         }
                     }
                     for g in 0..groups {
@@ -141,10 +143,10 @@ pub(crate) fn matmul(
                             // of AVX-512 VNNI (see `handles`' caller); the kernel bounds its
                             // accesses by the panel's and the blocks' lengths.
                             res[h] = unsafe {
-                                if t == QType::Q4K {
-                                    panel_q4k(panel, ab, nsb)
-                                } else {
-                                    panel_q6k(panel, ab, nsb)
+                                match t {
+                                    QType::Q4K | QType::Q5K => panel_mins(panel, ab, nsb),
+                                    QType::Q6K => panel_nomin::<16>(panel, ab, nsb),
+                                    _ => panel_nomin::<32>(panel, ab, nsb),
                                 }
                             };
                         }
@@ -210,35 +212,59 @@ fn panel_size(p: &mut Panel, nsb: usize, nsub: usize, mins: bool) {
     p.corr.resize(PANEL * nsb, 0);
 }
 
-/// Unpacks eight Q4_K rows: codes 0..15, scales and mins, `d`, `dmin`, corrections.
-fn unpack_q4k(w: &[&[u8]; PANEL], nsb: usize, p: &mut Panel) {
-    const BYTES: usize = <Q4K as QuantFormat>::BYTES;
+/// Unpacks eight Q4_K or Q5_K rows (`unpack`: the format's codes in value order): codes,
+/// scales and mins, `d`, `dmin`, corrections.
+fn unpack_k45<F: QuantFormat>(
+    w: &[&[u8]; PANEL],
+    nsb: usize,
+    p: &mut Panel,
+    unpack: fn(&[u8]) -> [u8; QK_K],
+) {
     panel_size(p, nsb, 8, true);
     for (t, row) in w.iter().enumerate() {
         for sb in 0..nsb {
-            let b = &row[sb * BYTES..(sb + 1) * BYTES];
+            let b = &row[sb * F::BYTES..(sb + 1) * F::BYTES];
             let i = t * nsb + sb;
             let sc = kscales16(&b[4..16]);
+            let q = unpack(b);
             let codes = &mut p.codes[i * QK_K..(i + 1) * QK_K];
             let mut corr = 0i32;
-            for c in 0..4 {
-                let q = &b[16 + 32 * c..48 + 32 * c];
-                let (mut lo, mut hi) = (0i32, 0i32);
-                for k in 0..32 {
-                    let (l, h) = (q[k] & 0x0F, q[k] >> 4);
-                    codes[64 * c + k] = l as i8;
-                    codes[64 * c + 32 + k] = h as i8;
-                    lo += l as i32;
-                    hi += h as i32;
-                }
-                corr += sc[2 * c] as i32 * lo + sc[2 * c + 1] as i32 * hi;
-            }
             for s in 0..8 {
+                let mut sum = 0i32;
+                for k in 32 * s..32 * s + 32 {
+                    codes[k] = q[k] as i8;
+                    sum += q[k] as i32;
+                }
+                corr += sc[s] as i32 * sum;
                 p.scales[i * 8 + s] = sc[s] as i32;
                 p.mins[i * 8 + s] = sc[8 + s] as i32;
             }
             p.d[i] = f16_at(b, 0);
             p.dmin[i] = f16_at(b, 2);
+            p.corr[i] = 128 * corr;
+        }
+    }
+}
+
+/// Unpacks eight IQ4_XS rows: the non-linear code values (−127..113), the 6-bit scales minus
+/// 32, `d`, corrections.
+fn unpack_iq4xs(w: &[&[u8]; PANEL], nsb: usize, p: &mut Panel) {
+    const BYTES: usize = <IQ4XS as QuantFormat>::BYTES;
+    panel_size(p, nsb, 8, false);
+    for (t, row) in w.iter().enumerate() {
+        for sb in 0..nsb {
+            let b = &row[sb * BYTES..(sb + 1) * BYTES];
+            let i = t * nsb + sb;
+            let (sc, q) = iq4_xs::unpack(b);
+            let codes = &mut p.codes[i * QK_K..(i + 1) * QK_K];
+            codes.copy_from_slice(&q);
+            let mut corr = 0i32;
+            for s in 0..8 {
+                let sum: i32 = q[32 * s..32 * s + 32].iter().map(|&c| c as i32).sum();
+                corr += sc[s] as i32 * sum;
+                p.scales[i * 8 + s] = sc[s] as i32;
+            }
+            p.d[i] = f16_at(b, 0);
             p.corr[i] = 128 * corr;
         }
     }
@@ -335,12 +361,13 @@ unsafe fn scaled_sums<const SUB: usize>(
     }
 }
 
-/// Eight unpacked Q4_K rows against one group of 16 tokens: `out[row][token]`.
+/// Eight unpacked Q4_K/Q5_K rows (sub-blocks of 32 with mins) against one group of 16
+/// tokens: `out[row][token]`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_q4k(p: &Panel, acts: &[ActBlock], nsb: usize) -> [[f32; GROUP]; PANEL] {
+unsafe fn panel_mins(p: &Panel, acts: &[ActBlock], nsb: usize) -> [[f32; GROUP]; PANEL] {
     // SAFETY: register arithmetic; every load is bounds-checked.
     unsafe {
         let mut res = [_mm512_setzero_ps(); PANEL];
@@ -371,17 +398,22 @@ unsafe fn panel_q4k(p: &Panel, acts: &[ActBlock], nsb: usize) -> [[f32; GROUP]; 
     }
 }
 
-/// Eight unpacked Q6_K rows against one group of 16 tokens: `out[row][token]`.
+/// Eight unpacked rows without mins (Q6_K: sub-blocks of `SUB` = 16, IQ4_XS: 32) against one
+/// group of 16 tokens: `out[row][token]`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn panel_q6k(p: &Panel, acts: &[ActBlock], nsb: usize) -> [[f32; GROUP]; PANEL] {
+unsafe fn panel_nomin<const SUB: usize>(
+    p: &Panel,
+    acts: &[ActBlock],
+    nsb: usize,
+) -> [[f32; GROUP]; PANEL] {
     // SAFETY: register arithmetic; every load is bounds-checked.
     unsafe {
         let mut res = [_mm512_setzero_ps(); PANEL];
         for (sb, ab) in acts.iter().enumerate().take(nsb) {
-            let s1 = scaled_sums::<16>(p, ab, nsb, sb);
+            let s1 = scaled_sums::<SUB>(p, ab, nsb, sb);
             let dt = _mm512_load_ps(ab.d.as_ptr());
             for t in 0..PANEL {
                 let dd = _mm512_mul_ps(_mm512_set1_ps(p.d[t * nsb + sb]), dt);

@@ -89,7 +89,8 @@ macro_rules! q6k_sums4 {
     }};
 }
 
-/// Defines the Q4_K × 4-token kernel `unsafe fn $name` for the target features `$features`:
+/// Defines the Q4_K (or Q5_K: `$F`, with `$codes(b, j)` giving the two code vectors of
+/// sub-block pair `j`) × 4-token kernel `unsafe fn $name` for the target features `$features`:
 /// per 32 codes and token one `maddubs` (codes × activations, i16 pairs), then `$acc(sum, p,
 /// sv)` adds the pair products times the sub-block's i16 scale to the i32 sums (exact), the low
 /// and high sub-blocks into separate sums so that each token has two dependency chains (see
@@ -99,14 +100,14 @@ macro_rules! q6k_sums4 {
 /// `load32`, `load32_i8`, `hsum4`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! q4k_dot4 {
-    ($vis:vis $name:ident, $features:literal, $acc:ident) => {
+    ($vis:vis $name:ident, $features:literal, $acc:ident, $F:ident, $codes:ident) => {
         /// # Safety
         /// The CPU must support the features `$features`; every access is bounded by the
         /// slices.
         #[target_feature(enable = $features)]
         $vis unsafe fn $name(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
             const BYTES: usize =
-                <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
+                <crate::formats::$F as crate::formats::QuantFormat>::BYTES;
             let nb = nb4(w.len(), BYTES, &a);
             // SAFETY: register arithmetic.
             let mut acc = unsafe { [_mm256_setzero_ps(); 4] };
@@ -115,7 +116,6 @@ macro_rules! q4k_dot4 {
                 // SAFETY: bounds-checked loads, register arithmetic.
                 unsafe {
                     let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(crate::formats::u32_at(b, 0) as i32));
-                    let m4 = _mm256_set1_epi8(0x0F);
                     let s8 = kscales_v(b);
                     let sc2 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(s8));
                     // Each min twice (bytes 8..16 of `s8`), once per bsum of 16 values.
@@ -123,9 +123,7 @@ macro_rules! q4k_dot4 {
                     let mut sl4 = [_mm256_setzero_si256(); 4];
                     let mut sh4 = [_mm256_setzero_si256(); 4];
                     for j in 0..4 {
-                        let q4 = load32(b, 16 + 32 * j);
-                        let lo = _mm256_and_si256(q4, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                        let (lo, hi) = $codes(b, j);
                         let kl = (4 * j) as i16;
                         let sl = _mm256_shuffle_epi8(sc2, _mm256_set1_epi16(((kl + 1) << 8) | kl));
                         let sh = _mm256_shuffle_epi8(
@@ -165,7 +163,8 @@ macro_rules! q4k_dot4 {
     };
 }
 
-/// Defines the Q4_K one-token kernel `unsafe fn $name` for the target features `$features`
+/// Defines the Q4_K (or Q5_K, as in [`q4k_dot4!`]) one-token kernel `unsafe fn $name` for the
+/// target features `$features`
 /// (decode's matvec). Per super-block: the 6-bit scales and mins unpacked once into vectors;
 /// per 32 codes one `maddubs`, then `$acc(sum, p, sv)` adds the pair products times the
 /// sub-block's scale (broadcast from the scale vector by one in-lane byte shuffle, not from a
@@ -177,14 +176,14 @@ macro_rules! q4k_dot4 {
 /// provides `kscales_v`, `load32`, `load32_i8` and `hsum_ps`.
 #[cfg(target_arch = "x86_64")]
 macro_rules! q4k_dot {
-    ($vis:vis $name:ident, $features:literal, $acc:ident) => {
+    ($vis:vis $name:ident, $features:literal, $acc:ident, $F:ident, $codes:ident) => {
         /// # Safety
         /// The CPU must support the features `$features`; every access is bounded by the
         /// slices.
         #[target_feature(enable = $features)]
         $vis unsafe fn $name(w: &[u8], a: &[BlockQ8K]) -> f32 {
             const BYTES: usize =
-                <crate::formats::Q4K as crate::formats::QuantFormat>::BYTES;
+                <crate::formats::$F as crate::formats::QuantFormat>::BYTES;
             let nb = a.len().min(w.len() / BYTES);
             // SAFETY: register arithmetic.
             let (mut acc, mut accm) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
@@ -198,7 +197,6 @@ macro_rules! q4k_dot {
                     _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64) as *const i8);
                     _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128) as *const i8);
-                    let m4 = _mm256_set1_epi8(0x0F);
                     let s8 = kscales_v(b);
                     // d and dmin converted together, times the activation scale
                     let dd = _mm_mul_ps(
@@ -211,9 +209,7 @@ macro_rules! q4k_dot {
                     let mins = _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(s8, s8));
                     let mut s = [_mm256_setzero_si256(); 4];
                     for j in 0..4 {
-                        let q4 = load32(b, 16 + 32 * j);
-                        let lo = _mm256_and_si256(q4, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                        let (lo, hi) = $codes(b, j);
                         let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
                         let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
                         let kl = (4 * j) as i16;

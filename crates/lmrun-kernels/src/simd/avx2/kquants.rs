@@ -1,43 +1,18 @@
 //! AVX2 kernels for the k-quants (Q2_K … Q6_K) and IQ4_XS against [`BlockQ8K`] activations.
 //! A format's part is its per-super-block body: the exact i32 sums of codes × activations
 //! times the sub-block scales (and, for the types with mins, the mins · block-sums term); the
-//! loops are `block_loop!`'s. Q4_K's kernels are `q4k_dot!` and `q4k_dot4!`, shared with
-//! AVX-512.
+//! loops are `block_loop!`'s. Q4_K's and Q5_K's kernels are `q4k_dot!` and `q4k_dot4!`
+//! (Q5_K: the same with the fifth bit added to each code), shared with AVX-512.
 
 use std::arch::x86_64::*;
 
 use super::q32::iq4nl_codes;
 use super::{
-    f16_at, hsum4, hsum_epi32, hsum_ps, kscales16, kscales_v, load16, load32, load32_i8,
-    mins_dot_bsums, nb4, pair_scales, split_scales,
+    f16_at, hsum4, hsum_epi32, hsum_ps, kscales_v, load16, load32, load32_i8, nb4, pair_scales,
+    split_scales,
 };
-use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q5K, Q6K};
+use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q6K};
 use crate::partner::BlockQ8K;
-
-/// The 32 codes `lo`, `hi` of Q4_K/Q5_K sub-block pair `j` times the activation, each times
-/// its scale, added to `sumi` (i32 lanes, exact).
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn k45_pair(
-    sumi: __m256i,
-    lo: __m256i,
-    hi: __m256i,
-    sc: &[u8; 16],
-    y: &BlockQ8K,
-    j: usize,
-) -> __m256i {
-    // SAFETY: bounds-checked loads, register arithmetic.
-    unsafe {
-        let pl = _mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j));
-        let ph = _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32));
-        let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
-        let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
-        _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph))
-    }
-}
 
 /// Q5_K's two code vectors of sub-block pair `j`: nibbles plus 16 where the high bit is set.
 ///
@@ -61,59 +36,34 @@ unsafe fn q5k_codes(b: &[u8], hbits: __m256i, j: usize) -> (__m256i, __m256i) {
     }
 }
 
-/// Q5_K: scale, i32 sums and mins term of one super-block.
+/// Q4_K's two code vectors of sub-block pair `j` (0..4): the low and the high nibbles of the
+/// 32 bytes at `16 + 32j`.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5k_block(b: &[u8], y: &BlockQ8K) -> (__m256, __m256i, f32) {
-    let sc = kscales16(&b[4..16]);
-    // SAFETY: bounds-checked loads, register arithmetic.
+pub(in crate::simd) unsafe fn k4_codes(b: &[u8], j: usize) -> (__m256i, __m256i) {
+    // SAFETY: bounds-checked load, register arithmetic.
     unsafe {
-        let msum = mins_dot_bsums(&sc, &y.bsums);
-        let m = y.d * f16_at(b, 2) * msum as f32;
-        let hbits = load32(b, 16);
-        let mut sumi = _mm256_setzero_si256();
-        for j in 0..4 {
-            let (lo, hi) = q5k_codes(b, hbits, j);
-            sumi = k45_pair(sumi, lo, hi, &sc, y, j);
-        }
-        (_mm256_set1_ps(y.d * f16_at(b, 0)), sumi, m)
+        let m4 = _mm256_set1_epi8(0x0F);
+        let q4 = load32(b, 16 + 32 * j);
+        (
+            _mm256_and_si256(q4, m4),
+            _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+        )
     }
 }
 
-/// Q5_K, four tokens: super-block scale, i32 sums and mins terms.
-/// A macro rather than an `#[inline]` function: as a function (inlined or not) it
-/// compiled to a kernel loop with more spills than the loop written out.
-macro_rules! q5k_block4 {
-    ($b:ident, $a:ident, $i:ident) => {{
-        let (b, a, i): (&[u8], &[&[BlockQ8K]; 4], usize) = ($b, &$a, $i);
-        let sc = kscales16(&b[4..16]);
-        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
-        // SAFETY: bounds-checked loads, register arithmetic.
-        unsafe {
-            let hbits = load32(b, 16);
-            let mut sumi = [_mm256_setzero_si256(); 4];
-            for j in 0..4 {
-                let (lo, hi) = q5k_codes(b, hbits, j);
-                let sl = _mm256_set1_epi16(sc[2 * j] as i16);
-                let sh = _mm256_set1_epi16(sc[2 * j + 1] as i16);
-                for n in 0..4 {
-                    let y = &a[n][i];
-                    let pl =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32_i8(&y.qs, 64 * j)), sl);
-                    let ph = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(hi, load32_i8(&y.qs, 64 * j + 32)),
-                        sh,
-                    );
-                    sumi[n] = _mm256_add_epi32(sumi[n], _mm256_add_epi32(pl, ph));
-                }
-            }
-            let m = a.map(|r| r[i].d * dmin * mins_dot_bsums(&sc, &r[i].bsums) as f32);
-            (d, sumi, m)
-        }
-    }};
+/// Q5_K's two code vectors of sub-block pair `j` (see [`q5k_codes`]).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(in crate::simd) unsafe fn k5_codes(b: &[u8], j: usize) -> (__m256i, __m256i) {
+    // SAFETY: bounds-checked loads, register arithmetic.
+    unsafe { q5k_codes(b, load32(b, 16), j) }
 }
 
 /// Q6_K code vector `g` (0..4) of half `h` (0..2): the 6-bit codes, stored +32, as bytes.
@@ -404,11 +354,11 @@ macro_rules! iq4xs_block4 {
 
 block_loop!(dot acc1 -, dot_q2k, Q2K, |b, y| q2k_block(b, y));
 block_loop!(dot acc1, dot_q3k, Q3K, |b, y| q3k_block!(b, y));
-q4k_dot!(pub(super) dot_q4k, "avx2,fma,f16c", madd_add);
-block_loop!(dot acc1 -, dot_q5k, Q5K, |b, y| q5k_block(b, y));
+q4k_dot!(pub(super) dot_q4k, "avx2,fma,f16c", madd_add, Q4K, k4_codes);
+q4k_dot!(pub(super) dot_q5k_v, "avx2,fma,f16c", madd_add, Q5K, k5_codes);
 block_loop!(dot acc1, dot_q6k, Q6K, |b, y| q6k_block!(b, y));
 block_loop!(dot acc1, dot_iq4xs, IQ4XS, |b, y| iq4xs_block(b, y));
-block_loop!(dot4 k -, dot4_q5k, Q5K, |b, a, i| q5k_block4!(b, a, i));
 block_loop!(dot4 k, dot4_q6k, Q6K, |b, a, i| q6k_sums4!(b, a, i, madd_add));
 block_loop!(dot4 k, dot4_iq4xs, IQ4XS, |b, a, i| iq4xs_block4!(b, a, i));
-q4k_dot4!(pub(super) dot4_q4k, "avx2,fma,f16c", madd_add);
+q4k_dot4!(pub(super) dot4_q4k, "avx2,fma,f16c", madd_add, Q4K, k4_codes);
+q4k_dot4!(pub(super) dot4_q5k_v, "avx2,fma,f16c", madd_add, Q5K, k5_codes);

@@ -29,7 +29,7 @@ mod q32;
 pub(crate) use elementwise::{
     axpy_f32, dot_f32, quantize_q8k, quantize_q8x32, sigmoid_gate_mul, softmax,
 };
-pub(super) use kquants::{q6k_bias, q6k_codes, q6k_scales};
+pub(super) use kquants::{k4_codes, k5_codes, q6k_bias, q6k_codes, q6k_scales};
 
 use float::*;
 use kquants::*;
@@ -51,7 +51,7 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
         Q2K => dot_q2k,
         Q3K => dot_q3k,
         Q4K => dot_q4k,
-        Q5K => dot_q5k,
+        Q5K => dot_q5k_v,
         Q6K => dot_q6k,
         IQ4XS => dot_iq4xs,
     )
@@ -70,7 +70,7 @@ pub(crate) fn dot4_fn(t: QType) -> Option<Dot4Fn> {
         IQ4NL => dot4_iq4nl,
         IQ4XS => dot4_iq4xs,
         Q4K => dot4_q4k,
-        Q5K => dot4_q5k,
+        Q5K => dot4_q5k_v,
         Q6K => dot4_q6k,
     )
 }
@@ -219,26 +219,6 @@ pub(super) unsafe fn kscales_v(b: &[u8]) -> __m128i {
             _mm_and_si128(_mm_srli_epi32(x, 2), _mm_set1_epi32(0x3030_3030)),
         );
         _mm_blend_epi32(lo, hi, 0b1010)
-    }
-}
-
-/// Σ_j mins[j] * (bsums[2j] + bsums[2j+1]) for the 8 mins in bytes 8..16 of `ms`.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA and F16C.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn mins_dot_bsums(ms: &[u8; 16], bsums: &[i16; 16]) -> i32 {
-    // SAFETY: 16-byte and 32-byte loads from arrays of exactly that size; register arithmetic.
-    unsafe {
-        let mins = _mm_cvtepu8_epi16(_mm_loadl_epi64(ms.as_ptr().add(8) as *const __m128i));
-        let lo = _mm_loadu_si128(bsums.as_ptr() as *const __m128i);
-        let hi = _mm_loadu_si128(bsums.as_ptr().add(8) as *const __m128i);
-        let pairs = _mm_hadd_epi16(lo, hi); // bsums[2j] + bsums[2j+1], j = 0..8
-        let p = _mm_madd_epi16(mins, pairs);
-        let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
-        let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
-        _mm_cvtsi128_si32(p)
     }
 }
 
