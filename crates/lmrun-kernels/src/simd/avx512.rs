@@ -19,11 +19,11 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, k4_codes, k5_codes, kscales_v, load16, load32, load32_i8, nb4,
-    nibbles32, pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
+    f16_at, f16x8, hsum4, hsum_ps, iq4nl_codes, iq4xs_scale, k4_codes, k5_codes, kscales_v, load16,
+    load32, load32_i8, nb4, nibbles32, pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
-use crate::formats::{q6_k, QuantFormat, Q4_0, Q5_0, Q6K, Q8_0};
+use crate::formats::{q6_k, QuantFormat, IQ4XS, Q4_0, Q5_0, Q6K, Q8_0};
 use crate::partner::{BlockQ8K, BlockQ8x32};
 use crate::QType;
 
@@ -37,6 +37,7 @@ pub(crate) fn dot_fn(t: QType) -> Option<DotFn> {
         Q4K => dot_q4k,
         Q5K => dot_q5k,
         Q6K => dot_q6k,
+        IQ4XS => dot_iq4xs,
     )
 }
 
@@ -350,6 +351,46 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
             }
             let sumi = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
             let d = _mm256_set1_ps(y.d * f16_at(b, q6_k::D_OFF));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+        }
+    }
+    // SAFETY: register arithmetic.
+    unsafe { hsum_ps(acc) }
+}
+
+/// IQ4_XS against one token: per sub-block of 32 the table codes (`vpshufb`), their magnitudes
+/// times the activations with the codes' signs (`maddubs`, no saturation: 2 · 127 · 127 fits
+/// i16), then `vpdpwssd` by the sub-block's scale into four independent sums (the AVX2 kernel's
+/// one chain of `vpmaddwd` + add per super-block was latency-bound).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_iq4xs(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    const BYTES: usize = <IQ4XS as QuantFormat>::BYTES;
+    let nb = a.len().min(w.len() / BYTES);
+    // SAFETY: register arithmetic.
+    let mut acc = unsafe { _mm256_setzero_ps() };
+    for i in 0..nb {
+        let b = &w[BYTES * i..BYTES * i + BYTES];
+        let y = &a[i];
+        let sh = u16::from_le_bytes([b[2], b[3]]);
+        // SAFETY: bounds-checked loads, register arithmetic; a prefetch never faults.
+        unsafe {
+            let ahead = b.as_ptr().wrapping_add(super::PREFETCH_AHEAD);
+            _mm_prefetch::<_MM_HINT_T0>(ahead as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64) as *const i8);
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(128) as *const i8);
+            let mut s = [_mm256_setzero_si256(); 4];
+            for ib in 0..8 {
+                let q = iq4nl_codes(b, 8 + 16 * ib);
+                let yv = load32_i8(&y.qs, 32 * ib);
+                let p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(yv, q));
+                let sc = _mm256_set1_epi16(iq4xs_scale(b, sh, ib));
+                s[ib % 4] = dpwssd(s[ib % 4], p, sc);
+            }
+            let sumi = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
+            let d = _mm256_set1_ps(y.d * f16_at(b, 0));
             acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
         }
     }

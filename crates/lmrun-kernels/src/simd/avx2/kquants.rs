@@ -298,7 +298,7 @@ macro_rules! q3k_block {
 
 /// IQ4_XS sub-block `ib`'s signed scale (6 bits, minus 32).
 #[inline(always)]
-fn iq4xs_scale(b: &[u8], sh: u16, ib: usize) -> i16 {
+pub(in crate::simd) fn iq4xs_scale(b: &[u8], sh: u16, ib: usize) -> i16 {
     let lo = (b[4 + ib / 2] >> (4 * (ib % 2))) & 0x0F;
     let hi = ((sh >> (2 * ib)) & 3) as u8;
     (lo | (hi << 4)) as i16 - 32

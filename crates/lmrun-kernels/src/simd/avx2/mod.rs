@@ -29,7 +29,8 @@ mod q32;
 pub(crate) use elementwise::{
     axpy_f32, dot_f32, quantize_q8k, quantize_q8x32, sigmoid_gate_mul, softmax,
 };
-pub(super) use kquants::{k4_codes, k5_codes, q6k_bias, q6k_codes, q6k_scales};
+pub(super) use kquants::{iq4xs_scale, k4_codes, k5_codes, q6k_bias, q6k_codes, q6k_scales};
+pub(super) use q32::iq4nl_codes;
 
 use float::*;
 use kquants::*;
@@ -94,20 +95,28 @@ pub(super) unsafe fn hsum_ps(v: __m256) -> f32 {
     }
 }
 
-/// f16 at `b[off..off + 2]` as f32, exact. Integer/f32 arithmetic instead of F16C on
-/// purpose: LLVM lowers a scalar `vcvtph2ps` with a `vpinsrw` that merges into whatever
-/// register it picks — often the accumulator — which chains every block's scale conversion
-/// to the previous block's FMA and halves the kernels' speed.
+/// f16 at `b[off..off + 2]` as f32, exact. Integer arithmetic instead of F16C on purpose:
+/// LLVM lowers a scalar `vcvtph2ps` with a `vpinsrw` that merges into whatever register it
+/// picks — often the accumulator — which chains every block's scale conversion to the previous
+/// block's FMA and halves the kernels' speed. No float operation here sees a subnormal: the
+/// super-block scales of Q6_K and IQ4_XS are often f16 subnormals (~1e-5), and an earlier
+/// version that rescaled by 2^112 in f32 took a microcode assist on each of them (the kernels
+/// ran 2-3x slower on such files).
 #[inline(always)]
 pub(super) fn f16_at(b: &[u8], off: usize) -> f32 {
     let h = u16::from_le_bytes([b[off], b[off + 1]]);
-    if h & 0x7c00 == 0x7c00 {
+    let exp = ((h >> 10) & 0x1f) as u32;
+    if exp == 0x1f {
         return half::f16::from_bits(h).to_f32(); // inf / NaN
     }
-    // exponent and mantissa moved into f32 position: the value times 2^-112 (exact, also for
-    // subnormal halves), then rescaled by 2^112 (exact), then the sign.
-    let mag = f32::from_bits(((h & 0x7fff) as u32) << 13) * f32::from_bits(0x7780_0000);
-    f32::from_bits(mag.to_bits() | (((h & 0x8000) as u32) << 16))
+    let sign = ((h & 0x8000) as u32) << 16;
+    let mant = (h & 0x3ff) as u32;
+    // normal: rebias the exponent (15 -> 127) and widen the mantissa, in the bits
+    let normal = sign | ((exp + 112) << 23) | (mant << 13);
+    // subnormal (and zero): mant * 2^-24, an exact int -> f32 conversion and a power-of-two
+    // scaling whose result (>= 2^-24) is a normal f32
+    let sub = (mant as f32 * f32::from_bits(0x3380_0000)).to_bits() | sign;
+    f32::from_bits(if exp == 0 { sub } else { normal })
 }
 
 /// The f16 at `b[off..off + 2]` converted and broadcast to eight f32 lanes (F16C). All lanes

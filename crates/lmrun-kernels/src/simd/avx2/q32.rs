@@ -182,7 +182,7 @@ unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
 /// The CPU must support AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn iq4nl_codes(b: &[u8], off: usize) -> __m256i {
+pub(in crate::simd) unsafe fn iq4nl_codes(b: &[u8], off: usize) -> __m256i {
     // SAFETY: KVALUES_IQ4NL is 16 bytes; bounds-checked load, register arithmetic.
     unsafe {
         let table =
