@@ -236,6 +236,22 @@ pub fn matmul_with_isa(
         );
         return Ok(());
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni && crate::simd::gemm_k::handles32(w.qtype, n_tokens) {
+        let nb = cols / <BlockQ8x32 as Partner>::VALUES;
+        crate::simd::gemm_k::matmul32(
+            pool,
+            w.qtype,
+            w.data,
+            rows,
+            cols,
+            rb,
+            &scratch.q32[..n_tokens * nb],
+            n_tokens,
+            out,
+        );
+        return Ok(());
+    }
     let job = Job {
         pool,
         data: w.data,

@@ -11,7 +11,7 @@ pub struct Q4_0;
 
 /// Values q - 8 in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [i8; QK32] {
+pub(crate) fn unpack(b: &[u8]) -> [i8; QK32] {
     let mut q = [0i8; QK32];
     for j in 0..16 {
         q[j] = (b[2 + j] & 0x0F) as i8 - 8;

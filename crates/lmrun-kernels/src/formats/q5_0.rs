@@ -24,7 +24,7 @@ pub(super) fn unpack5(qh: u32, qs: &[u8]) -> [u8; QK32] {
 
 /// Values q - 16 in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [i8; QK32] {
+pub(crate) fn unpack(b: &[u8]) -> [i8; QK32] {
     let u = unpack5(u32_at(b, 2), &b[6..Q5_0::BYTES]);
     u.map(|v| v as i8 - 16)
 }

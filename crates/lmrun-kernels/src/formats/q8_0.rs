@@ -11,7 +11,7 @@ pub struct Q8_0;
 
 /// The int8 values in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [i8; QK32] {
+pub(crate) fn unpack(b: &[u8]) -> [i8; QK32] {
     let mut q = [0i8; QK32];
     for (o, &v) in q.iter_mut().zip(&b[2..Q8_0::BYTES]) {
         *o = v as i8;

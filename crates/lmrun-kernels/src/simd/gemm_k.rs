@@ -22,8 +22,10 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::avx2::{f16_at, kscales16, q6k_codes};
-use crate::formats::{iq4_xs, q4_k, q5_k, q6_k, QuantFormat, IQ4XS, Q4K, Q5K, Q6K};
-use crate::partner::{BlockQ8K, QK_K};
+use crate::formats::{
+    iq4_xs, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, QuantFormat, IQ4XS, Q4K, Q5K, Q6K,
+};
+use crate::partner::{BlockQ8K, BlockQ8x32, QK32, QK_K};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::QType;
 
@@ -437,4 +439,188 @@ unsafe fn lanes(res: &[__m512; PANEL]) -> [[f32; GROUP]; PANEL] {
         unsafe { _mm512_storeu_ps(o.as_mut_ptr(), *r) };
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The 32-wide types (Q4_0, Q5_0, Q8_0) against `BlockQ8x32` activations: the same scheme with
+// a block of 32 values as the unit, and the scales applied in f32 per block (each block has its
+// own f16 weight scale and f32 activation scale).
+
+/// One block of 32 values of up to 16 tokens, re-laid as [`ActBlock`]'s codes: `q[kg]` holds
+/// values `4kg..4kg + 4` of the 16 tokens (+128 as unsigned bytes), `d` their scales.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(crate) struct ActBlock32 {
+    q: [[u8; 64]; 8],
+    d: [f32; GROUP],
+}
+
+impl Default for ActBlock32 {
+    fn default() -> ActBlock32 {
+        ActBlock32 {
+            q: [[128; 64]; 8],
+            d: [0.0; GROUP],
+        }
+    }
+}
+
+/// Eight rows of a 32-wide type unpacked: per row and block the 32 signed codes, the f32
+/// scale and the correction `128 · Σ codes`.
+#[derive(Default)]
+struct Panel32 {
+    codes: Vec<i8>,
+    d: Vec<f32>,
+    corr: Vec<i32>,
+}
+
+thread_local! {
+    static ACTS32: RefCell<Vec<ActBlock32>> = const { RefCell::new(Vec::new()) };
+    static PANELS32: RefCell<[Panel32; 2]> =
+        RefCell::new([Panel32::default(), Panel32::default()]);
+}
+
+/// Whether [`matmul32`] takes weight type `t` for `n_tokens` tokens.
+pub(crate) fn handles32(t: QType, n_tokens: usize) -> bool {
+    n_tokens >= GROUP && matches!(t, QType::Q4_0 | QType::Q5_0 | QType::Q8_0)
+}
+
+/// [`matmul`] for the 32-wide types against the `BlockQ8x32` rows `acts` (each `cols / 32`
+/// blocks). Same preconditions, with [`handles32`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn matmul32(
+    pool: &ThreadPool,
+    t: QType,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    rb: usize,
+    acts: &[BlockQ8x32],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let nblk = cols / QK32;
+    let groups = n_tokens.div_ceil(GROUP);
+    let unpack: fn(&[u8]) -> [i8; QK32] = match t {
+        QType::Q4_0 => q4_0::unpack,
+        QType::Q5_0 => q5_0::unpack,
+        _ => q8_0::unpack,
+    };
+    let bytes = rb / nblk.max(1);
+    ACTS32.with(|cell| {
+        let mut packed = cell.borrow_mut();
+        if packed.len() < groups * nblk {
+            packed.resize(groups * nblk, ActBlock32::default());
+        }
+        for (gi, grp) in packed[..groups * nblk].chunks_mut(nblk).enumerate() {
+            for (bi, ab) in grp.iter_mut().enumerate() {
+                for tt in 0..GROUP {
+                    let tok = gi * GROUP + tt;
+                    let y = (tok < n_tokens).then(|| &acts[tok * nblk + bi]);
+                    for kg in 0..8 {
+                        for j in 0..4 {
+                            ab.q[kg][4 * tt + j] = match y {
+                                Some(y) => (y.qs[4 * kg + j] as u8) ^ 0x80,
+                                None => 0x80,
+                            };
+                        }
+                    }
+                    ab.d[tt] = y.map_or(0.0, |y| y.d);
+                }
+            }
+        }
+        let packed = &packed[..groups * nblk];
+        let items = rows.div_ceil(2 * PANEL);
+        let next = AtomicUsize::new(0);
+        let dst = DisjointOut::new(out);
+        pool.run_dynamic(|_ith, _nth| {
+            PANELS32.with(|pc| {
+                let mut panels = pc.borrow_mut();
+                loop {
+                    let item = next.fetch_add(1, Ordering::Relaxed);
+                    if item >= items {
+                        break;
+                    }
+                    let r0 = item * 2 * PANEL;
+                    let n_rows = (2 * PANEL).min(rows - r0);
+                    let halves = n_rows.div_ceil(PANEL);
+                    for (h, p) in panels.iter_mut().enumerate().take(halves) {
+                        p.codes.resize(PANEL * nblk * QK32, 0);
+                        p.d.resize(PANEL * nblk, 0.0);
+                        p.corr.resize(PANEL * nblk, 0);
+                        for j in 0..PANEL {
+                            // a last partial panel repeats its final row
+                            let r = r0 + (h * PANEL + j).min(n_rows - 1);
+                            let row = &data[r * rb..(r + 1) * rb];
+                            for bi in 0..nblk {
+                                let b = &row[bi * bytes..(bi + 1) * bytes];
+                                let q = unpack(b);
+                                let i = j * nblk + bi;
+                                p.codes[i * QK32..(i + 1) * QK32].copy_from_slice(&q);
+                                p.d[i] = f16_at(b, 0);
+                                p.corr[i] = 128 * q.iter().map(|&c| c as i32).sum::<i32>();
+                            }
+                        }
+                    }
+                    for g in 0..groups {
+                        let ab = &packed[g * nblk..(g + 1) * nblk];
+                        let mut res = [[[0f32; GROUP]; PANEL]; 2];
+                        for (h, p) in panels.iter().enumerate().take(halves) {
+                            // SAFETY: reached only after run-time detection of AVX-512 VNNI;
+                            // the kernel bounds its accesses by the panel's and blocks' lengths.
+                            res[h] = unsafe { panel32(p, ab, nblk) };
+                        }
+                        for k in 0..GROUP.min(n_tokens - g * GROUP) {
+                            let v: [f32; 2 * PANEL] =
+                                std::array::from_fn(|j| res[j / PANEL][j % PANEL][k]);
+                            let at = (g * GROUP + k) * rows + r0;
+                            // SAFETY: item `item` is taken by one thread only, and it owns
+                            // rows r0..r0 + n_rows of every token's output.
+                            unsafe {
+                                if n_rows == 2 * PANEL {
+                                    dst.write_slice(at, &v);
+                                } else {
+                                    dst.write_slice(at, &v[..n_rows]);
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        });
+    });
+}
+
+/// Eight unpacked rows of a 32-wide type against one group of 16 tokens: `out[row][token]`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn panel32(p: &Panel32, acts: &[ActBlock32], nblk: usize) -> [[f32; GROUP]; PANEL] {
+    // SAFETY: register arithmetic; every load is bounds-checked except the code broadcasts,
+    // whose offsets `4 * kg` stay below QK32 (kg < 8).
+    unsafe {
+        let mut res = [_mm512_setzero_ps(); PANEL];
+        for (bi, ab) in acts.iter().enumerate().take(nblk) {
+            let rows: [&[i8; QK32]; PANEL] = std::array::from_fn(|t| {
+                let o = (t * nblk + bi) * QK32;
+                p.codes[o..o + QK32].try_into().expect("QK32 codes")
+            });
+            let mut a = [_mm512_setzero_si512(); PANEL];
+            for kg in 0..8 {
+                let av = _mm512_load_si512(ab.q[kg].as_ptr() as *const __m512i);
+                for (t, at) in a.iter_mut().enumerate() {
+                    let c = (rows[t].as_ptr().add(4 * kg) as *const i32).read_unaligned();
+                    *at = _mm512_dpbusd_epi32(*at, av, _mm512_set1_epi32(c));
+                }
+            }
+            let dt = _mm512_load_ps(ab.d.as_ptr());
+            for t in 0..PANEL {
+                let i = t * nblk + bi;
+                let s = _mm512_sub_epi32(a[t], _mm512_set1_epi32(p.corr[i]));
+                let dd = _mm512_mul_ps(_mm512_set1_ps(p.d[i]), dt);
+                res[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), dd, res[t]);
+            }
+        }
+        lanes(&res)
+    }
 }
