@@ -8,8 +8,9 @@
 //! integer partner ([`quant`]), and each weight block meets its activation block in an integer
 //! dot product. Every kernel has a scalar reference ([`Isa::Scalar`]); x86-64 CPUs with
 //! AVX2+FMA+F16C get SIMD kernels chosen at run time ([`Isa::best`]), and those that also have
-//! AVX-512 VNNI (Zen 4, Ice Lake and later) get `vpdpbusd`/`vpdpwssd` kernels and 4-row ×
-//! 4-token prefill tiles for the common types ([`Isa::Avx512Vnni`], [`tile_fn`]). Other targets
+//! AVX-512 VNNI (Zen 4, Ice Lake and later) get `vpdpbusd`/`vpdpwssd` kernels, 8-row × 4-token
+//! prefill tiles and, for batches of 16+ tokens, a prefill GEMM for the common types
+//! ([`Isa::Avx512Vnni`], [`tile_fn`]). Other targets
 //! (aarch64 included) use the scalar kernels: there is no NEON code yet.
 
 #![deny(unsafe_op_in_unsafe_fn)]
