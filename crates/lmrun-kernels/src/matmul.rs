@@ -104,10 +104,22 @@ impl Scratch {
         Scratch::default()
     }
 
-    /// Heap bytes held (the quantized activations of the largest input so far).
+    /// Heap bytes held: the quantized activations of the largest input so far, plus the prefill
+    /// GEMM's per-thread buffers (process-wide: shared by every `Scratch` of the process).
     pub fn heap_bytes(&self) -> usize {
+        let gemm = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                crate::simd::gemm_k::held_bytes()
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                0
+            }
+        };
         self.q32.capacity() * std::mem::size_of::<BlockQ8x32>()
             + self.qk.capacity() * std::mem::size_of::<BlockQ8K>()
+            + gemm
     }
 
     /// Quantizes the activation rows `x` into this scratch in the form `kind` (nothing for

@@ -61,20 +61,66 @@ impl Default for ActBlock {
 /// the correction `128 · Σ_s sc_s · Σ codes_s` that removes the activations' +128.
 #[derive(Default)]
 struct Panel {
-    codes: Vec<i8>,
-    scales: Vec<i32>,
-    mins: Vec<i32>,
-    d: Vec<f32>,
-    dmin: Vec<f32>,
-    corr: Vec<i32>,
+    codes: Counted<i8>,
+    scales: Counted<i32>,
+    mins: Counted<i32>,
+    d: Counted<f32>,
+    dmin: Counted<f32>,
+    corr: Counted<i32>,
 }
 
 thread_local! {
     /// The calling thread's re-laid activations (grown, never shrunk: no allocation per step
     /// once the largest batch has been seen).
-    static ACTS: RefCell<Vec<ActBlock>> = const { RefCell::new(Vec::new()) };
+    static ACTS: RefCell<Counted<ActBlock>> = const { RefCell::new(Counted(Vec::new())) };
     /// Each pool thread's unpacked weight panel.
     static PANELS: RefCell<[Panel; 2]> = RefCell::new([Panel::default(), Panel::default()]);
+}
+
+/// Bytes held by every thread's GEMM buffers (activations re-laid, weight panels): part of the
+/// process's scratch memory, reported with [`Scratch::heap_bytes`](crate::Scratch::heap_bytes).
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes held by all threads' GEMM buffers now.
+pub(crate) fn held_bytes() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
+
+/// A grow-only buffer whose capacity is counted in [`HELD`] (and uncounted when it is dropped,
+/// e.g. when a pool thread exits).
+#[derive(Default)]
+struct Counted<T>(Vec<T>);
+
+impl<T: Clone> Counted<T> {
+    /// Resizes to `n` elements (new ones `v`), counting any capacity it adds.
+    fn grow(&mut self, n: usize, v: T) {
+        let before = self.0.capacity();
+        self.0.resize(n, v);
+        let added = self.0.capacity().saturating_sub(before);
+        HELD.fetch_add(added * std::mem::size_of::<T>(), Ordering::Relaxed);
+    }
+}
+
+impl<T> std::ops::Deref for Counted<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Counted<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+impl<T> Drop for Counted<T> {
+    fn drop(&mut self) {
+        HELD.fetch_sub(
+            self.0.capacity() * std::mem::size_of::<T>(),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Whether [`matmul`] takes weight type `t` for `n_tokens` tokens.
@@ -103,7 +149,7 @@ pub(crate) fn matmul(
     ACTS.with(|cell| {
         let mut packed = cell.borrow_mut();
         if packed.len() < groups * nsb {
-            packed.resize(groups * nsb, ActBlock::default());
+            packed.grow(groups * nsb, ActBlock::default());
         }
         pack_acts(acts, n_tokens, nsb, &mut packed[..groups * nsb]);
         let packed = &packed[..groups * nsb];
@@ -206,12 +252,12 @@ fn pack_acts(acts: &[BlockQ8K], n_tokens: usize, nsb: usize, out: &mut [ActBlock
 
 /// Resizes the panel's arrays for `nsb` super-blocks with `nsub` sub-blocks each.
 fn panel_size(p: &mut Panel, nsb: usize, nsub: usize, mins: bool) {
-    p.codes.resize(PANEL * nsb * QK_K, 0);
-    p.scales.resize(PANEL * nsb * nsub, 0);
-    p.mins.resize(if mins { PANEL * nsb * 8 } else { 0 }, 0);
-    p.d.resize(PANEL * nsb, 0.0);
-    p.dmin.resize(if mins { PANEL * nsb } else { 0 }, 0.0);
-    p.corr.resize(PANEL * nsb, 0);
+    p.codes.grow(PANEL * nsb * QK_K, 0);
+    p.scales.grow(PANEL * nsb * nsub, 0);
+    p.mins.grow(if mins { PANEL * nsb * 8 } else { 0 }, 0);
+    p.d.grow(PANEL * nsb, 0.0);
+    p.dmin.grow(if mins { PANEL * nsb } else { 0 }, 0.0);
+    p.corr.grow(PANEL * nsb, 0);
 }
 
 /// Unpacks eight Q4_K or Q5_K rows (`unpack`: the format's codes in value order): codes,
@@ -468,13 +514,13 @@ impl Default for ActBlock32 {
 /// scale and the correction `128 · Σ codes`.
 #[derive(Default)]
 struct Panel32 {
-    codes: Vec<i8>,
-    d: Vec<f32>,
-    corr: Vec<i32>,
+    codes: Counted<i8>,
+    d: Counted<f32>,
+    corr: Counted<i32>,
 }
 
 thread_local! {
-    static ACTS32: RefCell<Vec<ActBlock32>> = const { RefCell::new(Vec::new()) };
+    static ACTS32: RefCell<Counted<ActBlock32>> = const { RefCell::new(Counted(Vec::new())) };
     static PANELS32: RefCell<[Panel32; 2]> =
         RefCell::new([Panel32::default(), Panel32::default()]);
 }
@@ -509,7 +555,7 @@ pub(crate) fn matmul32(
     ACTS32.with(|cell| {
         let mut packed = cell.borrow_mut();
         if packed.len() < groups * nblk {
-            packed.resize(groups * nblk, ActBlock32::default());
+            packed.grow(groups * nblk, ActBlock32::default());
         }
         for (gi, grp) in packed[..groups * nblk].chunks_mut(nblk).enumerate() {
             for (bi, ab) in grp.iter_mut().enumerate() {
@@ -544,9 +590,9 @@ pub(crate) fn matmul32(
                     let n_rows = (2 * PANEL).min(rows - r0);
                     let halves = n_rows.div_ceil(PANEL);
                     for (h, p) in panels.iter_mut().enumerate().take(halves) {
-                        p.codes.resize(PANEL * nblk * QK32, 0);
-                        p.d.resize(PANEL * nblk, 0.0);
-                        p.corr.resize(PANEL * nblk, 0);
+                        p.codes.grow(PANEL * nblk * QK32, 0);
+                        p.d.grow(PANEL * nblk, 0.0);
+                        p.corr.grow(PANEL * nblk, 0);
                         for j in 0..PANEL {
                             // a last partial panel repeats its final row
                             let r = r0 + (h * PANEL + j).min(n_rows - 1);
