@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every test of the project: fetches the real models (cached), then formatting, lints and
-# the whole workspace's tests. Model tests FAIL when a model is missing; they are never skipped.
+# Run every test of the project: fetches the real models (cached), then formatting, lints, the
+# whole workspace's tests, and the Python package's (wheel built, installed in a fresh venv).
+# Model tests FAIL when a model is missing; they are never skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,3 +11,4 @@ export LMRUN_MODELS_DIR="${LMRUN_MODELS_DIR:-$HOME/.cache/lmrun/models}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+scripts/test_python.sh
