@@ -18,12 +18,24 @@ use lmrun_kernels::{matmul, matvec_many, Scratch, ThreadPool};
 use crate::arch::{ArchSpec, FfnAct};
 use crate::attention::{attend, AttnScratch, AttnShape};
 use crate::config::ModelConfig;
-use crate::kv::{KvDots, LayerKv};
+use crate::kv::{KvCache, KvDots};
 use crate::weights::{LayerWeights, ModelWeights, Weight};
 use crate::ModelError;
 
+/// One sequence's rows in a batched pass: `n` tokens from row `row0`, at positions `p0..` of
+/// KV slot `slot`. A single-sequence pass has one segment; a multi-sequence pass (a server's
+/// slots decoding together) has one per sequence, and only attention looks at them: every other
+/// block treats the pass's rows alike.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Seg {
+    pub row0: usize,
+    pub n: usize,
+    pub p0: usize,
+    pub slot: usize,
+}
+
 /// What one batched pass knows besides its buffers: the model's description, the pool, and
-/// the chunk's length and first position.
+/// the chunk's length and its sequences.
 pub(crate) struct Pass<'a> {
     pub spec: &'a ArchSpec,
     pub cfg: &'a ModelConfig,
@@ -33,10 +45,10 @@ pub(crate) struct Pass<'a> {
     pub capacity: usize,
     /// Llama 3 rope frequency factors, when the file has them.
     pub rope_freqs: Option<&'a [f32]>,
-    /// Tokens in the chunk.
+    /// Tokens in the chunk (all segments).
     pub n: usize,
-    /// Position of the chunk's first token.
-    pub p0: usize,
+    /// The chunk's sequences, in row order, covering rows `0..n`.
+    pub segs: &'a [Seg],
 }
 
 /// Activation buffers, grown to the largest chunk seen and then reused; the attention's
@@ -125,7 +137,7 @@ pub(crate) fn attention(
     p: &Pass,
     il: usize,
     lw: &LayerWeights,
-    lkv: &mut LayerKv,
+    kv: &mut [KvCache],
     buf: &mut Buffers,
 ) -> Result<(), ModelError> {
     let (cfg, pool, n) = (p.cfg, p.pool, p.n);
@@ -153,15 +165,6 @@ pub(crate) fn attention(
     add_bias(k, lw.bk.as_deref())?;
     add_bias(v, lw.bv.as_deref())?;
     let swa = cfg.is_swa(il);
-    qk_norm_and_rope(p, lw, swa, q, k)?;
-
-    // Store K rows and transposed V of the chunk.
-    lkv.k.write(p.p0 * kd, k);
-    for t in 0..n {
-        for (c, &val) in v[t * vd..(t + 1) * vd].iter().enumerate() {
-            lkv.v.write_one(c * p.capacity + p.p0 + t, val);
-        }
-    }
     let shape = AttnShape {
         n_head: nh,
         n_head_kv: cfg.n_head_kv,
@@ -171,13 +174,35 @@ pub(crate) fn attention(
         scale: cfg.attn_scale,
         window: if swa { cfg.sliding_window } else { None },
     };
-    let att_hm = &mut buf.att_hm[..n * nh * hdv];
-    attend(pool, &shape, lkv, &p.dots, q, n, p.p0, att_hm, &buf.attn);
-    // head-major [h][t][d] -> token-major [t][h][d]
     let att = &mut buf.att[..n * nh * hdv];
-    for h in 0..nh {
-        for t in 0..n {
-            att[(t * nh + h) * hdv..][..hdv].copy_from_slice(&att_hm[(h * n + t) * hdv..][..hdv]);
+    // Each sequence ropes its rows at its own positions, stores them in its own cache and
+    // attends over that cache; the projections around this loop serve all rows at once.
+    for sg in p.segs {
+        let rows = sg.row0..sg.row0 + sg.n;
+        let (qs, ks) = (
+            &mut q[rows.start * qd..rows.end * qd],
+            &mut k[rows.start * kd..rows.end * kd],
+        );
+        let vs = &v[rows.start * vd..rows.end * vd];
+        qk_norm_and_rope(p, lw, swa, sg.n, sg.p0, qs, ks)?;
+        let lkv = &mut kv[sg.slot].layers[il];
+        // Store K rows and transposed V of the segment.
+        lkv.k.write(sg.p0 * kd, ks);
+        for t in 0..sg.n {
+            for (c, &val) in vs[t * vd..(t + 1) * vd].iter().enumerate() {
+                lkv.v.write_one(c * p.capacity + sg.p0 + t, val);
+            }
+        }
+        let att_hm = &mut buf.att_hm[..sg.n * nh * hdv];
+        attend(
+            pool, &shape, lkv, &p.dots, qs, sg.n, sg.p0, att_hm, &buf.attn,
+        );
+        // head-major [h][t][d] -> token-major [t][h][d]
+        for h in 0..nh {
+            for t in 0..sg.n {
+                att[((rows.start + t) * nh + h) * hdv..][..hdv]
+                    .copy_from_slice(&att_hm[(h * sg.n + t) * hdv..][..hdv]);
+            }
         }
     }
     let o = &mut buf.o[..n * e];
@@ -191,6 +216,8 @@ fn qk_norm_and_rope(
     p: &Pass,
     lw: &LayerWeights,
     swa: bool,
+    n: usize,
+    p0: usize,
     q: &mut [f32],
     k: &mut [f32],
 ) -> Result<(), ModelError> {
@@ -201,7 +228,7 @@ fn qk_norm_and_rope(
     } else {
         (cfg.rope.freq_base, cfg.rope.freq_scale)
     };
-    let ct = par_chunk(p.pool, p.n);
+    let ct = par_chunk(p.pool, n);
     let items = q.chunks_mut(ct * qd).zip(k.chunks_mut(ct * kd)).enumerate();
     par_items(p.pool, items, |(ci, (qc, kc))| {
         if let Some(qn) = &lw.q_norm {
@@ -219,7 +246,7 @@ fn qk_norm_and_rope(
             .zip(kc.chunks_exact_mut(kd))
             .enumerate()
         {
-            let pos = p.p0 + ci * ct + j;
+            let pos = p0 + ci * ct + j;
             let rope = |x: &mut [f32], heads| {
                 rope_inplace_partial(
                     x,
@@ -316,6 +343,15 @@ pub(crate) fn output(
         }
     }
     Ok(())
+}
+
+/// Copy residual rows `rows` (each >= its index) to rows 0, 1, … of `x`.
+pub(crate) fn gather_rows(buf: &mut Buffers, e: usize, rows: impl Iterator<Item = usize>) {
+    for (i, r) in rows.enumerate() {
+        if i != r {
+            buf.x.copy_within(r * e..(r + 1) * e, i * e);
+        }
+    }
 }
 
 fn mat(

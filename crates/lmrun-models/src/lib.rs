@@ -31,5 +31,5 @@ pub use arch::{ArchSpec, FfnAct, Need, SwaLayout};
 pub use config::{ModelConfig, RopeConfig};
 pub use error::ModelError;
 pub use kv::{KvCache, KvDtype};
-pub use model::{Model, ModelOptions, UBATCH};
+pub use model::{Model, ModelOptions, SeqChunk, UBATCH};
 pub use weights::{LayerWeights, ModelWeights, Weight};

@@ -15,7 +15,7 @@ use lmrun_kernels::ThreadPool;
 
 use crate::arch::ArchSpec;
 use crate::attention::AttnScratch;
-use crate::blocks::{self, Buffers, Pass};
+use crate::blocks::{self, Buffers, Pass, Seg};
 use crate::config::ModelConfig;
 use crate::kv::{KvCache, KvDtype};
 use crate::weights::ModelWeights;
@@ -52,10 +52,14 @@ pub struct Model {
     spec: &'static ArchSpec,
     cfg: ModelConfig,
     w: ModelWeights,
-    kv: KvCache,
+    /// One KV cache per sequence slot; slot 0 is the one [`Model::step`] uses.
+    kv: Vec<KvCache>,
     pool: ThreadPool,
     buf: Buffers,
-    n_past: usize,
+    /// Positions held by each slot's cache.
+    n_past: Vec<usize>,
+    /// The tokens of a multi-sequence pass, gathered (reused between calls).
+    batch_tokens: Vec<u32>,
     /// Set by another thread to stop a long `step` between chunks and between blocks.
     cancel: Option<Arc<AtomicBool>>,
 }
@@ -138,10 +142,11 @@ impl Model {
             spec,
             cfg,
             w,
-            kv,
+            kv: vec![kv],
             pool,
             buf,
-            n_past: 0,
+            n_past: vec![0],
+            batch_tokens: Vec::new(),
             cancel: None,
         })
     }
@@ -165,17 +170,17 @@ impl Model {
 
     /// KV cache capacity in tokens.
     pub fn context_len(&self) -> usize {
-        self.kv.capacity()
+        self.kv[0].capacity()
     }
 
     /// Bytes held by the KV cache.
     pub fn kv_cache_bytes(&self) -> usize {
-        self.kv.bytes()
+        self.kv.iter().map(KvCache::bytes).sum()
     }
 
     /// KV cache element type.
     pub fn kv_dtype(&self) -> KvDtype {
-        self.kv.dtype()
+        self.kv[0].dtype()
     }
 
     /// Bytes held by the activation buffers, attention scores, logits and the matmuls'
@@ -197,12 +202,153 @@ impl Model {
 
     /// Positions currently held in the KV cache (the next `start_pos` of a continuation).
     pub fn n_past(&self) -> usize {
-        self.n_past
+        self.n_past[0]
     }
 
-    /// Forgets the KV cache contents (the next step must start at position 0).
+    /// Forgets the KV cache contents of slot 0 (the next step must start at position 0).
     pub fn reset(&mut self) {
-        self.n_past = 0;
+        self.n_past[0] = 0;
+    }
+
+    /// Number of sequence slots (KV caches); 1 unless [`Model::set_slots`] added more.
+    pub fn n_slots(&self) -> usize {
+        self.kv.len()
+    }
+
+    /// Give the model `n` sequence slots, each with its own KV cache of the model's context
+    /// length, so [`Model::step_multi`] can run several sequences in one pass (a server's
+    /// users). New slots start empty; removing slots drops their caches. Fails, keeping the
+    /// slots it had, when the caches would not fit in memory.
+    pub fn set_slots(&mut self, n: usize) -> Result<(), ModelError> {
+        if n == 0 {
+            return Err(ModelError::BadOptions(
+                "a model needs at least 1 slot".into(),
+            ));
+        }
+        let cap = self.kv[0].capacity();
+        let dtype = self.kv[0].dtype();
+        let (layers, kd, vd) = (self.cfg.n_layer, self.cfg.k_dim(), self.cfg.v_dim());
+        if n > self.kv.len() {
+            let each = KvCache::bytes_needed(dtype, layers, cap, kd, vd);
+            let more = each.saturating_mul((n - self.kv.len()) as u128);
+            if let Some(available) = lmrun_loader::memory_headroom() {
+                if more > u128::from(available) {
+                    return Err(ModelError::KvCacheTooLarge {
+                        context_len: cap * n,
+                        bytes: u64::try_from(more).unwrap_or(u64::MAX),
+                        available,
+                    });
+                }
+            }
+        }
+        while self.kv.len() < n {
+            self.kv.push(KvCache::new(dtype, layers, cap, kd, vd)?);
+            self.n_past.push(0);
+        }
+        self.kv.truncate(n);
+        self.n_past.truncate(n);
+        Ok(())
+    }
+
+    /// Positions held by `slot`'s cache (0 for a slot that does not exist).
+    pub fn slot_n_past(&self, slot: usize) -> usize {
+        self.n_past.get(slot).copied().unwrap_or(0)
+    }
+
+    /// Forget `slot`'s cache contents from position `pos` on (0 forgets all of it); keeping a
+    /// prefix lets a slot reuse the prompt it shares with its next request.
+    pub fn truncate_slot(&mut self, slot: usize, pos: usize) {
+        if let Some(n) = self.n_past.get_mut(slot) {
+            *n = (*n).min(pos);
+        }
+    }
+
+    /// Runs several sequences in one batched pass: each chunk's `tokens` at positions
+    /// `start_pos..` of its own slot. Every matmul multiplies all the chunks' tokens at once
+    /// (the weights are read once for all sequences); attention is per sequence, over its own
+    /// cache. Returns the logits of each chunk's last token, chunk after chunk
+    /// (`chunks.len() * n_vocab` floats).
+    ///
+    /// A slot may appear once; the chunks' tokens together may be at most [`UBATCH`]. On an
+    /// error no slot keeps positions from this call.
+    pub fn step_multi(&mut self, chunks: &[SeqChunk<'_>]) -> Result<&[f32], ModelError> {
+        if chunks.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let n_vocab = self.cfg.n_vocab;
+        let total: usize = chunks.iter().map(|c| c.tokens.len()).sum();
+        if total > UBATCH {
+            return Err(ModelError::BadOptions(format!(
+                "a multi-sequence pass of {total} tokens is longer than {UBATCH}"
+            )));
+        }
+        let mut segs = Vec::with_capacity(chunks.len());
+        let mut row = 0;
+        for (i, c) in chunks.iter().enumerate() {
+            if c.tokens.is_empty() {
+                return Err(ModelError::EmptyInput);
+            }
+            if c.slot >= self.kv.len() || chunks[..i].iter().any(|d| d.slot == c.slot) {
+                return Err(ModelError::BadOptions(format!(
+                    "slot {} is not one of the model's {} slots, or appears twice in one pass",
+                    c.slot,
+                    self.kv.len()
+                )));
+            }
+            if let Some((index, &token)) = c
+                .tokens
+                .iter()
+                .enumerate()
+                .find(|(_, &t)| t as usize >= n_vocab)
+            {
+                return Err(ModelError::TokenOutOfRange {
+                    token,
+                    index,
+                    n_vocab,
+                });
+            }
+            let end = c.start_pos.saturating_add(c.tokens.len());
+            let cap = self.kv[c.slot].capacity();
+            if end > cap {
+                return Err(ModelError::ContextOverflow {
+                    start_pos: c.start_pos,
+                    end,
+                    context_len: cap,
+                });
+            }
+            if c.start_pos > self.n_past[c.slot] {
+                return Err(ModelError::PositionGap {
+                    start_pos: c.start_pos,
+                    n_past: self.n_past[c.slot],
+                });
+            }
+            segs.push(Seg {
+                row0: row,
+                n: c.tokens.len(),
+                p0: c.start_pos,
+                slot: c.slot,
+            });
+            row += c.tokens.len();
+        }
+        let mut tokens = std::mem::take(&mut self.batch_tokens);
+        tokens.clear();
+        for c in chunks {
+            tokens.extend_from_slice(c.tokens);
+        }
+        if self.buf.logits.len() < chunks.len() * n_vocab {
+            self.buf.logits.resize(chunks.len() * n_vocab, 0.0);
+        }
+        let r = self.forward(&tokens, &segs, Out::LastOfEach);
+        self.batch_tokens = tokens;
+        for c in chunks {
+            self.n_past[c.slot] = match r {
+                Ok(()) => c.start_pos + c.tokens.len(),
+                // Positions from start_pos on may be half written.
+                Err(_) => c.start_pos,
+            };
+        }
+        r?;
+        Ok(&self.buf.logits[..chunks.len() * n_vocab])
     }
 
     /// Runs `tokens` at positions `start_pos..`: a batched prefill for many tokens, one decode
@@ -233,17 +379,17 @@ impl Model {
             });
         }
         let end = start_pos.saturating_add(tokens.len());
-        if end > self.kv.capacity() {
+        if end > self.kv[0].capacity() {
             return Err(ModelError::ContextOverflow {
                 start_pos,
                 end,
-                context_len: self.kv.capacity(),
+                context_len: self.kv[0].capacity(),
             });
         }
-        if start_pos > self.n_past {
+        if start_pos > self.n_past[0] {
             return Err(ModelError::PositionGap {
                 start_pos,
-                n_past: self.n_past,
+                n_past: self.n_past[0],
             });
         }
         let n_out = if all_logits { tokens.len() } else { 1 };
@@ -254,28 +400,34 @@ impl Model {
         for chunk in tokens.chunks(UBATCH) {
             let last = done + chunk.len() == tokens.len();
             let out_off = if all_logits { done } else { 0 };
-            if let Err(e) = self.forward(chunk, start_pos + done, all_logits, last, out_off) {
+            let seg = [Seg {
+                row0: 0,
+                n: chunk.len(),
+                p0: start_pos + done,
+                slot: 0,
+            }];
+            let out = if all_logits {
+                Out::All(out_off)
+            } else if last {
+                Out::Last
+            } else {
+                Out::None
+            };
+            if let Err(e) = self.forward(chunk, &seg, out) {
                 // Only the finished chunks are valid in the cache now.
-                self.n_past = start_pos + done;
+                self.n_past[0] = start_pos + done;
                 return Err(e);
             }
             done += chunk.len();
-            self.n_past = start_pos + done;
+            self.n_past[0] = start_pos + done;
         }
         Ok(&self.buf.logits[..n_out * n_vocab])
     }
 
-    /// One batched pass over `tokens` at positions `p0..`: the embeddings, each layer's
-    /// attention and feed-forward blocks, and the output block. Writes logits (all rows when
-    /// `all`, else the last row when `last`) starting at row `out_row` of the logits buffer.
-    fn forward(
-        &mut self,
-        tokens: &[u32],
-        p0: usize,
-        all: bool,
-        last: bool,
-        out_row: usize,
-    ) -> Result<(), ModelError> {
+    /// One batched pass over `tokens`, whose rows belong to the sequences `segs`: the
+    /// embeddings, each layer's attention and feed-forward blocks, and the output block for the
+    /// rows `out` asks for.
+    fn forward(&mut self, tokens: &[u32], segs: &[Seg], out: Out) -> Result<(), ModelError> {
         let Model {
             spec,
             cfg,
@@ -292,11 +444,11 @@ impl Model {
             spec,
             cfg,
             pool,
-            dots: kv.dots,
-            capacity: kv.capacity,
+            dots: kv[0].dots,
+            capacity: kv[0].capacity,
             rope_freqs: w.rope_freqs.as_deref(),
             n,
-            p0,
+            segs,
         };
         buf.ensure(cfg, n);
         blocks::embed(&pass, &w.token_embd, tokens, buf)?;
@@ -305,22 +457,48 @@ impl Model {
             if (il == 0 || n > 1) && cancelled() {
                 return Err(ModelError::Cancelled);
             }
-            blocks::attention(&pass, il, lw, &mut kv.layers[il], buf)?;
+            blocks::attention(&pass, il, lw, kv, buf)?;
             if n > 1 && cancelled() {
                 return Err(ModelError::Cancelled);
             }
             blocks::feed_forward(&pass, lw, buf)?;
         }
-        let rows = if all {
-            Some(0..n)
-        } else if last {
-            Some(n - 1..n)
-        } else {
-            None
-        };
-        match rows {
-            Some(rows) => blocks::output(&pass, w, rows, out_row, buf),
-            None => Ok(()),
+        match out {
+            Out::None => Ok(()),
+            Out::All(out_row) => blocks::output(&pass, w, 0..n, out_row, buf),
+            Out::Last => blocks::output(&pass, w, n - 1..n, 0, buf),
+            Out::LastOfEach => {
+                // Gather each sequence's last row to the front (row i <= its source row, and
+                // every later source row is > i, so nothing is overwritten before it is read),
+                // then one output pass over them all.
+                blocks::gather_rows(buf, cfg.n_embd, segs.iter().map(|s| s.row0 + s.n - 1));
+                blocks::output(&pass, w, 0..segs.len(), 0, buf)
+            }
         }
     }
+}
+
+/// Which rows of a pass get logits.
+#[derive(Debug, Clone, Copy)]
+enum Out {
+    /// None (a prompt chunk that is not the last).
+    None,
+    /// Every row, written from this row of the logits buffer.
+    All(usize),
+    /// The last row.
+    Last,
+    /// The last row of each sequence.
+    LastOfEach,
+}
+
+/// One sequence's part of [`Model::step_multi`]: `tokens` at positions `start_pos..` of the KV
+/// cache of `slot`.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqChunk<'a> {
+    /// The slot (0..[`Model::n_slots`]).
+    pub slot: usize,
+    /// The tokens (a prompt chunk, or one token to decode).
+    pub tokens: &'a [u32],
+    /// Position of the first token; at most the slot's [`Model::slot_n_past`].
+    pub start_pos: usize,
 }
