@@ -15,6 +15,7 @@ mod inspect;
 mod load;
 mod out;
 mod run;
+mod serve;
 mod tokenize;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Show the token ids of a text.
     Tokenize(tokenize::TokenizeArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API (continuous batching).
+    Serve(serve::ServeArgs),
 }
 
 fn main() {
@@ -63,6 +66,7 @@ fn main() {
         Command::Bench(args) => bench::run(args).map(|()| 0),
         Command::Inspect(args) => inspect::run(args).map(|()| 0),
         Command::Tokenize(args) => tokenize::run(args).map(|()| 0),
+        Command::Serve(args) => serve::run(args).map(|()| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -188,7 +188,53 @@ impl TextDecoder for PteDecoder {
     }
 }
 
+/// A GGUF model opened for direct use, outside the single-sequence [`TextDecoder`] seam (the
+/// server drives its sequence slots with [`Model::step_multi`]): the model, its own vocabulary,
+/// the load report and what the file says about chat.
+pub struct GgufModel {
+    /// The model (weights are views of the loaded file).
+    pub model: Model,
+    /// The file's vocabulary, when it has one.
+    pub tokenizer: Option<GgufTokenizer>,
+    /// Every 997th vocabulary entry (to check a separate tokenizer against).
+    pub vocab_sample: Vec<(u32, String)>,
+    /// What the load did.
+    pub report: LoadReport,
+    /// `general.architecture`.
+    pub arch: String,
+    /// `tokenizer.chat_template`, when present.
+    pub chat_template: Option<String>,
+    /// Bytes of tensor data in the file.
+    pub tensor_bytes: u64,
+}
+
 fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
+    let g = open_gguf_model(path, opts)?;
+    // End-of-generation ids as llama.cpp decides them: EOS, EOT, EOM and well-known end
+    // markers (`<end_of_turn>`, `<|im_end|>`, …) found in the vocabulary.
+    let eos = g
+        .tokenizer
+        .as_ref()
+        .map(|t| t.eog_ids().into_iter().map(i64::from).collect())
+        .unwrap_or_default();
+    Ok(Opened {
+        decoder: Box::new(GgufDecoder {
+            model: g.model,
+            report: g.report,
+            eos,
+            method_loaded: false,
+            tensor_bytes: g.tensor_bytes,
+        }),
+        tokenizer: g.tokenizer.map(|t| Box::new(t) as Box<dyn Tokenizer>),
+        vocab_sample: g.vocab_sample,
+        arch: g.arch,
+        chat_template: g.chat_template,
+    })
+}
+
+/// Open a GGUF file as a [`GgufModel`]: the load mode, prefetch, context and thread options of
+/// `opts` apply as for a runner.
+pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, RunnerError> {
     if opts.data_path.is_some() {
         return Err(RunnerError::InvalidArgument(
             "--data-path is for ExecuTorch .pte programs; a GGUF holds its own weights".into(),
@@ -240,26 +286,16 @@ fn open_gguf(path: &Path, opts: &RunnerOptions) -> Result<Opened, RunnerError> {
     let model = Model::from_gguf(&gguf, &model_opts)?;
     let mut report = gguf.load_report();
     report.prefetch = prefetch;
-    // End-of-generation ids as llama.cpp decides them: EOS, EOT, EOM and well-known end
-    // markers (`<end_of_turn>`, `<|im_end|>`, …) found in the vocabulary.
-    let eos = tokenizer
-        .as_ref()
-        .map(|t| t.eog_ids().into_iter().map(i64::from).collect())
-        .unwrap_or_default();
-    Ok(Opened {
-        decoder: Box::new(GgufDecoder {
-            model,
-            report,
-            eos,
-            method_loaded: false,
-            tensor_bytes: gguf.tensor_bytes(),
-        }),
-        tokenizer: tokenizer.map(|t| Box::new(t) as Box<dyn Tokenizer>),
+    Ok(GgufModel {
+        model,
+        tokenizer,
         vocab_sample,
+        report,
         arch: gguf.architecture()?.to_string(),
         chat_template: gguf
             .get_opt::<&str>("tokenizer.chat_template")?
             .map(str::to_string),
+        tensor_bytes: gguf.tensor_bytes(),
     })
 }
 

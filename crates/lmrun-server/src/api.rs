@@ -1,0 +1,343 @@
+//! OpenAI's request and response shapes: the fields `/v1/chat/completions` and
+//! `/v1/completions` accept, checked one by one so a wrong type or value is a 400 naming the
+//! field (never a panic, never silently ignored), and the error body
+//! (`{"error": {"message", "type", "code"}}`) every failure uses.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use lmrun::chat::Message;
+use lmrun::sampler::SamplerParams;
+use serde_json::{json, Map, Value};
+
+/// An error answered with OpenAI's error body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What was wrong, in words.
+    pub message: String,
+    /// Seconds a client should wait before retrying (503 when the queue is full).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    /// A 400 with `message`.
+    pub fn bad(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// An error with any status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable_error",
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::BAD_REQUEST => "invalid_request_error",
+            StatusCode::REQUEST_TIMEOUT => "timeout_error",
+            _ => "server_error",
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind(), "code": self.status.as_u16()}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                r.headers_mut().insert("retry-after", v);
+            }
+        }
+        r
+    }
+}
+
+/// The part of a request both endpoints share: sampling, limits, stop strings, streaming.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// Sampling parameters.
+    pub params: SamplerParams,
+    /// Sampler seed.
+    pub seed: Option<u64>,
+    /// Most tokens to generate (None: as many as the context allows).
+    pub max_tokens: Option<usize>,
+    /// Stop strings.
+    pub stop: Vec<String>,
+    /// OpenAI presence penalty.
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty.
+    pub frequency_penalty: f32,
+    /// Server-sent events.
+    pub stream: bool,
+    /// A last chunk with `usage` when streaming.
+    pub include_usage: bool,
+    /// Keep generating past end-of-generation tokens (llama-server's extension; benchmarks).
+    pub ignore_eos: bool,
+}
+
+/// What a chat request asks for.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Everything else.
+    pub common: Common,
+}
+
+/// What a completion request asks for.
+#[derive(Debug, Clone)]
+pub struct CompletionRequest {
+    /// The prompt.
+    pub prompt: String,
+    /// Everything else.
+    pub common: Common,
+}
+
+/// Parse a request body as a JSON object.
+pub fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad(format!("the request body is not valid JSON: {e}")))?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad("the request body must be a JSON object")),
+    }
+}
+
+fn number(m: &Map<String, Value>, k: &str, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            if !(lo..=hi).contains(&v) {
+                return Err(ApiError::bad(format!(
+                    "'{k}' must be between {lo} and {hi}, got {v}"
+                )));
+            }
+            Ok(Some(v))
+        }
+        Some(other) => Err(ApiError::bad(format!(
+            "'{k}' must be a number, got {other}"
+        ))),
+    }
+}
+
+fn integer(m: &Map<String, Value>, k: &str, lo: i64) -> Result<Option<i64>, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(v) if v >= lo => Ok(Some(v)),
+            _ => Err(ApiError::bad(format!(
+                "'{k}' must be an integer >= {lo}, got {n}"
+            ))),
+        },
+        Some(other) => Err(ApiError::bad(format!(
+            "'{k}' must be an integer, got {other}"
+        ))),
+    }
+}
+
+fn boolean(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
+    match m.get(k) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad(format!(
+            "'{k}' must be true or false, got {other}"
+        ))),
+    }
+}
+
+fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
+    let max_tokens = match integer(m, "max_completion_tokens", 1)? {
+        Some(v) => Some(v),
+        None => integer(m, "max_tokens", 1)?,
+    };
+    let stop = match m.get("stop") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(ApiError::bad(format!(
+                    "'stop' must hold strings, got {other}"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => Err(ApiError::bad(format!(
+            "'stop' must be a string or an array of strings, got {other}"
+        )))?,
+    };
+    if stop.len() > 16 {
+        return Err(ApiError::bad("'stop' may hold at most 16 strings"));
+    }
+    let include_usage = match m.get("stream_options") {
+        None | Some(Value::Null) => false,
+        Some(Value::Object(o)) => boolean(o, "include_usage")?.unwrap_or(false),
+        Some(other) => Err(ApiError::bad(format!(
+            "'stream_options' must be an object, got {other}"
+        )))?,
+    };
+    let defaults = lmrun::GenerationConfig::default();
+    let params = SamplerParams {
+        temperature: number(m, "temperature", 0.0, 2.0)?.unwrap_or(defaults.temperature as f64)
+            as f32,
+        top_k: integer(m, "top_k", 0)?.unwrap_or(defaults.top_k as i64) as usize,
+        top_p: number(m, "top_p", 0.0, 1.0)?.unwrap_or(defaults.top_p as f64) as f32,
+        min_p: number(m, "min_p", 0.0, 1.0)?.unwrap_or(0.0) as f32,
+        repetition_penalty: number(m, "repeat_penalty", 0.0, 10.0)?.unwrap_or(1.0) as f32,
+        repetition_window: defaults.repetition_window,
+    };
+    if params.top_p == 0.0 {
+        return Err(ApiError::bad("'top_p' must be above 0"));
+    }
+    if params.repetition_penalty == 0.0 {
+        return Err(ApiError::bad("'repeat_penalty' must be above 0"));
+    }
+    Ok(Common {
+        params,
+        seed: integer(m, "seed", 0)?.map(|s| s as u64),
+        max_tokens: max_tokens.map(|v| v as usize),
+        stop,
+        presence_penalty: number(m, "presence_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
+        frequency_penalty: number(m, "frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
+        stream: boolean(m, "stream")?.unwrap_or(false),
+        include_usage,
+        ignore_eos: boolean(m, "ignore_eos")?.unwrap_or(false),
+    })
+}
+
+/// Check and read a chat completion request.
+pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
+    let m = object(body)?;
+    let msgs = match m.get("messages") {
+        Some(Value::Array(a)) => a,
+        None => return Err(ApiError::bad("'messages' is required")),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "'messages' must be an array, got {other}"
+            )))
+        }
+    };
+    if msgs.is_empty() {
+        return Err(ApiError::bad(
+            "'messages' is empty: give at least one message",
+        ));
+    }
+    let mut messages = Vec::new();
+    for (i, v) in msgs.iter().enumerate() {
+        let Value::Object(o) = v else {
+            return Err(ApiError::bad(format!("messages[{i}] must be an object")));
+        };
+        let role = match o.get("role") {
+            Some(Value::String(r)) => r.clone(),
+            _ => {
+                return Err(ApiError::bad(format!(
+                    "messages[{i}].role must be a string"
+                )))
+            }
+        };
+        let content = match o.get("content") {
+            Some(Value::String(c)) => c.clone(),
+            None | Some(Value::Null) => String::new(),
+            // Content parts: the text parts, in order.
+            Some(Value::Array(parts)) => {
+                let mut s = String::new();
+                for (j, p) in parts.iter().enumerate() {
+                    match p.get("type").and_then(Value::as_str) {
+                        Some("text") => match p.get("text") {
+                            Some(Value::String(t)) => s.push_str(t),
+                            _ => {
+                                return Err(ApiError::bad(format!(
+                                    "messages[{i}].content[{j}].text must be a string"
+                                )))
+                            }
+                        },
+                        other => {
+                            return Err(ApiError::bad(format!(
+                                "messages[{i}].content[{j}]: only text parts are supported, \
+                                 got type {other:?}"
+                            )))
+                        }
+                    }
+                }
+                s
+            }
+            Some(other) => {
+                return Err(ApiError::bad(format!(
+                    "messages[{i}].content must be a string or an array of parts, got {other}"
+                )))
+            }
+        };
+        messages.push(Message::new(&role, &content));
+    }
+    Ok(ChatRequest {
+        messages,
+        common: common(&m)?,
+    })
+}
+
+/// Check and read a (legacy) completion request.
+pub fn completion_request(body: &[u8]) -> Result<CompletionRequest, ApiError> {
+    let m = object(body)?;
+    let prompt = match m.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => {
+            a[0].as_str().unwrap_or_default().to_string()
+        }
+        None => return Err(ApiError::bad("'prompt' is required")),
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "'prompt' must be a string (or an array of one string), got {other}"
+            )))
+        }
+    };
+    if prompt.is_empty() {
+        return Err(ApiError::bad("'prompt' is empty"));
+    }
+    Ok(CompletionRequest {
+        prompt,
+        common: common(&m)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_checked_by_name() {
+        let e = chat_request(br#"{"messages": []}"#).unwrap_err();
+        assert!(e.message.contains("empty"));
+        let e = chat_request(br#"{"messages": "hi"}"#).unwrap_err();
+        assert!(e.message.contains("must be an array"));
+        let e =
+            chat_request(br#"{"messages": [{"role":"user","content":"x"}], "temperature": "hot"}"#)
+                .unwrap_err();
+        assert!(e.message.contains("'temperature' must be a number"));
+        let e = completion_request(br#"{"prompt": "x", "max_tokens": 0}"#).unwrap_err();
+        assert!(e.message.contains("'max_tokens'"));
+        let e = completion_request(b"{not json").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let r = chat_request(
+            br#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
+                 "stop": ["x", "y"], "stream": true, "stream_options": {"include_usage": true}, "seed": 3}"#,
+        )
+        .unwrap();
+        assert_eq!(r.messages[0].content, "ab");
+        assert_eq!(r.common.stop, vec!["x", "y"]);
+        assert!(r.common.stream && r.common.include_usage);
+        assert_eq!(r.common.seed, Some(3));
+    }
+}
