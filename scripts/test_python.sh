@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python package's tests: build the lmrun wheel with maturin (from PyPI), install it into a
+# The Python tests (the package, and `lmrun serve` through the openai client): build the lmrun wheel with maturin (from PyPI), install it into a
 # fresh virtual environment, and run pytest against the installed package. Called by
 # scripts/test.sh after the Rust tests (which build the `lmrun` command the tests compare with).
 set -euo pipefail
@@ -9,7 +9,7 @@ export LMRUN_MODELS_DIR="${LMRUN_MODELS_DIR:-$HOME/.cache/lmrun/models}"
 venv="target/pyvenv"
 rm -rf "$venv" target/wheels
 python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.8,<2" pytest
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.8,<2" pytest openai
 "$venv/bin/maturin" build --release -m python/Cargo.toml -o target/wheels \
   --interpreter "$venv/bin/python"
 "$venv/bin/pip" install --quiet --disable-pip-version-check target/wheels/lmrun-*.whl

@@ -127,6 +127,18 @@ struct AppState {
     model_name: String,
     created: u64,
     next_id: AtomicU64,
+    /// Requests accepted and not finished (in a slot or waiting for one).
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One accepted request: counted in [`AppState::in_flight`] until its response is finished or
+/// its client is gone (the guard lives in the response future or stream).
+struct InFlight(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn now_secs() -> u64 {
@@ -189,6 +201,7 @@ async fn run(opts: ServerOptions) -> Result<(), ServerError> {
             .unwrap_or_else(|| "model".into()),
         created: now_secs(),
         next_id: AtomicU64::new(1),
+        in_flight: Arc::default(),
         opts: opts.clone(),
     });
 
@@ -474,7 +487,7 @@ fn submit(
     r: &Ready,
     prompt: &str,
     c: &Common,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
+) -> Result<(UnboundedReceiver<Event>, InFlight), ApiError> {
     let rule = r.tok.default_options(true);
     let ids = r
         .tok
@@ -500,19 +513,26 @@ fn submit(
     }
     let room = r.ctx - ids.len();
     let max_tokens = c.max_tokens.unwrap_or(room).min(room);
-    if st.metrics.queue_depth() >= st.opts.queue as u64 {
+    // Admission: at most `parallel` requests in slots and `queue` waiting.
+    let cap = st.opts.parallel + st.opts.queue;
+    let admitted = st
+        .in_flight
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+            (n < cap).then_some(n + 1)
+        });
+    if admitted.is_err() {
         let mut e = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the server is busy: {} slots serving and {} requests waiting (--queue {})",
-                st.opts.parallel,
-                st.metrics.queue_depth(),
-                st.opts.queue
+                "the server is busy: {} slots serving and {} requests waiting (--parallel {}, \
+                 --queue {}); retry later",
+                st.opts.parallel, st.opts.queue, st.opts.parallel, st.opts.queue
             ),
         );
         e.retry_after = Some(1);
         return Err(e);
     }
+    let guard = InFlight(st.in_flight.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let job = Job {
         prompt: ids,
@@ -533,7 +553,7 @@ fn submit(
             "the server is shutting down",
         ));
     }
-    Ok(rx)
+    Ok((rx, guard))
 }
 
 /// Which endpoint a response is for.
@@ -552,8 +572,8 @@ async fn chat_completions(State(st): State<Arc<AppState>>, req: Request) -> Resp
             .template
             .render(&c.messages, true)
             .map_err(|e| ApiError::bad(format!("the chat template failed: {e}")))?;
-        let rx = submit(&st, ready, &prompt, &c.common)?;
-        Ok::<_, ApiError>(respond(&st, Kind::Chat, c.common, rx).await)
+        let (rx, guard) = submit(&st, ready, &prompt, &c.common)?;
+        Ok::<_, ApiError>(respond(&st, Kind::Chat, c.common, rx, guard).await)
     };
     r.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -563,8 +583,8 @@ async fn completions(State(st): State<Arc<AppState>>, req: Request) -> Response 
         let body = read_body(&st, req.into_body()).await?;
         let ready = ready(&st)?;
         let c = api::completion_request(&body)?;
-        let rx = submit(&st, ready, &c.prompt, &c.common)?;
-        Ok::<_, ApiError>(respond(&st, Kind::Completion, c.common, rx).await)
+        let (rx, guard) = submit(&st, ready, &c.prompt, &c.common)?;
+        Ok::<_, ApiError>(respond(&st, Kind::Completion, c.common, rx, guard).await)
     };
     r.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -583,6 +603,7 @@ async fn respond(
     kind: Kind,
     c: Common,
     mut rx: UnboundedReceiver<Event>,
+    guard: InFlight,
 ) -> Response {
     let n = st.next_id.fetch_add(1, Ordering::Relaxed);
     let (id, object, chunk_object) = match kind {
@@ -614,6 +635,7 @@ async fn respond(
                 None => break Err("the engine stopped".to_string()),
             }
         };
+        drop(guard);
         let (finish, p, cached, g) = match end {
             Ok(v) => v,
             Err(e) => {
@@ -658,12 +680,12 @@ async fn respond(
         Kind::Chat => vec![chunk(json!({"role": "assistant", "content": ""}), None)],
         Kind::Completion => Vec::new(),
     };
-    let events = stream::unfold(Some((rx, chunk)), move |state| async move {
-        let (mut rx, chunk) = state?;
+    let events = stream::unfold(Some((rx, chunk, guard)), move |state| async move {
+        let (mut rx, chunk, guard) = state?;
         match rx.recv().await {
             Some(Event::Text(t)) => {
                 let v = chunk(json!({"content": t}), None);
-                Some((vec![v], Some((rx, chunk))))
+                Some((vec![v], Some((rx, chunk, guard))))
             }
             Some(Event::Done {
                 finish,
