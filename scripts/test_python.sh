@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python tests (the package, and `lmrun serve` through the openai client): build the lmrun wheel with maturin (from PyPI), install it into a
-# fresh virtual environment, and run pytest against the installed package. Called by
+# The Python tests (the package, and `lmrun serve` through the openai client): build the
+# lmrun wheel with maturin (from PyPI), install it with pytest and openai into a fresh virtual
+# environment, and run pytest against the installed package. Called by
 # scripts/test.sh after the Rust tests (which build the `lmrun` command the tests compare with).
 set -euo pipefail
 cd "$(dirname "$0")/.."
