@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+import lmrun
 from conftest import cli_run
 
 openai = pytest.importorskip("openai", reason="the openai package is not installed "
@@ -167,17 +168,21 @@ def test_eight_concurrent_streams_on_four_slots(server):
         t.start()
     for t in ts:
         t.join()
+    # Where the kernels are batch-invariant (AVX-512 VNNI and scalar: each output is summed in
+    # the same order whatever else shares the pass) every stream equals its solo run exactly.
+    # On AVX2 the 4-token kernels sum in another order than a lone row (logits move by < 1),
+    # so a near-tie late in a stream may resolve differently; the streams must still not mix or
+    # garble: each starts like its own solo run.
+    invariant = lmrun.isa() in ("avx512-vnni", "scalar")
     exact = 0
     for p, o in zip(PROMPTS, out):
         assert o[0] == 200, o
         _, text, finish, done = o
         assert done and finish == "length"
-        # Batched rows are summed in another order than a lone row (logits move by < 1), so a
-        # near-tie late in a stream may resolve differently; the streams must not mix or
-        # garble: each starts like its own solo run.
         if text == solo[p]:
             exact += 1
         else:
+            assert not invariant, (p, text, solo[p])
             assert _common_words(text, solo[p]) >= 2, (p, text, solo[p])
     print(f"{exact}/8 streams equal to their solo runs")
     assert exact >= 4

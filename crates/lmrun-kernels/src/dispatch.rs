@@ -125,7 +125,9 @@ pub fn dot4_fn(t: QType, isa: Isa) -> Option<Dot4Fn> {
 
 /// The 8-row × 4-token tile kernel for weight type `t` at level `isa`, if that level has one (AVX-512 VNNI:
 /// Q4_0, Q5_0, Q8_0, Q4_K, Q6_K). `matmul` uses [`dot4_fn`] row by row otherwise (and, at that
-/// level, a GEMM for batches of 16+ tokens of Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K/IQ4_XS).
+/// level, a GEMM for batches of 16+ tokens of Q4_0/Q5_0/Q8_0/Q4_K/Q5_K/Q6_K/IQ4_XS, and for
+/// fewer tokens of Q4_0/Q5_0/Q8_0/Q4_K/Q6_K its batch-invariant eight-row kernels instead of
+/// these tiles).
 pub fn tile_fn(t: QType, isa: Isa) -> Option<TileFn> {
     if !isa.is_available() {
         return None;

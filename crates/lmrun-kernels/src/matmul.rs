@@ -4,6 +4,12 @@
 //! of weight rows from a shared counter (dynamic split: robust when cores are shared). For
 //! several tokens, a chunk of weight rows small enough to stay in cache is multiplied with
 //! every token before moving on, so each weight byte comes from DRAM once per call.
+//!
+//! On AVX-512 VNNI, calls of fewer than 16 tokens on Q4_0/Q5_0/Q8_0/Q4_K/Q6_K weights go to the
+//! eight-row kernels of `simd::rows8` (one token too for the 32-wide types), and 16 or more to
+//! the GEMM of `simd::gemm_k`; both, and the one-row k-quant kernels, sum each output in the
+//! same order, so an output does not depend on the batch it was computed in (what lets a
+//! server batch sequences without changing any of them).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -264,6 +270,41 @@ pub fn matmul_with_isa(
         );
         return Ok(());
     }
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512Vnni
+        && crate::simd::rows8::handles(w.qtype)
+        && (n_tokens > 1 || crate::simd::rows8::handles_one(w.qtype))
+    {
+        // SAFETY: AVX-512 VNNI was detected (`isa` is available, checked by `dot_fn`); the
+        // lengths were checked above and the activations quantized for this type.
+        unsafe {
+            match w.qtype.act_kind() {
+                ActKind::Q8K => crate::simd::rows8::matmul(
+                    pool,
+                    w.qtype,
+                    w.data,
+                    rows,
+                    cols,
+                    rb,
+                    &scratch.qk[..n_tokens * (cols / <BlockQ8K as Partner>::VALUES)],
+                    n_tokens,
+                    out,
+                ),
+                _ => crate::simd::rows8::matmul(
+                    pool,
+                    w.qtype,
+                    w.data,
+                    rows,
+                    cols,
+                    rb,
+                    &scratch.q32[..n_tokens * (cols / <BlockQ8x32 as Partner>::VALUES)],
+                    n_tokens,
+                    out,
+                ),
+            }
+        };
+        return Ok(());
+    }
     let job = Job {
         pool,
         data: w.data,
@@ -424,12 +465,22 @@ pub fn matvec_many<const N: usize>(
         scratch.quantize(ActKind::Q8K, x);
     }
     let nth = pool.n_threads();
+    // the weights that take the batch-invariant eight-row kernels (as `matmul` does)
+    #[cfg(target_arch = "x86_64")]
+    let fast8: [bool; N] = std::array::from_fn(|i| {
+        isa == Isa::Avx512Vnni && crate::simd::rows8::handles_one(ws[i].qtype)
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast8 = [false; N];
     // chunk sizes and the first work item of each weight
     let mut chunk = [1usize; N];
     let mut first = [0usize; N];
     let mut n_items = 0;
     for i in 0..N {
         chunk[i] = ws[i].rows.div_ceil(nth * 8).max(1);
+        if fast8[i] {
+            chunk[i] = chunk[i].next_multiple_of(8);
+        }
         first[i] = n_items;
         n_items += ws[i].rows.div_ceil(chunk[i]);
     }
@@ -445,6 +496,26 @@ pub fn matvec_many<const N: usize>(
         let (w, rb) = (ws[i], rbs[i]);
         let r0 = (item - first[i]) * chunk[i];
         let r1 = (r0 + chunk[i]).min(w.rows);
+        #[cfg(target_arch = "x86_64")]
+        if fast8[i] {
+            let rows8 = crate::simd::rows8::Rows {
+                t: w.qtype,
+                data: w.data,
+                rows: w.rows,
+                rb,
+                per: cols / w.qtype.block_size(),
+            };
+            // SAFETY: AVX-512 VNNI was detected (`fast8`); the lengths were checked above and
+            // the activations quantized for this type; this work item owns rows r0..r1 of
+            // output `i`.
+            unsafe {
+                match w.qtype.act_kind() {
+                    ActKind::Q8K => rows8.chunk(r0, r1, qk, 1, &dsts[i]),
+                    _ => rows8.chunk(r0, r1, q32, 1, &dsts[i]),
+                }
+            };
+            continue;
+        }
         let Some(f) = fs[i] else { break };
         for r in r0..r1 {
             let v = dot_row(f, &w.data[r * rb..(r + 1) * rb], 0, cols, x, q32, qk);

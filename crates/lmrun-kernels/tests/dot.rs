@@ -415,3 +415,75 @@ fn matvec_many_equals_one_matmul_per_weight() {
         .is_err());
     }
 }
+
+/// A sequence decoded in a batch gets the logits it would get alone: for the types with
+/// batch-invariant kernels at a level, token `k`'s outputs do not change by a bit whatever the
+/// number of tokens in the call (1 to 20: the 8-row kernels for up to 15, the GEMM from 16 on)
+/// and whatever the other tokens are.
+#[test]
+fn outputs_do_not_depend_on_the_batch() {
+    let mut rng = Rng::new(41);
+    let pool = ThreadPool::new(2).unwrap();
+    let mut cases = vec![(Isa::Scalar, WEIGHT_TYPES.to_vec())];
+    if Isa::Avx512Vnni.is_available() {
+        cases.push((
+            Isa::Avx512Vnni,
+            vec![
+                QType::Q4_0,
+                QType::Q5_0,
+                QType::Q8_0,
+                QType::Q4K,
+                QType::Q6K,
+            ],
+        ));
+    }
+    for (isa, types) in cases {
+        for t in types {
+            let cols = cols_for(t);
+            let rows = 45; // five groups of eight and a remainder
+            let data: Vec<u8> = (0..rows)
+                .flat_map(|_| random_row(t, cols, &mut rng))
+                .collect();
+            let w = WeightRef::new(t, &data, rows, cols).unwrap();
+            let n_max = 20;
+            let x: Vec<f32> = (0..n_max * cols).map(|_| rng.normalish()).collect();
+            let mut scratch = Scratch::new();
+            let mut alone = vec![0f32; n_max * rows];
+            for k in 0..n_max {
+                matmul_with_isa(
+                    isa,
+                    &pool,
+                    &w,
+                    &x[k * cols..(k + 1) * cols],
+                    1,
+                    &mut alone[k * rows..(k + 1) * rows],
+                    &mut scratch,
+                )
+                .unwrap();
+            }
+            for n in 2..=n_max {
+                // the last n tokens, so each token sits at another place in each batch
+                let first = n_max - n;
+                let mut out = vec![f32::NAN; n * rows];
+                matmul_with_isa(
+                    isa,
+                    &pool,
+                    &w,
+                    &x[first * cols..],
+                    n,
+                    &mut out,
+                    &mut scratch,
+                )
+                .unwrap();
+                for j in 0..n {
+                    let k = first + j;
+                    assert_eq!(
+                        out[j * rows..(j + 1) * rows],
+                        alone[k * rows..(k + 1) * rows],
+                        "{t} {isa:?}: token {k} in a batch of {n}"
+                    );
+                }
+            }
+        }
+    }
+}

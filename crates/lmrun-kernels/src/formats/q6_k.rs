@@ -16,7 +16,7 @@ pub(crate) const D_OFF: usize = SCALES_OFF + 16;
 
 /// Values -32..=31 in element order.
 #[inline(always)]
-fn unpack(b: &[u8]) -> [i8; QK_K] {
+pub(crate) fn unpack(b: &[u8]) -> [i8; QK_K] {
     let mut q = [0i8; QK_K];
     for n in 0..2 {
         let ql = &b[64 * n..64 * n + 64];

@@ -19,8 +19,9 @@
 use std::arch::x86_64::*;
 
 use super::avx2::{
-    f16_at, f16x8, hsum4, hsum_ps, iq4nl_codes, iq4xs_scale, k4_codes, k5_codes, kscales_v, load16,
-    load32, load32_i8, nb4, nibbles32, pair_scales, q6k_bias, q6k_codes, q6k_scales, split_scales,
+    f16_at, f16x8, hsum2_epi32, hsum4, hsum_ps, iq4nl_codes, iq4xs_scale, k4_codes, k5_codes,
+    kscales_v, load16, load32, load32_i8, nb4, nibbles32, pair_scales, q6k_bias, q6k_codes,
+    q6k_scales, split_scales,
 };
 use crate::fn_types::{Dot4Fn, DotFn, TileFn};
 use crate::formats::{q6_k, QuantFormat, IQ4XS, Q4_0, Q5_0, Q6K, Q8_0};
@@ -322,7 +323,9 @@ dot4_32!(dot4_q8_0, tile_q8_0);
 unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     const BYTES: usize = <Q6K as QuantFormat>::BYTES;
     let nb = a.len().min(w.len() / BYTES);
-    let mut acc = _mm256_setzero_ps();
+    // per super-block the exact integer sum, then one f32 FMA, in block order (the arithmetic
+    // of the eight-row kernel and the GEMM: results do not depend on which one ran)
+    let mut acc = 0f32;
     for i in 0..nb {
         let b = &w[BYTES * i..BYTES * i + BYTES];
         let y = &a[i];
@@ -349,13 +352,13 @@ unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
                     s[g] = dpwssd(s[g], p, pair_scales(slo, shi, 4 * h + g));
                 }
             }
-            let sumi = _mm256_add_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
-            let d = _mm256_set1_ps(y.d * f16_at(b, q6_k::D_OFF));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+            let (s01, s23) =
+                hsum2_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
+            let si = s01.wrapping_add(s23) as f32;
+            acc = si.mul_add(f16_at(b, q6_k::D_OFF) * y.d, acc);
         }
     }
-    // SAFETY: register arithmetic.
-    unsafe { hsum_ps(acc) }
+    acc
 }
 
 /// IQ4_XS against one token: per sub-block of 32 the table codes (`vpshufb`), their magnitudes
@@ -589,7 +592,10 @@ unsafe fn lanes_out<const T: usize>(acc: &[__m256; T]) -> [[f32; T]; 8] {
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rows8_q4k<const T: usize>(w: [&[u8]; 8], a: [&[BlockQ8K]; T]) -> [[f32; T]; 8] {
+pub(super) unsafe fn rows8_q4k<const T: usize>(
+    w: [&[u8]; 8],
+    a: [&[BlockQ8K]; T],
+) -> [[f32; T]; 8] {
     const BYTES: usize = <crate::formats::Q4K as QuantFormat>::BYTES;
     let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
     let nb = a.iter().fold(wl / BYTES, |m, x| m.min(x.len()));
@@ -678,7 +684,10 @@ unsafe fn rows8_q4k<const T: usize>(w: [&[u8]; 8], a: [&[BlockQ8K]; T]) -> [[f32
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn rows8_q6k<const T: usize>(w: [&[u8]; 8], a: [&[BlockQ8K]; T]) -> [[f32; T]; 8] {
+pub(super) unsafe fn rows8_q6k<const T: usize>(
+    w: [&[u8]; 8],
+    a: [&[BlockQ8K]; T],
+) -> [[f32; T]; 8] {
     const BYTES: usize = <Q6K as QuantFormat>::BYTES;
     let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
     let nb = a.iter().fold(wl / BYTES, |m, x| m.min(x.len()));

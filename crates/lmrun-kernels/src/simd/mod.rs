@@ -185,8 +185,10 @@ macro_rules! q4k_dot {
             const BYTES: usize =
                 <crate::formats::$F as crate::formats::QuantFormat>::BYTES;
             let nb = a.len().min(w.len() / BYTES);
-            // SAFETY: register arithmetic.
-            let (mut acc, mut accm) = unsafe { (_mm256_setzero_ps(), _mm256_setzero_ps()) };
+            // per super-block the exact integer sums, then one f32 FMA each, in block order:
+            // the arithmetic of the eight-row kernels and the GEMM, so a row's result does not
+            // depend on which of them computed it
+            let mut acc = 0f32;
             for i in 0..nb {
                 let b = &w[BYTES * i..BYTES * i + BYTES];
                 let y = &a[i];
@@ -227,15 +229,12 @@ macro_rules! q4k_dot {
                         _mm256_add_epi32(s[2], s[3]),
                     );
                     let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
-                    let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bs, mins));
-                    let vd = _mm256_broadcastss_ps(dd);
-                    let vm = _mm256_broadcastss_ps(_mm_movehdup_ps(dd));
-                    acc = _mm256_fmadd_ps(vd, _mm256_cvtepi32_ps(sumi), acc);
-                    accm = _mm256_fmadd_ps(vm, m, accm);
+                    let (s1, s2) = hsum2_epi32(sumi, _mm256_madd_epi16(bs, mins));
+                    acc = (s1 as f32).mul_add(_mm_cvtss_f32(dd), acc);
+                    acc = (-(s2 as f32)).mul_add(_mm_cvtss_f32(_mm_movehdup_ps(dd)), acc);
                 }
             }
-            // SAFETY: register arithmetic.
-            unsafe { hsum_ps(acc) - hsum_ps(accm) }
+            acc
         }
     };
 }
@@ -252,3 +251,5 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod gemm_k;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod rows8;

@@ -8,8 +8,8 @@ use std::arch::x86_64::*;
 
 use super::q32::iq4nl_codes;
 use super::{
-    f16_at, hsum4, hsum_epi32, hsum_ps, kscales_v, load16, load32, load32_i8, nb4, pair_scales,
-    split_scales,
+    f16_at, hsum2_epi32, hsum4, hsum_epi32, hsum_ps, kscales_v, load16, load32, load32_i8, nb4,
+    pair_scales, split_scales,
 };
 use crate::formats::{q2_k, q3_k, q6_k, QuantFormat, IQ4XS, Q2K, Q3K, Q6K};
 use crate::partner::BlockQ8K;

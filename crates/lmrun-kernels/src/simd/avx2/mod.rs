@@ -288,11 +288,28 @@ pub(super) unsafe fn hsum4(acc: &[__m256; 4]) -> [f32; 4] {
     }
 }
 
+/// The sums of the eight i32 lanes of `a` and of `b` (two `vphaddd` fold both at once).
+///
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
+pub(super) unsafe fn hsum2_epi32(a: __m256i, b: __m256i) -> (i32, i32) {
+    // SAFETY: register arithmetic.
+    unsafe {
+        // [a01 a23 b01 b23 | a45 a67 b45 b67], then [A03 B03 A03 B03 | A47 B47 A47 B47]
+        let h = _mm256_hadd_epi32(a, b);
+        let h = _mm256_hadd_epi32(h, h);
+        let s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+        (_mm_cvtsi128_si32(s), _mm_extract_epi32::<1>(s))
+    }
+}
+
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn hsum_epi32(v: __m256i) -> i32 {
     // SAFETY: register arithmetic.
     unsafe {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
