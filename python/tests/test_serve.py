@@ -283,6 +283,37 @@ def test_disconnect_mid_stream_frees_the_slot(lmrun_bin, qwen):
         s.stop()
 
 
+def test_slow_loris_client_is_cut_off(lmrun_bin, qwen):
+    """A client that never finishes its headers loses the connection after --header-timeout,
+    and the server keeps answering everyone else meanwhile."""
+    import socket
+    s = Server(lmrun_bin, qwen, "--header-timeout", "2")
+    try:
+        slow = socket.create_connection((s.host, s.port))
+        slow.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")
+        t = time.monotonic()
+        # others are served while the slow client dawdles
+        st, _, _ = s.request("POST", "/v1/completions", {"prompt": "Hi", "max_tokens": 2})
+        assert st == 200
+        slow.settimeout(20)
+        rest = b""
+        try:
+            while True:
+                chunk = slow.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+        except ConnectionResetError:
+            pass
+        waited = time.monotonic() - t
+        # closed (hyper may first answer 408) after about the timeout, not never
+        assert 1.0 < waited < 8, waited
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 408"), rest
+        slow.close()
+    finally:
+        s.stop()
+
+
 def test_sigterm_drains_and_exits_zero(lmrun_bin, qwen):
     s = Server(lmrun_bin, qwen, "--parallel", "2")
     out = [None]

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Seconds requests in flight may take to finish after SIGTERM or Ctrl-C.
     #[arg(long, default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Seconds a client may take to send a request's headers before its connection is closed.
+    #[arg(long, default_value_t = 10)]
+    header_timeout: u64,
     /// Write the bound host:port to this file once listening.
     #[arg(long)]
     port_file: Option<PathBuf>,
@@ -91,6 +94,7 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         chat_template,
         body_limit: a.body_limit,
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
+        header_timeout: Duration::from_secs(a.header_timeout),
         allow_long_context: a.allow_long_context,
         port_file: a.port_file,
         ..Default::default()

@@ -65,6 +65,9 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// How long a client may take to send its request body.
     pub body_timeout: Duration,
+    /// How long a client may take to send a request's headers (the connection is closed after
+    /// that: a slow-loris client cannot hold connections open forever).
+    pub header_timeout: Duration,
     /// Allow a context above the model's training context.
     pub allow_long_context: bool,
     /// Write the bound `host:port` here once listening (for scripts that pass port 0).
@@ -87,6 +90,7 @@ impl Default for ServerOptions {
             body_limit: 1 << 20,
             shutdown_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
             allow_long_context: false,
             port_file: None,
         }
@@ -225,14 +229,12 @@ async fn run(opts: ServerOptions) -> Result<(), ServerError> {
 
     let app = router(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let mut stop_rx = stop_rx.clone();
-        async move {
-            let _ = stop_rx.wait_for(|s| *s).await;
-        }
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let server = tokio::spawn(async move { server.await });
+    let server = tokio::spawn(accept_loop(
+        listener,
+        app,
+        stop_rx.clone(),
+        opts.header_timeout,
+    ));
 
     // Wait for a signal, or a failed load.
     let mut load_error = None;
@@ -273,16 +275,56 @@ async fn run(opts: ServerOptions) -> Result<(), ServerError> {
         let _ = tokio::task::spawn_blocking(move || h.join()).await;
     }
     match served {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ServerError::Io {
-            what: "serving failed".into(),
-            source: e,
-        }),
+        Ok(()) => Ok(()),
         Err(e) => Err(ServerError::Io {
             what: "serving failed".into(),
             source: std::io::Error::other(e.to_string()),
         }),
     }
+}
+
+/// Accepts connections until `stop` turns true, serving each with hyper's HTTP/1 connection
+/// (headers must arrive within `header_timeout`, or the connection is closed), then waits for
+/// the open connections to finish: idle keep-alive connections close at once, requests in
+/// flight run to their end (the engine cancels them at the shutdown deadline).
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    header_timeout: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            r = listener.accept() => {
+                let stream = match r {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // out of descriptors and the like: wait a little instead of spinning
+                        log::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = b.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        log::debug!("connection ended: {e}");
+                    }
+                });
+            }
+            // (the guard `wait_for` returns is dropped inside: it must not live across an await)
+            _ = async { stop.wait_for(|s| *s).await.is_ok() } => break,
+        }
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 /// Load the model, give it its slots, start the engine and publish the ready state.
