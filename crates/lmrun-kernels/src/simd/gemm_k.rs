@@ -22,9 +22,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::avx2::{f16_at, kscales16, q6k_codes};
-use crate::formats::{
-    iq4_xs, q4_0, q4_k, q5_0, q5_k, q6_k, q8_0, QuantFormat, IQ4XS, Q4K, Q5K, Q6K,
-};
+use crate::formats::{iq4_xs, q4_k, q5_k, q6_k, QuantFormat, IQ4XS, Q4K, Q5K, Q6K};
 use crate::partner::{BlockQ8K, BlockQ8x32, QK32, QK_K};
 use crate::pool::{DisjointOut, ThreadPool};
 use crate::QType;
@@ -546,11 +544,9 @@ pub(crate) fn matmul32(
 ) {
     let nblk = cols / QK32;
     let groups = n_tokens.div_ceil(GROUP);
-    let unpack: fn(&[u8]) -> [i8; QK32] = match t {
-        QType::Q4_0 => q4_0::unpack,
-        QType::Q5_0 => q5_0::unpack,
-        _ => q8_0::unpack,
-    };
+    // SAFETY: `matmul32` is reached only after run-time detection of AVX-512 VNNI; the
+    // blocks passed are `bytes` long, a whole block of `t`.
+    let unpack = |b: &[u8]| unsafe { super::rows8::unpack32(t, b) };
     let bytes = rb / nblk.max(1);
     ACTS32.with(|cell| {
         let mut packed = cell.borrow_mut();

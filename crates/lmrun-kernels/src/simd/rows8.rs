@@ -11,8 +11,9 @@
 //! rows. From two tokens on, the 32-wide types go sixteen rows at a time through a kernel that
 //! transposes the weight codes in registers (one row per i32 lane of a 512-bit register), which
 //! needs no lane sums at all and pays the transpose once for all the tokens: at 4 tokens a pass
-//! over a Q8_0 weight costs ~1.2–1.4× one token instead of 2.8× with the old tiles. (Q4_K and
-//! Q6_K use the rows-in-lanes kernels of `avx512`, which were already laid out that way.)
+//! over a Q8_0 weight costs ~1.2–1.4× one token instead of 2.8× with the old tiles. Q4_K and
+//! Q6_K use the eight-row rows-in-lanes kernels of `avx512`, which were already laid out that
+//! way (512-bit sixteen-row versions of them were measured slower).
 //!
 //! Batch invariance: every path here computes, for each (row, token), the exact integer sum of
 //! each block and then `acc = fma(f32(sum), d_w · d_a, acc)` block after block — the order the
@@ -70,20 +71,11 @@ pub(crate) trait Act: Sized + Sync {
         a: [&[Self]; T],
     ) -> [[f32; ROWS]; T];
     /// Sixteen rows against `T` (2..=4) activation rows, `out[t][r]`, with the same
-    /// arithmetic (by default two [`Act::rows8`] calls).
+    /// arithmetic (weights transposed in 512-bit registers).
     ///
     /// # Safety
     /// As for [`Act::rows8`].
-    unsafe fn rows16<const T: usize>(t: QType, w: [&[u8]; 16], a: [&[Self]; T]) -> [[f32; 16]; T] {
-        // SAFETY: the caller's guarantees.
-        let (x, y) = unsafe {
-            (
-                Self::rows8::<T>(t, std::array::from_fn(|j| w[j]), a),
-                Self::rows8::<T>(t, std::array::from_fn(|j| w[8 + j]), a),
-            )
-        };
-        std::array::from_fn(|k| std::array::from_fn(|r| if r < 8 { x[k][r] } else { y[k][r - 8] }))
-    }
+    unsafe fn rows16<const T: usize>(t: QType, w: [&[u8]; 16], a: [&[Self]; T]) -> [[f32; 16]; T];
     /// One row with the same arithmetic, in scalar code.
     fn row_exact(t: QType, w: &[u8], a: &[Self]) -> f32;
 }
@@ -137,6 +129,19 @@ impl Act for BlockQ8K {
             }
         };
         std::array::from_fn(|k| std::array::from_fn(|r| by_row[r][k]))
+    }
+    #[inline]
+    unsafe fn rows16<const T: usize>(t: QType, w: [&[u8]; 16], a: [&[Self]; T]) -> [[f32; 16]; T] {
+        // SAFETY: same features; the kernels bound every access by the slice lengths.
+        unsafe {
+            // (512-bit sixteen-row versions of these were measured slower on an Emerald
+            // Rapids Xeon: `vpmulld` on 512 bits is two slow uops there)
+            let x = Self::rows8::<T>(t, std::array::from_fn(|j| w[j]), a);
+            let y = Self::rows8::<T>(t, std::array::from_fn(|j| w[8 + j]), a);
+            std::array::from_fn(|k| {
+                std::array::from_fn(|r| if r < 8 { x[k][r] } else { y[k][r - 8] })
+            })
+        }
     }
     fn row_exact(t: QType, w: &[u8], a: &[Self]) -> f32 {
         row_exact_k(t, w, a)
@@ -228,6 +233,28 @@ unsafe fn codes_q5_0(b: &[u8]) -> __m256i {
 unsafe fn codes_q8_0(b: &[u8]) -> __m256i {
     // SAFETY: bounds-checked load, register arithmetic.
     unsafe { _mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)) }
+}
+
+/// A block's 32 signed values (code minus offset) of Q4_0, Q5_0 or Q8_0, unpacked with the
+/// vector code functions (the prefill GEMM's panel fill: the scalar unpack of Q5_0's high bits
+/// showed at ~5 % in a profile of a mixed prefill + decode pass).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn unpack32(t: QType, b: &[u8]) -> [i8; QK32] {
+    let mut q = [0i8; QK32];
+    // SAFETY: bounds-checked loads inside the code functions, register arithmetic, a 32-byte
+    // store into `q`.
+    unsafe {
+        let v = match t {
+            QType::Q4_0 => _mm256_sub_epi8(codes_q4_0(b), _mm256_set1_epi8(8)),
+            QType::Q5_0 => _mm256_sub_epi8(codes_q5_0(b), _mm256_set1_epi8(16)),
+            _ => load32(b, 2),
+        };
+        _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
+    }
+    q
 }
 
 /// Defines `$name::<T>(w, a) -> [[f32; 8]; T]`: eight rows of a 32-wide type against `T`
