@@ -1,6 +1,7 @@
 //! Decode cost of one multi-sequence pass by number of sequences: `cargo run --release -p
-//! lmrun-models --example slots_bench -- MODEL.gguf [threads]`. Prints ms per pass and
-//! aggregate tokens/s for 1, 2, 4 and 8 sequences decoding together (each at position ~64).
+//! lmrun-models --example slots_bench -- MODEL.gguf [threads] [counts]`. Prints ms per pass
+//! and aggregate tokens/s for 1, 2, 4 and 8 sequences decoding together (each at position
+//! ~64), or for the comma-separated `counts` (e.g. `4` alone, to profile one batch size).
 
 use std::time::Instant;
 
@@ -30,10 +31,15 @@ fn main() {
         }])
         .expect("prefill");
     }
-    for n in [1usize, 2, 4, 8] {
+    let counts: Vec<usize> = args
+        .get(3)
+        .map(|s| s.split(',').filter_map(|c| c.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8]);
+    let reps = if args.get(3).is_some() { 200 } else { 20 };
+    for n in counts.into_iter().filter(|&n| (1..=8).contains(&n)) {
         let toks = [7u32];
         let mut times = Vec::new();
-        for r in 0..20 {
+        for r in 0..reps {
             let chunks: Vec<SeqChunk> = (0..n)
                 .map(|s| SeqChunk {
                     slot: s,

@@ -527,7 +527,8 @@ pub(crate) unsafe fn matmul<A: Act>(
     if n_tokens > 1 {
         chunk = chunk.min((16 * 1024 / rb.max(1)).max(1));
     }
-    let chunk = chunk.next_multiple_of(ROWS);
+    // whole groups of sixteen rows from two tokens on (the sixteen-row kernels), of eight for one
+    let chunk = chunk.next_multiple_of(if n_tokens > 1 { 2 * ROWS } else { ROWS });
     let n_chunks = rows.div_ceil(chunk);
     let next = AtomicUsize::new(0);
     let dst = DisjointOut::new(out);
