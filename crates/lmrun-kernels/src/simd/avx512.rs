@@ -129,7 +129,7 @@ unsafe fn offset_init(off: i32, y: &BlockQ8x32) -> __m256i {
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
+pub(super) unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
     let qh = crate::formats::u32_at(b, 2);
     // SAFETY: bounds-checked load, register arithmetic.
     unsafe {
@@ -144,7 +144,7 @@ unsafe fn q5_0_codes(b: &[u8]) -> __m256i {
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
+pub(super) unsafe fn q8_0_codes(b: &[u8]) -> __m256i {
     // SAFETY: bounds-checked load, register arithmetic.
     unsafe { _mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)) }
 }
@@ -205,7 +205,7 @@ macro_rules! dot32 {
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
+pub(super) unsafe fn q4_0_codes(b: &[u8]) -> __m256i {
     // SAFETY: bounds-checked load.
     unsafe { nibbles32(b, 2) }
 }

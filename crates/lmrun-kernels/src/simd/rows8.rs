@@ -30,8 +30,8 @@
 use std::arch::x86_64::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::avx2::{load32, nibbles32};
-use super::avx512::{rows8_q4k, rows8_q6k};
+use super::avx2::load32;
+use super::avx512::{q4_0_codes, q5_0_codes, q8_0_codes, rows8_q4k, rows8_q6k};
 use crate::formats::{q4_0, q4_k, q5_0, q6_k, q8_0, QuantFormat, Q4K, Q4_0, Q5_0, Q6K, Q8_0};
 use crate::partner::{BlockQ8K, BlockQ8x32, QK32, QK_K};
 use crate::pool::{DisjointOut, ThreadPool};
@@ -198,43 +198,6 @@ unsafe fn scales8(w: &[&[u8]; ROWS], i: usize, bytes: usize) -> __m256 {
     }
 }
 
-/// Q4_0's codes: the 32 nibbles (offset 8).
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn codes_q4_0(b: &[u8]) -> __m256i {
-    // SAFETY: bounds-checked load.
-    unsafe { nibbles32(b, 2) }
-}
-
-/// Q5_0's codes 0..32 (offset 16): nibbles plus 16 where the high bit is set.
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn codes_q5_0(b: &[u8]) -> __m256i {
-    let qh = crate::formats::u32_at(b, 2);
-    // SAFETY: bounds-checked load, register arithmetic.
-    unsafe {
-        let nib = nibbles32(b, 6);
-        _mm256_mask_add_epi8(nib, qh, nib, _mm256_set1_epi8(16))
-    }
-}
-
-/// Q8_0's codes plus 128 (offset 128, unsigned).
-///
-/// # Safety
-/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn codes_q8_0(b: &[u8]) -> __m256i {
-    // SAFETY: bounds-checked load, register arithmetic.
-    unsafe { _mm256_xor_si256(load32(b, 2), _mm256_set1_epi8(-128)) }
-}
-
 /// A block's 32 signed values (code minus offset) of Q4_0, Q5_0 or Q8_0, unpacked with the
 /// vector code functions (the prefill GEMM's panel fill: the scalar unpack of Q5_0's high bits
 /// showed at ~5 % in a profile of a mixed prefill + decode pass).
@@ -248,8 +211,8 @@ pub(crate) unsafe fn unpack32(t: QType, b: &[u8]) -> [i8; QK32] {
     // store into `q`.
     unsafe {
         let v = match t {
-            QType::Q4_0 => _mm256_sub_epi8(codes_q4_0(b), _mm256_set1_epi8(8)),
-            QType::Q5_0 => _mm256_sub_epi8(codes_q5_0(b), _mm256_set1_epi8(16)),
+            QType::Q4_0 => _mm256_sub_epi8(q4_0_codes(b), _mm256_set1_epi8(8)),
+            QType::Q5_0 => _mm256_sub_epi8(q5_0_codes(b), _mm256_set1_epi8(16)),
             _ => load32(b, 2),
         };
         _mm256_storeu_si256(q.as_mut_ptr() as *mut __m256i, v);
@@ -417,13 +380,13 @@ macro_rules! rows16_32 {
     };
 }
 
-rows16_32!(rows16_q4_0, Q4_0, codes_q4_0, 8);
-rows16_32!(rows16_q5_0, Q5_0, codes_q5_0, 16);
-rows16_32!(rows16_q8_0, Q8_0, codes_q8_0, 128);
+rows16_32!(rows16_q4_0, Q4_0, q4_0_codes, 8);
+rows16_32!(rows16_q5_0, Q5_0, q5_0_codes, 16);
+rows16_32!(rows16_q8_0, Q8_0, q8_0_codes, 128);
 
-rows8_32!(rows8_q4_0, Q4_0, codes_q4_0, 8);
-rows8_32!(rows8_q5_0, Q5_0, codes_q5_0, 16);
-rows8_32!(rows8_q8_0, Q8_0, codes_q8_0, 128);
+rows8_32!(rows8_q4_0, Q4_0, q4_0_codes, 8);
+rows8_32!(rows8_q5_0, Q5_0, q5_0_codes, 16);
+rows8_32!(rows8_q8_0, Q8_0, q8_0_codes, 128);
 
 /// One row of a 32-wide type against one activation row with the arithmetic of the vector
 /// kernels: exact integer block sums, then `acc = fma(sum, d_w · d_a, acc)` block by block.
