@@ -124,6 +124,91 @@ pub fn rope_inplace_partial(
     freq_factors: Option<&[f32]>,
     freq_scale: f32,
 ) -> Result<(), KernelError> {
+    let p = RopeParams {
+        n_rot,
+        theta_base,
+        mode,
+        freq_factors,
+        freq_scale,
+        ..RopeParams::new(n_rot, theta_base, mode)
+    };
+    rope_inplace_ext(x, n_heads, head_dim, pos, &p)
+}
+
+/// YaRN's blend of interpolated and extrapolated frequencies (ggml's `ext_factor`,
+/// `corr_dims`): pairs below `corr_dims[0]` keep their original (extrapolated) frequency, pairs
+/// above `corr_dims[1]` are interpolated by `freq_scale`, with a linear ramp between.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Yarn {
+    /// Weight of the extrapolated frequency at the ramp's low end (1.0 for YaRN).
+    pub ext_factor: f32,
+    /// First and last pair index of the ramp.
+    pub corr_dims: [f32; 2],
+}
+
+impl Yarn {
+    /// The ramp for `n_rot` rotated dims, a training context of `n_ctx_orig` and the
+    /// `beta_fast`/`beta_slow` rotation counts (YaRN's defaults: 32 and 1).
+    pub fn new(n_rot: usize, n_ctx_orig: usize, base: f32, beta_fast: f32, beta_slow: f32) -> Yarn {
+        let corr = |rot: f32| {
+            n_rot as f32 * (n_ctx_orig as f32 / (rot * 2.0 * std::f32::consts::PI)).ln()
+                / (2.0 * base.ln())
+        };
+        let lo = corr(beta_fast).floor().max(0.0);
+        let hi = corr(beta_slow).ceil().min(n_rot as f32 - 1.0);
+        Yarn {
+            ext_factor: 1.0,
+            corr_dims: [lo, hi],
+        }
+    }
+}
+
+/// Everything that decides the rotation of one head's pairs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeParams<'a> {
+    /// Rotated dims per head (the rest pass through).
+    pub n_rot: usize,
+    /// Frequency base.
+    pub theta_base: f32,
+    /// Pair layout.
+    pub mode: RopeMode,
+    /// Per-pair divisors of the angle (Llama 3 `rope_freqs`, Phi-3 LongRoPE factors).
+    pub freq_factors: Option<&'a [f32]>,
+    /// Linear position scale (1 / the scaling factor; 1.0 for none).
+    pub freq_scale: f32,
+    /// Factor on cos and sin (LongRoPE's and YaRN's attention factor; 1.0 for none).
+    pub mscale: f32,
+    /// YaRN frequency blend, if any.
+    pub yarn: Option<Yarn>,
+}
+
+impl RopeParams<'_> {
+    /// Plain rope: no factors, no scaling.
+    pub fn new(n_rot: usize, theta_base: f32, mode: RopeMode) -> RopeParams<'static> {
+        RopeParams {
+            n_rot,
+            theta_base,
+            mode,
+            freq_factors: None,
+            freq_scale: 1.0,
+            mscale: 1.0,
+            yarn: None,
+        }
+    }
+}
+
+/// Rotary position embedding with every option: pair `i` turns by
+/// `θ = pos · base^(-2i/n_rot) / freq_factors[i]`, interpolated as `freq_scale · θ` (blended
+/// back toward `θ` by YaRN's ramp, which also multiplies the magnitude by
+/// `1 + 0.1 ln(1/freq_scale)`), and cos/sin are multiplied by `mscale` — ggml's `rope_ext`.
+pub fn rope_inplace_ext(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: usize,
+    rp: &RopeParams<'_>,
+) -> Result<(), KernelError> {
+    let n_rot = rp.n_rot;
     let total = n_heads
         .checked_mul(head_dim)
         .ok_or(KernelError::Overflow("rope size"))?;
@@ -134,23 +219,39 @@ pub fn rope_inplace_partial(
         ));
     }
     let half = n_rot / 2;
-    if let Some(ff) = freq_factors {
+    if let Some(ff) = rp.freq_factors {
         check_len("rope freq_factors", half, ff.len())?;
     }
-    let p = pos as f32 * freq_scale;
+    let mut mscale = rp.mscale;
+    let yarn = rp.yarn.filter(|y| y.ext_factor != 0.0);
+    if yarn.is_some() {
+        mscale *= 1.0 + 0.1 * (1.0 / rp.freq_scale).ln();
+    }
+    let p = pos as f32;
     // base^(-2i/n_rot) as a running product, as ggml computes it (one powf per call).
-    let step = theta_base.powf(-2.0 / n_rot as f32);
+    let step = rp.theta_base.powf(-2.0 / n_rot as f32);
     let mut inv = 1.0f32;
     for i in 0..half {
-        let mut theta = p * inv;
+        let mut extrap = p * inv;
         inv *= step;
-        if let Some(ff) = freq_factors {
-            theta /= ff[i];
+        if let Some(ff) = rp.freq_factors {
+            extrap /= ff[i];
         }
+        let interp = rp.freq_scale * extrap;
+        let theta = match yarn {
+            Some(y) => {
+                let [lo, hi] = y.corr_dims;
+                let r = (i as f32 - lo) / (hi - lo).max(0.001);
+                let mix = (1.0 - r.clamp(0.0, 1.0)) * y.ext_factor;
+                interp * (1.0 - mix) + extrap * mix
+            }
+            None => interp,
+        };
         let (s, c) = theta.sin_cos();
+        let (s, c) = (s * mscale, c * mscale);
         for h in 0..n_heads {
             let base = h * head_dim;
-            let (a, b) = match mode {
+            let (a, b) = match rp.mode {
                 RopeMode::Normal => (base + 2 * i, base + 2 * i + 1),
                 RopeMode::NeoX => (base + i, base + i + half),
             };

@@ -29,6 +29,8 @@ pub(crate) struct AttnShape {
     pub capacity: usize,
     /// Score scale.
     pub scale: f32,
+    /// Soft-cap of the scaled scores, `c·tanh(s/c)` (gemma2).
+    pub softcap: Option<f32>,
     /// Sliding window, if this layer has one.
     pub window: Option<usize>,
 }
@@ -156,6 +158,11 @@ pub(crate) fn attend(
                     }
                 }
                 for r in sc.iter_mut() {
+                    if let Some(c) = s.softcap {
+                        for v in r[..nk].iter_mut() {
+                            *v = c * (*v / c).tanh();
+                        }
+                    }
                     softmax_inplace(&mut r[..nk]);
                 }
                 let at = |j: usize, d: usize| (j * block_len + k) * hdv + d;

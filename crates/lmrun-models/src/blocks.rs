@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use lmrun_kernels::ops::{
-    add_inplace, embedding_row, rms_norm, rms_norm_inplace, rope_inplace_partial, scale_inplace,
-    sigmoid_gate_mul,
+    add_inplace, embedding_row, rms_norm, rms_norm_inplace, rope_inplace_ext, scale_inplace,
+    sigmoid_gate_mul, RopeParams,
 };
 use lmrun_kernels::{matmul, matvec_many, Scratch, ThreadPool};
 
@@ -172,6 +172,7 @@ pub(crate) fn attention(
         head_dim_v: hdv,
         capacity: p.capacity,
         scale: cfg.attn_scale,
+        softcap: cfg.attn_softcap,
         window: if swa { cfg.sliding_window } else { None },
     };
     let att = &mut buf.att[..n * nh * hdv];
@@ -184,7 +185,7 @@ pub(crate) fn attention(
             &mut k[rows.start * kd..rows.end * kd],
         );
         let vs = &v[rows.start * vd..rows.end * vd];
-        qk_norm_and_rope(p, lw, swa, sg.n, sg.p0, qs, ks)?;
+        qk_norm_and_rope(p, lw, il, swa, sg.n, sg.p0, qs, ks)?;
         let lkv = &mut kv[sg.slot].layers[il];
         // Store K rows and transposed V of the segment.
         lkv.k.write(sg.p0 * kd, ks);
@@ -208,13 +209,16 @@ pub(crate) fn attention(
     let o = &mut buf.o[..n * e];
     mat(pool, &lw.wo, att, n, o, mm)?;
     add_bias(o, lw.bo.as_deref())?;
-    post_norm_and_add(x, o, lw.post_attn_norm.as_deref(), eps)
+    post_norm_and_add(x, o, lw.post_attn_norm.as_deref(), eps, cfg.residual_scale)
 }
 
-/// Per-head Q/K RMS norms (when the architecture has them) and rope, token chunks in parallel.
+/// Per-head Q/K RMS norms (when the architecture has them), rope (unless layer `il` has none)
+/// and the attention temperature, token chunks in parallel.
+#[allow(clippy::too_many_arguments)]
 fn qk_norm_and_rope(
     p: &Pass,
     lw: &LayerWeights,
+    il: usize,
     swa: bool,
     n: usize,
     p0: usize,
@@ -223,11 +227,18 @@ fn qk_norm_and_rope(
 ) -> Result<(), ModelError> {
     let cfg = p.cfg;
     let (qd, kd, hd, eps) = (cfg.q_dim(), cfg.k_dim(), cfg.head_dim, cfg.rms_eps);
-    let (base, fscale) = if swa {
-        (cfg.rope.freq_base_swa, 1.0)
-    } else {
-        (cfg.rope.freq_base, cfg.rope.freq_scale)
+    let r = &cfg.rope;
+    let rp = RopeParams {
+        n_rot: r.n_rot,
+        theta_base: if swa { r.freq_base_swa } else { r.freq_base },
+        mode: r.mode,
+        freq_factors: p.rope_freqs,
+        // Sliding layers keep their trained positions (gemma3's global layers alone scale).
+        freq_scale: if swa { 1.0 } else { r.freq_scale },
+        mscale: r.attn_factor,
+        yarn: if swa { None } else { r.yarn },
     };
+    let use_rope = cfg.uses_rope(il);
     let ct = par_chunk(p.pool, n);
     let items = q.chunks_mut(ct * qd).zip(k.chunks_mut(ct * kd)).enumerate();
     par_items(p.pool, items, |(ci, (qc, kc))| {
@@ -247,21 +258,14 @@ fn qk_norm_and_rope(
             .enumerate()
         {
             let pos = p0 + ci * ct + j;
-            let rope = |x: &mut [f32], heads| {
-                rope_inplace_partial(
-                    x,
-                    heads,
-                    hd,
-                    cfg.rope.n_rot,
-                    pos,
-                    base,
-                    cfg.rope.mode,
-                    p.rope_freqs,
-                    fscale,
-                )
-            };
-            rope(qt, cfg.n_head)?;
-            rope(kt, cfg.n_head_kv)?;
+            if use_rope {
+                rope_inplace_ext(qt, cfg.n_head, hd, pos, &rp)?;
+                rope_inplace_ext(kt, cfg.n_head_kv, hd, pos, &rp)?;
+            }
+            if let Some((t, floor)) = cfg.attn_temp {
+                let f = ((pos / floor) as f32 + 1.0).ln() * t + 1.0;
+                scale_inplace(qt, f);
+            }
         }
         Ok(())
     })
@@ -301,20 +305,24 @@ pub(crate) fn feed_forward(
         Ok(sigmoid_gate_mul(gc, uc, k1, k3)?)
     })?;
     mat(pool, &lw.down, g, n, o, mm)?;
-    post_norm_and_add(x, o, lw.post_ffn_norm.as_deref(), eps)
+    post_norm_and_add(x, o, lw.post_ffn_norm.as_deref(), eps, cfg.residual_scale)
 }
 
-/// `x += post_norm(o)` (the norm only where the architecture has one).
+/// `x += scale · post_norm(o)` (the norm and the scale only where the architecture has them).
 fn post_norm_and_add(
     x: &mut [f32],
     o: &mut [f32],
     norm: Option<&[f32]>,
     eps: f32,
+    scale: Option<f32>,
 ) -> Result<(), ModelError> {
     if let Some(pn) = norm {
         for r in o.chunks_exact_mut(pn.len()) {
             rms_norm_inplace(r, pn, eps)?;
         }
+    }
+    if let Some(s) = scale {
+        scale_inplace(o, s);
     }
     add_inplace(x, o)?;
     Ok(())
@@ -337,6 +345,9 @@ pub(crate) fn output(
     norm_rows(x, &w.output_norm, cfg.rms_eps, xn)?;
     let out = &mut buf.logits[out_row * nv..(out_row + n_rows) * nv];
     mat(p.pool, &w.output, xn, n_rows, out, &mut buf.mm)?;
+    if let Some(d) = cfg.logit_scale {
+        scale_inplace(out, 1.0 / d);
+    }
     if let Some(c) = cfg.final_logit_softcap {
         for l in out.iter_mut() {
             *l = c * (*l / c).tanh();

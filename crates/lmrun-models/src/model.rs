@@ -75,7 +75,7 @@ impl Model {
             supported: ArchSpec::supported_list(),
         })?;
         let cfg = ModelConfig::from_gguf(gguf, spec)?;
-        let w = ModelWeights::from_gguf(gguf, spec, &cfg)?;
+        let mut w = ModelWeights::from_gguf(gguf, spec, &cfg)?;
         if opts.context_len == 0 {
             return Err(ModelError::BadOptions(
                 "context_len must be at least 1".into(),
@@ -93,6 +93,9 @@ impl Model {
                 opts.context_len,
                 cfg.n_ctx_train
             );
+        }
+        if opts.context_len > cfg.rope.n_ctx_orig && cfg.rope.n_ctx_orig > 0 {
+            w.use_long_rope_factors();
         }
         let n_threads = if opts.n_threads == 0 {
             ThreadPool::default_threads()

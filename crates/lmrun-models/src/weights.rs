@@ -28,6 +28,27 @@ pub struct Weight {
 }
 
 impl Weight {
+    /// Rows `r` of this matrix as a matrix of their own, sharing the bytes (a fused QKV or
+    /// gate+up tensor split into its parts without a copy).
+    fn rows(&self, r: std::ops::Range<usize>, part: &str) -> Result<Weight, ModelError> {
+        let rb = self.qtype.row_bytes(self.cols).unwrap_or(0);
+        let data =
+            self.data
+                .slice(r.start * rb..r.end * rb)
+                .ok_or_else(|| ModelError::BadShape {
+                    name: self.name.clone(),
+                    expected: vec![self.cols as u64, r.end as u64],
+                    found: vec![self.cols as u64, self.rows as u64],
+                })?;
+        Ok(Weight {
+            name: format!("{} ({part})", self.name),
+            qtype: self.qtype,
+            rows: r.len(),
+            cols: self.cols,
+            data,
+        })
+    }
+
     /// A kernel view of the weight.
     pub fn as_ref(&self) -> WeightRef<'_> {
         WeightRef {
@@ -87,8 +108,11 @@ pub struct ModelWeights {
     pub output_norm: Vec<f32>,
     /// Output matrix (a clone of the embedding handle when tied).
     pub output: Weight,
-    /// Rope frequency factors (Llama 3.x), `n_rot / 2` values.
+    /// Rope frequency factors (Llama 3.x, or Phi-3's short LongRoPE factors), `n_rot / 2`
+    /// values.
     pub rope_freqs: Option<Vec<f32>>,
+    /// Phi-3's long LongRoPE factors (used instead for contexts past the original one).
+    pub rope_freqs_long: Option<Vec<f32>>,
     /// Blocks.
     pub layers: Vec<LayerWeights>,
 }
@@ -202,17 +226,25 @@ impl ModelWeights {
             l.matrix(names::OUTPUT, e, cfg.n_vocab)?
         };
         let output_norm = l.vector(names::OUTPUT_NORM, e)?;
-        let rope_freqs = if cfg.rope.has_freq_factors {
-            let f = l.vector(names::ROPE_FREQS, cfg.rope.n_rot / 2)?;
+        let factors = |name: &str| -> Result<Vec<f32>, ModelError> {
+            let f = l.vector(name, cfg.rope.n_rot / 2)?;
             if f.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
                 return Err(ModelError::BadHyperparameter {
-                    key: names::ROPE_FREQS.into(),
+                    key: name.into(),
                     what: "frequency factors must be positive and finite".into(),
                 });
             }
-            Some(f)
+            Ok(f)
+        };
+        let (rope_freqs, rope_freqs_long) = if !cfg.rope.has_freq_factors {
+            (None, None)
+        } else if spec.longrope {
+            (
+                Some(factors(names::ROPE_FACTORS_SHORT)?),
+                Some(factors(names::ROPE_FACTORS_LONG)?),
+            )
         } else {
-            None
+            (Some(factors(names::ROPE_FREQS)?), None)
         };
         let (qd, kd, vd) = (cfg.q_dim(), cfg.k_dim(), cfg.v_dim());
         let mut layers = Vec::with_capacity(cfg.n_layer);
@@ -223,11 +255,37 @@ impl ModelWeights {
             } else {
                 Need::No
             };
+            let (wq, wk, wv) = if spec.fused_qkv && gguf.has_tensor(&n(names::ATTN_QKV)) {
+                let qkv = l.matrix(&n(names::ATTN_QKV), e, qd + kd + vd)?;
+                (
+                    qkv.rows(0..qd, "Q")?,
+                    qkv.rows(qd..qd + kd, "K")?,
+                    qkv.rows(qd + kd..qd + kd + vd, "V")?,
+                )
+            } else {
+                (
+                    l.matrix(&n(names::ATTN_Q), e, qd)?,
+                    l.matrix(&n(names::ATTN_K), e, kd)?,
+                    l.matrix(&n(names::ATTN_V), e, vd)?,
+                )
+            };
+            let (gate, up) = if spec.fused_gate_up {
+                let gu = l.matrix(&n(names::FFN_UP), e, 2 * cfg.n_ff)?;
+                (
+                    gu.rows(0..cfg.n_ff, "gate")?,
+                    gu.rows(cfg.n_ff..2 * cfg.n_ff, "up")?,
+                )
+            } else {
+                (
+                    l.matrix(&n(names::FFN_GATE), e, cfg.n_ff)?,
+                    l.matrix(&n(names::FFN_UP), e, cfg.n_ff)?,
+                )
+            };
             layers.push(LayerWeights {
                 attn_norm: l.vector(&n(names::ATTN_NORM), e)?,
-                wq: l.matrix(&n(names::ATTN_Q), e, qd)?,
-                wk: l.matrix(&n(names::ATTN_K), e, kd)?,
-                wv: l.matrix(&n(names::ATTN_V), e, vd)?,
+                wq,
+                wk,
+                wv,
                 bq: l.opt_vector(&n(names::ATTN_Q_BIAS), qd, spec.qkv_bias)?,
                 bk: l.opt_vector(&n(names::ATTN_K_BIAS), kd, spec.qkv_bias)?,
                 bv: l.opt_vector(&n(names::ATTN_V_BIAS), vd, spec.qkv_bias)?,
@@ -237,8 +295,8 @@ impl ModelWeights {
                 bo: l.opt_vector(&n(names::ATTN_OUT_BIAS), e, spec.out_bias)?,
                 post_attn_norm: l.opt_vector(&n(names::POST_ATTN_NORM), e, post)?,
                 ffn_norm: l.vector(&n(names::FFN_NORM), e)?,
-                gate: l.matrix(&n(names::FFN_GATE), e, cfg.n_ff)?,
-                up: l.matrix(&n(names::FFN_UP), e, cfg.n_ff)?,
+                gate,
+                up,
                 down: l.matrix(&n(names::FFN_DOWN), cfg.n_ff, e)?,
                 post_ffn_norm: l.opt_vector(&n(names::POST_FFN_NORM), e, post)?,
             });
@@ -248,8 +306,17 @@ impl ModelWeights {
             output_norm,
             output,
             rope_freqs,
+            rope_freqs_long,
             layers,
         })
+    }
+
+    /// Use Phi-3's long LongRoPE factors (llama.cpp does when the context asked for is longer
+    /// than the original training context).
+    pub fn use_long_rope_factors(&mut self) {
+        if let Some(l) = self.rope_freqs_long.take() {
+            self.rope_freqs = Some(l);
+        }
     }
 
     /// Bytes of the matrices (what one decode step reads).
