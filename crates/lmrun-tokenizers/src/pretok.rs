@@ -43,6 +43,12 @@ pub const KNOWN_PRE: &[&str] = &[
     "minerva-7b",
     "deepseek-llm",
     "deepseek-v3",
+    "deepseek-coder",
+    "falcon",
+    "qwen35",
+    "gpt-4o",
+    "llama4",
+    "tekken",
 ];
 
 /// One split stage; a pre-tokenizer is a list of stages applied in order, each refining the
@@ -51,8 +57,16 @@ pub const KNOWN_PRE: &[&str] = &[
 enum Stage {
     /// `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)`
     Gpt2,
-    /// The Llama 3 pattern; `max_digits` is 3 (`\p{N}{1,3}`) or 1 (Qwen2's `\p{N}`).
-    Llama3 { max_digits: usize },
+    /// The Llama 3 pattern; `max_digits` is 3 (`\p{N}{1,3}`) or 1 (Qwen2's `\p{N}`); with
+    /// `marks`, letter runs also take combining marks (`[\p{L}\p{M}]+`, Qwen3.5).
+    Llama3 { max_digits: usize, marks: bool },
+    /// The GPT-4o / Tekken pattern as llama.cpp rewrites it (case classes by lookahead, so
+    /// every non-ASCII letter counts as both cases): optional contractions, numbers in groups
+    /// of up to `max_digits`.
+    Gpt4o {
+        contractions: bool,
+        max_digits: usize,
+    },
     /// Every character of the class alone (`\p{N}`, `[\r\n]`).
     Each(Class),
     /// Runs of the class (`X+`).
@@ -76,11 +90,23 @@ enum Class {
     CrLf,
     /// `[\p{P}\$\+<=>\^~\|]` (the `default` pre-tokenizer's first pattern).
     DefaultPunct,
+    /// `[\p{P}\$\+<=>\^~\|`]` (Falcon's first pattern: the default one plus the backtick).
+    FalconPunct,
+    /// `\p{L}` as llama.cpp's collapsed `std::regex` sees it.
+    Letter,
+    /// `\p{P}` as llama.cpp's collapsed `std::regex` sees it.
+    Punct,
     DeepseekLetters,
     DeepseekPunct,
     DeepseekCjk,
     DeepseekV3Cjk,
 }
+
+/// Llama 3's stage (`\p{N}{1,3}`, letters without marks).
+const LLAMA3: Stage = Stage::Llama3 {
+    max_digits: 3,
+    marks: false,
+};
 
 /// A pre-tokenizer for byte-level BPE, selected by GGUF `tokenizer.ggml.pre`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,11 +138,60 @@ impl PreTokenizer {
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "jina-v2-es" | "jina-v2-de"
             | "gigachat" | "mpt" | "olmo" | "jais" => (vec![Stage::Gpt2], false, false),
             "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "falcon-h1" | "pixtral"
-            | "midm-2.0" | "lfm2" => (vec![Stage::Llama3 { max_digits: 3 }], true, true),
-            "dbrx" | "smaug-bpe" => (vec![Stage::Llama3 { max_digits: 3 }], false, false),
-            "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" | "hunyuan" => {
-                (vec![Stage::Llama3 { max_digits: 1 }], false, false)
-            }
+            | "midm-2.0" | "lfm2" => (vec![LLAMA3], true, true),
+            "dbrx" | "smaug-bpe" => (vec![LLAMA3], false, false),
+            "qwen2" | "deepseek-r1-qwen" | "megrez" | "stablelm2" | "hunyuan" => (
+                vec![Stage::Llama3 {
+                    max_digits: 1,
+                    marks: false,
+                }],
+                false,
+                false,
+            ),
+            "qwen35" => (
+                vec![Stage::Llama3 {
+                    max_digits: 1,
+                    marks: true,
+                }],
+                false,
+                false,
+            ),
+            "gpt-4o" | "llama4" => (
+                vec![Stage::Gpt4o {
+                    contractions: true,
+                    max_digits: 3,
+                }],
+                false,
+                false,
+            ),
+            "tekken" => (
+                vec![Stage::Gpt4o {
+                    contractions: false,
+                    max_digits: 1,
+                }],
+                true,
+                true,
+            ),
+            "falcon" => (
+                vec![
+                    Stage::Runs(Class::FalconPunct),
+                    Stage::Gpt2,
+                    Stage::AsciiDigits3,
+                ],
+                false,
+                false,
+            ),
+            "deepseek-coder" => (
+                vec![
+                    Stage::Each(Class::CrLf),
+                    Stage::OptWsRuns(Class::Letter),
+                    Stage::OptWsRuns(Class::Punct),
+                    Stage::Runs(Class::DeepseekCjk),
+                    Stage::Each(Class::Number),
+                ],
+                false,
+                false,
+            ),
             "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
             | "minerva-7b" => (vec![Stage::Each(Class::Number), Stage::Gpt2], false, false),
             "deepseek-llm" => (
@@ -275,6 +350,21 @@ fn in_class(ctx: &Ctx<'_>, class: Class, i: usize, end: usize) -> bool {
                 f & PUNCT != 0
             }
         }
+        Class::FalconPunct => {
+            if c.is_ascii() {
+                is_ascii_p(c) || "$+<=>^~|`".contains(c)
+            } else {
+                f & PUNCT != 0
+            }
+        }
+        Class::Letter => f & LETTER != 0,
+        Class::Punct => {
+            if c.is_ascii() {
+                is_ascii_p(c)
+            } else {
+                f & PUNCT != 0
+            }
+        }
         Class::DeepseekLetters => in_ranges(u, deepseek_letters()),
         Class::DeepseekPunct => {
             (0x21..=0x2F).contains(&u)
@@ -353,7 +443,7 @@ fn deepseek_letters() -> &'static [(u32, u32)] {
 }
 
 fn contraction(ctx: &Ctx<'_>, p: usize, end: usize, fold_case: bool) -> Option<usize> {
-    if ctx.ch[p] != '\'' || p + 1 >= end {
+    if p + 1 >= end || ctx.ch[p] != '\'' {
         return None;
     }
     let lower = |c: char| if fold_case { c.to_ascii_lowercase() } else { c };
@@ -415,29 +505,35 @@ fn match_at(ctx: &Ctx<'_>, stage: Stage, p: usize, end: usize) -> Option<usize> 
             }
             Some(ws_tail(ctx, p, end, false).unwrap_or(p + 1))
         }
-        Stage::Llama3 { max_digits } => {
+        Stage::Llama3 { max_digits, marks } => {
             if let Some(m) = contraction(ctx, p, end, true) {
                 return Some(m);
             }
+            // The letter-run class: `\p{L}`, or `[\p{L}\p{M}]` with marks.
+            let lm = if marks { LETTER | MARK } else { LETTER };
             if !(c == '\r' || c == '\n' || f & NUMBER != 0)
-                && (f & LETTER != 0 || ctx.f(p + 1, end) & LETTER != 0)
+                && (f & lm != 0 || ctx.f(p + 1, end) & lm != 0)
             {
-                return Some(run_while(p + 1, end, |q| ctx.fl[q] & LETTER != 0));
+                return Some(run_while(p + 1, end, |q| ctx.fl[q] & lm != 0));
             }
             if f & NUMBER != 0 {
                 let m = run_while(p, end, |q| ctx.fl[q] & NUMBER != 0);
                 return Some(m.min(p + max_digits));
             }
             let f2 = if c == ' ' { ctx.f(p + 1, end) } else { f };
-            if f2 & (WS | LETTER | NUMBER) == 0 {
+            if f2 & (WS | lm | NUMBER) == 0 {
                 let s = p + usize::from(c == ' ');
-                let q = run_while(s, end, |q| ctx.fl[q] & (WS | LETTER | NUMBER) == 0);
+                let q = run_while(s, end, |q| ctx.fl[q] & (WS | lm | NUMBER) == 0);
                 return Some(run_while(q, end, |q| {
                     ctx.ch[q] == '\r' || ctx.ch[q] == '\n'
                 }));
             }
             Some(ws_tail(ctx, p, end, true).unwrap_or(p + 1))
         }
+        Stage::Gpt4o {
+            contractions,
+            max_digits,
+        } => gpt4o(ctx, p, end, contractions, max_digits),
         Stage::Each(class) => in_class(ctx, class, p, end).then_some(p + 1),
         Stage::Runs(class) => {
             let m = run_while(p, end, |q| in_class(ctx, class, q, end));
@@ -463,6 +559,71 @@ fn match_at(ctx: &Ctx<'_>, stage: Stage, p: usize, end: usize) -> Option<usize> 
         }
         Stage::DeepseekV3 => deepseek_v3(ctx, p, end),
     }
+}
+
+/// llama.cpp's GPT-4o pattern (Tekken's without contractions, `\p{N}` for `\p{N}{1,3}`):
+///
+/// ```text
+/// [^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))*((?=[\p{L}])([^A-Z]))+(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?
+/// |[^\r\n\p{L}\p{N}]?((?=[\p{L}])([^a-z]))+((?=[\p{L}])([^A-Z]))*(?:...same...)?
+/// |\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+
+/// ```
+///
+/// "Upper" is a letter other than `a-z`, "lower" a letter other than `A-Z`, so a non-ASCII
+/// letter is both. The first alternative takes the longest run of uppers that a lower follows
+/// (backtracking into the run when the next character is not `a-z`), the second a run of
+/// uppers alone; combining marks are not letters here.
+fn gpt4o(
+    ctx: &Ctx<'_>,
+    p: usize,
+    end: usize,
+    contractions: bool,
+    max_digits: usize,
+) -> Option<usize> {
+    let c = ctx.ch[p];
+    let f = ctx.fl[p];
+    let letter = |i: usize| ctx.f(i, end) & LETTER != 0;
+    let upper = |i: usize| letter(i) && !ctx.ch[i].is_ascii_lowercase();
+    // Where the letters start: after one optional non-letter, non-digit, non-CR/LF prefix.
+    let s = if letter(p) {
+        Some(p)
+    } else if !(c == '\r' || c == '\n' || f & NUMBER != 0) && letter(p + 1) {
+        Some(p + 1)
+    } else {
+        None
+    };
+    if let Some(s) = s {
+        let u = run_while(s, end, upper);
+        let m = if u < end && ctx.ch[u].is_ascii_lowercase() {
+            // uppers, then lowers (a non-ASCII letter is a lower too)
+            run_while(u, end, |q| letter(q) && !ctx.ch[q].is_ascii_uppercase())
+        } else if let Some(k) = (s..u).rev().find(|&k| !ctx.ch[k].is_ascii()) {
+            // the last non-ASCII letter of the run is the one lower the first form needs
+            k + 1
+        } else {
+            // the second form: uppers alone
+            u
+        };
+        if contractions {
+            if let Some(e) = contraction(ctx, m, end, true) {
+                return Some(e);
+            }
+        }
+        return Some(m);
+    }
+    if f & NUMBER != 0 {
+        let m = run_while(p, end, |q| ctx.fl[q] & NUMBER != 0);
+        return Some(m.min(p + max_digits));
+    }
+    let other = |i: usize| i < end && ctx.fl[i] & (WS | LETTER | NUMBER) == 0;
+    let s0 = if c == ' ' && other(p + 1) { p + 1 } else { p };
+    if other(s0) {
+        let q = run_while(s0, end, other);
+        return Some(run_while(q, end, |q| {
+            matches!(ctx.ch[q], '\r' | '\n' | '/')
+        }));
+    }
+    ws_tail(ctx, p, end, true)
 }
 
 /// `[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+|
@@ -578,6 +739,91 @@ mod tests {
         assert_eq!(
             pieces("deepseek-llm", "vec![1];C:\\Us{x}"),
             ["vec", "![", "1", "];", "C", ":\\", "Us", "{", "x", "}"]
+        );
+    }
+
+    /// Expected pieces from Python's `regex` module running llama.cpp's GPT-4o and Tekken
+    /// patterns (the `regex_exprs` of llama-vocab.cpp) over the same texts.
+    #[test]
+    fn gpt4o_and_tekken_split_like_the_regex() {
+        let cases: &[(&str, &[&str], &[&str])] = &[
+            (
+                "Hello World's HTTPServer isn't OK'S",
+                &["Hello", " World's", " HTTPServer", " isn't", " OK'S"],
+                &[
+                    "Hello",
+                    " World",
+                    "'s",
+                    " HTTPServer",
+                    " isn",
+                    "'t",
+                    " OK",
+                    "'S",
+                ],
+            ),
+            (
+                "URLs 12345 ÉCOLE été ÀB naïve",
+                &[
+                    "URLs", " ", "123", "45", " É", "COLE", " été", " À", "B", " naïve",
+                ],
+                &[
+                    "URLs", " ", "1", "2", "3", "4", "5", " É", "COLE", " été", " À", "B", " naïve",
+                ],
+            ),
+            (
+                "path/to//x\n\n  y \t\r\nz  ",
+                &[
+                    "path", "/to", "//", "x", "\n\n", " ", " y", " \t\r\n", "z", "  ",
+                ],
+                &[
+                    "path", "/to", "//", "x", "\n\n", " ", " y", " \t\r\n", "z", "  ",
+                ],
+            ),
+            (
+                "camelCaseID XMLHttpRequest ÜberCool",
+                &[
+                    "camel", "Case", "ID", " XMLHttp", "Request", " Über", "Cool",
+                ],
+                &[
+                    "camel", "Case", "ID", " XMLHttp", "Request", " Über", "Cool",
+                ],
+            ),
+            (
+                "We'LL x'd 'tis  !!?/\n",
+                &["We'LL", " x'd", " '", "tis", " ", " !!?/\n"],
+                &["We", "'LL", " x", "'d", " '", "tis", " ", " !!?/\n"],
+            ),
+            (
+                "中文ABC 1,000,000 a\u{301}b",
+                &[
+                    "中文", "ABC", " ", "1", ",", "000", ",", "000", " a", "\u{301}b",
+                ],
+                &[
+                    "中文", "ABC", " ", "1", ",", "0", "0", "0", ",", "0", "0", "0", " a",
+                    "\u{301}b",
+                ],
+            ),
+        ];
+        for (text, gpt4o, tekken) in cases {
+            assert_eq!(pieces("gpt-4o", text), *gpt4o, "gpt-4o {text:?}");
+            assert_eq!(pieces("tekken", text), *tekken, "tekken {text:?}");
+        }
+        let t = PreTokenizer::from_gguf_pre(Some("tekken")).unwrap();
+        assert!(t.ignore_merges && t.default_add_bos);
+    }
+
+    #[test]
+    fn falcon_qwen35_deepseek_coder() {
+        assert_eq!(
+            pieces("falcon", "a`+b 12345"),
+            ["a", "`+", "b", " ", "123", "45"]
+        );
+        // qwen35 keeps a combining mark in the letter run; qwen2 does not
+        assert_eq!(pieces("qwen35", "cafe\u{301}!"), ["cafe\u{301}", "!"]);
+        assert_eq!(pieces("qwen2", "cafe\u{301}!"), ["cafe", "\u{301}!"]);
+        assert_eq!(
+            pieces("deepseek-coder", "fn x() {\n42"),
+            ["fn", " x", "()", " {", "\n", "4", "2"]
         );
     }
 
