@@ -68,6 +68,18 @@ pub(crate) fn merge_word(
     scratch: &mut BpeScratch,
     out: &mut Vec<TokenId>,
 ) {
+    merge_word_with(table, ids, scratch, out, |_, _| {});
+}
+
+/// [`merge_word`], with `unknown(i, out)` called for each symbol that stays unknown (`i` is its
+/// index in `ids`), so a caller can put byte-fallback tokens in its place.
+pub(crate) fn merge_word_with(
+    table: &MergeTable,
+    ids: &[TokenId],
+    scratch: &mut BpeScratch,
+    out: &mut Vec<TokenId>,
+    mut unknown: impl FnMut(usize, &mut Vec<TokenId>),
+) {
     let syms = &mut scratch.syms;
     let heap = &mut scratch.heap;
     syms.clear();
@@ -115,6 +127,8 @@ pub(crate) fn merge_word(
     while i != NONE {
         if syms[i].id != TokenId::MAX {
             out.push(syms[i].id);
+        } else {
+            unknown(i, out);
         }
         i = syms[i].next;
     }

@@ -40,7 +40,7 @@ pub enum TokenizerError {
         known: &'static [&'static str],
     },
     /// `tokenizer.ggml.model` names a tokenizer model this crate does not implement.
-    #[error("GGUF tokenizer: unsupported tokenizer.ggml.model = {0:?} (supported: llama, gpt2)")]
+    #[error("GGUF tokenizer: unsupported tokenizer.ggml.model = {0:?} (supported: llama, gpt2, gemma4, bert)")]
     UnknownModel(String),
     /// No loader accepted the file; one line per loader says why.
     #[error("{path}: no tokenizer loader accepted this file:\n{}", .attempts.iter().map(|(n, e)| format!("  {n}: {e}")).collect::<Vec<_>>().join("\n"))]

@@ -3,7 +3,8 @@
 //! [`GgufTokenizer::from_vocab`] turns it into a tokenizer that matches llama.cpp: `llama`
 //! vocabularies use score-driven SPM merges with byte fallback and `▁` for spaces, `gpt2`
 //! vocabularies use byte-level BPE by merge rank behind the pre-tokenizer named by
-//! `tokenizer.ggml.pre`. Special tokens written in the text are split out first.
+//! `tokenizer.ggml.pre`, `gemma4` vocabularies SentencePiece-style BPE over characters and
+//! `bert` vocabularies WordPiece. Special tokens written in the text are split out first.
 
 use std::borrow::Cow;
 
@@ -14,14 +15,17 @@ use rustc_hash::FxHashMap;
 use crate::bpe::{merge_word, BpeScratch, MergeTable};
 use crate::pretok::PreTokenizer;
 use crate::spm::{SpmModel, SpmScratch};
+use crate::spm_bpe::{SpmBpeModel, SpmBpeScratch};
 use crate::unicode::{byte_to_char, bytelevel_to_bytes};
 use crate::vocab::{StrList, TokenTable};
+use crate::wpm::WpmModel;
 use crate::{push_n, EncodeOptions, Result, TokenId, Tokenizer, TokenizerError};
 
 /// The tokenizer metadata of a GGUF file (`tokenizer.ggml.*` keys), filled by the caller.
 #[derive(Clone, Debug, Default)]
 pub struct GgufVocab {
-    /// `tokenizer.ggml.model`: `"llama"` (SPM) or `"gpt2"` (byte-level BPE).
+    /// `tokenizer.ggml.model`: `"llama"` (SPM), `"gpt2"` (byte-level BPE), `"gemma4"`
+    /// (SentencePiece-style BPE) or `"bert"` (WordPiece).
     pub model: String,
     /// `tokenizer.ggml.pre`: the pre-tokenizer of a `gpt2` vocabulary.
     pub pre: Option<String>,
@@ -118,6 +122,8 @@ enum Model {
         merges: MergeTable,
         byte_ids: Box<[TokenId; 256]>,
     },
+    SpmBpe(SpmBpeModel),
+    Wpm(WpmModel),
 }
 
 /// A tokenizer built from GGUF metadata; behaves like llama.cpp's `llama_tokenize`.
@@ -245,6 +251,8 @@ impl GgufTokenizer {
         let vocab = TokenTable::new(v.tokens);
         let mut eog = mark_special_types(&vocab, &mut types);
 
+        let mut def_add_eos = false;
+        let mut force_add_bos = false;
         let (model, def_bos, def_eos, def_unk, def_add_bos) = match v.model.as_str() {
             "llama" => {
                 let scores = match v.scores {
@@ -275,6 +283,39 @@ impl GgufTokenizer {
                 let (model, def_add_bos) = bpe_model(v.pre.as_deref(), v.merges.as_ref(), &vocab)?;
                 (model, Some(11), Some(11), None, def_add_bos)
             }
+            "gemma4" => {
+                if let Some(pre) = v.pre.as_deref().filter(|p| *p != "gemma4") {
+                    log::debug!(
+                        "GGUF tokenizer: gemma4 vocabulary; tokenizer.ggml.pre {pre:?} ignored"
+                    );
+                }
+                let src = v.merges.as_ref().ok_or_else(|| {
+                    TokenizerError::Vocab("model gemma4 needs tokenizer.ggml.merges".into())
+                })?;
+                let merges = merge_table(src, &vocab);
+                // llama.cpp always adds BOS for Gemma 4, whatever add_bos_token says.
+                force_add_bos = true;
+                (
+                    Model::SpmBpe(SpmBpeModel::new(&vocab, merges)),
+                    None,
+                    None,
+                    None,
+                    true,
+                )
+            }
+            "bert" => {
+                let unk = check_id("unknown_token_id", v.unk_id.or(Some(100)))?;
+                // [CLS] text [SEP]: BOS is the CLS token and the SEP token closes the text
+                // (llama.cpp's `add_sep`), so SEP is the EOS here.
+                def_add_eos = true;
+                (
+                    Model::Wpm(WpmModel::new(&vocab, unk)),
+                    Some(101),
+                    Some(102),
+                    Some(100),
+                    true,
+                )
+            }
             other => return Err(TokenizerError::UnknownModel(other.to_string())),
         };
         let _ = def_unk;
@@ -304,8 +345,8 @@ impl GgufTokenizer {
             bos,
             eos,
             eog,
-            add_bos: v.add_bos.unwrap_or(def_add_bos),
-            add_eos: v.add_eos.unwrap_or(false),
+            add_bos: force_add_bos || v.add_bos.unwrap_or(def_add_bos),
+            add_eos: v.add_eos.unwrap_or(def_add_eos),
             specials,
             special_ac,
         };
@@ -331,6 +372,8 @@ impl GgufTokenizer {
             model: match &self.model {
                 Model::Spm { spm, .. } => spm.heap_bytes(),
                 Model::Bpe { merges, .. } => merges.heap_bytes() + 256 * 4,
+                Model::SpmBpe(m) => m.heap_bytes(),
+                Model::Wpm(_) => 0,
             },
             specials: self.specials.capacity() * 4
                 + self
@@ -493,6 +536,23 @@ impl GgufTokenizer {
                     }
                 }
             }
+            Model::SpmBpe(m) => {
+                let mut scratch = SpmBpeScratch::default();
+                for f in frags {
+                    match f {
+                        Frag::Text(t) => m.encode(&self.vocab, t, &mut scratch, &mut out),
+                        Frag::Token(id) => out.push(id),
+                    }
+                }
+            }
+            Model::Wpm(m) => {
+                for f in frags {
+                    match f {
+                        Frag::Text(t) => m.encode(&self.vocab, t, &mut out),
+                        Frag::Token(id) => out.push(id),
+                    }
+                }
+            }
         }
         push_n(&mut out, self.eos, opts.num_eos);
         out
@@ -575,7 +635,8 @@ impl Tokenizer for GgufTokenizer {
             vocab_size: self.vocab.len(),
         })?;
         let ty = self.types[id as usize];
-        let spm = matches!(self.model, Model::Spm { .. });
+        // Every model but byte-level BPE writes spaces as `▁` and bytes as `<0xXX>`.
+        let spm = !matches!(self.model, Model::Bpe { .. });
         Ok(match ty {
             TokenType::Control | TokenType::Unused | TokenType::Undefined => {
                 if render_special {
@@ -626,7 +687,7 @@ impl Tokenizer for GgufTokenizer {
             Model::Spm {
                 add_space_prefix: true,
                 ..
-            }
+            } | Model::Wpm(_)
         )
     }
 
@@ -634,6 +695,8 @@ impl Tokenizer for GgufTokenizer {
         match self.model {
             Model::Spm { .. } => "gguf-spm",
             Model::Bpe { .. } => "gguf-bpe",
+            Model::SpmBpe(_) => "gguf-spm-bpe",
+            Model::Wpm(_) => "gguf-wpm",
         }
     }
 }
@@ -694,6 +757,29 @@ fn bpe_model(
     }
     let merges_src = merges
         .ok_or_else(|| TokenizerError::Vocab("model gpt2 needs tokenizer.ggml.merges".into()))?;
+    let merges = merge_table(merges_src, vocab);
+    let map = byte_to_char();
+    let mut byte_ids = Box::new([TokenId::MAX; 256]);
+    for (b, slot) in byte_ids.iter_mut().enumerate() {
+        let mut buf = [0u8; 4];
+        if let Some(id) = vocab.get(map[b].encode_utf8(&mut buf)) {
+            *slot = id;
+        }
+    }
+    let def_add_bos = pre.default_add_bos;
+    Ok((
+        Model::Bpe {
+            pre,
+            merges,
+            byte_ids,
+        },
+        def_add_bos,
+    ))
+}
+
+/// The merge table of `tokenizer.ggml.merges` (`"left right"` per entry in rank order) over
+/// token ids; merges naming texts outside the vocabulary are skipped with a warning.
+fn merge_table(merges_src: &StrList, vocab: &TokenTable) -> MergeTable {
     let mut merges = MergeTable::with_capacity(merges_src.len());
     let mut skipped = 0usize;
     let mut joined = String::new();
@@ -722,23 +808,7 @@ fn bpe_model(
             "GGUF tokenizer: {skipped} merges refer to texts outside the vocabulary; ignored"
         );
     }
-    let map = byte_to_char();
-    let mut byte_ids = Box::new([TokenId::MAX; 256]);
-    for (b, slot) in byte_ids.iter_mut().enumerate() {
-        let mut buf = [0u8; 4];
-        if let Some(id) = vocab.get(map[b].encode_utf8(&mut buf)) {
-            *slot = id;
-        }
-    }
-    let def_add_bos = pre.default_add_bos;
-    Ok((
-        Model::Bpe {
-            pre,
-            merges,
-            byte_ids,
-        },
-        def_add_bos,
-    ))
+    merges
 }
 
 /// The control, user-defined and unknown tokens with text, longest first, and a matcher that
@@ -801,6 +871,60 @@ mod tests {
         assert_eq!(t.encode_llama("<ud>", false, false), [10]);
         assert_eq!(t.encode_llama("A", false, false), [4, 3]);
         assert_eq!(t.decode(&[1, 7, 6]).unwrap(), "ab");
+    }
+
+    /// Gemma 4's rules on a toy vocabulary: `▁` for spaces, merges by rank over characters,
+    /// byte fallback for a character outside the vocabulary, newline runs whole.
+    #[test]
+    fn gemma4_spm_bpe() {
+        let toks = [
+            "<pad>", "<eos>", "<bos>", "<unk>", "a", "b", "▁", "▁a", "ab", "▁ab", "\n", "\n\n",
+            "<0xC3>", "<0xA9>",
+        ];
+        let v = GgufVocab {
+            model: "gemma4".into(),
+            tokens: toks.iter().collect(),
+            token_types: Some(vec![3, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1, 1, 6, 6].into()),
+            merges: Some(["▁ a", "▁a b", "a b"].iter().collect()),
+            bos_id: Some(2),
+            eos_id: Some(1),
+            add_bos: Some(false),
+            ..Default::default()
+        };
+        let t = GgufTokenizer::from_vocab(v).unwrap();
+        assert_eq!(t.kind(), "gguf-spm-bpe");
+        // "ab▁ab": `▁ a` (rank 0) and then `▁a b` win the second word over `a b` (rank 2)
+        assert_eq!(t.encode_llama("ab ab", false, false), [8, 9]);
+        assert_eq!(
+            t.encode_llama("a\n\n\n\nb", false, false),
+            [4, 10, 10, 10, 10, 5]
+        );
+        assert_eq!(t.encode_llama("\n\nb", false, false), [11, 5]);
+        assert_eq!(t.encode_llama("é", false, false), [12, 13]);
+        // Gemma 4 always gets its BOS, whatever add_bos_token says
+        assert_eq!(t.encode_llama("a", true, false), [2, 4]);
+        assert_eq!(t.decode(&[8, 9, 12, 13]).unwrap(), "ab abé");
+    }
+
+    #[test]
+    fn bert_wordpiece() {
+        let toks = [
+            "[PAD]", "[UNK]", "[CLS]", "[SEP]", "▁hello", "▁world", "▁!", "▁wor", "ld",
+        ];
+        let v = GgufVocab {
+            model: "bert".into(),
+            tokens: toks.iter().collect(),
+            token_types: Some(vec![3, 3, 3, 3, 1, 1, 1, 1, 1].into()),
+            unk_id: Some(1),
+            bos_id: Some(2),
+            eos_id: Some(3),
+            ..Default::default()
+        };
+        let t = GgufTokenizer::from_vocab(v).unwrap();
+        assert_eq!(t.kind(), "gguf-wpm");
+        assert_eq!(t.encode_llama("Hello, World!", false, false), [4, 1, 5, 6]);
+        assert_eq!(t.encode_llama("hello", true, false), [2, 4, 3]);
+        assert_eq!(t.decode(&[2, 4, 5, 3]).unwrap(), "hello world");
     }
 
     #[test]

@@ -22,10 +22,12 @@ mod load;
 mod pretok;
 mod sentencepiece;
 mod spm;
+mod spm_bpe;
 mod stream;
 mod tiktoken;
 mod unicode;
 mod vocab;
+mod wpm;
 
 use std::borrow::Cow;
 

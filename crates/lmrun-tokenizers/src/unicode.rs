@@ -12,6 +12,8 @@ pub(crate) const PUNCT: u8 = 4;
 pub(crate) const SYMBOL: u8 = 8;
 pub(crate) const MARK: u8 = 16;
 pub(crate) const WS: u8 = 32;
+/// Categories Cc, Cf, Co and Cs (llama.cpp's `\p{C}` flag; unassigned code points are not).
+pub(crate) const CONTROL: u8 = 64;
 
 fn compute(c: char) -> u8 {
     let cat = match get_general_category(c) {
@@ -30,6 +32,7 @@ fn compute(c: char) -> u8 {
         | G::OtherPunctuation => PUNCT,
         G::MathSymbol | G::CurrencySymbol | G::ModifierSymbol | G::OtherSymbol => SYMBOL,
         G::NonspacingMark | G::SpacingMark | G::EnclosingMark => MARK,
+        G::Control | G::Format | G::PrivateUse | G::Surrogate => CONTROL,
         _ => 0,
     };
     if c.is_whitespace() {
@@ -148,6 +151,9 @@ mod tests {
         assert!(is_number('7') && is_number('²'));
         assert!(is_ws(' ') && is_ws('\u{3000}') && is_ws('\u{a0}'));
         assert!(!is_ws('\u{1c}'));
+        assert_eq!(flags('\u{1c}'), CONTROL);
+        assert_eq!(flags('\n'), CONTROL | WS);
+        assert_eq!(flags('\u{200b}'), CONTROL);
         assert_eq!(flags('~'), SYMBOL);
         assert_eq!(flags('-'), PUNCT);
         assert_eq!(flags('\u{301}'), MARK);
