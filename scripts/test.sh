@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 scripts/fetch_models.sh all >/dev/null
 export LMRUN_MODELS_DIR="${LMRUN_MODELS_DIR:-$HOME/.cache/lmrun/models}"
+LMRUN_VOCABS_DIR="$(scripts/fetch_vocabs.sh)"; export LMRUN_VOCABS_DIR
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

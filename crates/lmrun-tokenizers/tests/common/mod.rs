@@ -2,7 +2,7 @@
 //! file's `tokenizer.ggml.*` metadata into a `GgufVocab` (what the runner does).
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lmrun_gguf::{GgufFile, LeArray, LoadMode, StrArray};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab};
@@ -32,10 +32,15 @@ pub fn model_path(name: &str) -> PathBuf {
     p
 }
 
-/// Read the tokenizer metadata of a GGUF file.
+/// Read the tokenizer metadata of a real model's GGUF file.
 pub fn gguf_vocab(name: &str) -> GgufVocab {
-    let path = model_path(name);
-    let f = GgufFile::open(&path, LoadMode::Mmap).expect("open gguf");
+    gguf_vocab_at(&model_path(name))
+}
+
+/// Read the tokenizer metadata of the GGUF file at `path`, as the runner does.
+pub fn gguf_vocab_at(path: &Path) -> GgufVocab {
+    let f = GgufFile::open(path, LoadMode::Mmap)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let md = f.metadata();
     let s = |k: &str| md.get_opt::<&str>(k).unwrap().map(str::to_string);
     let u = |k: &str| md.get_opt::<u32>(k).unwrap();
