@@ -1,5 +1,6 @@
-//! Tokenizers behind one trait: GGUF vocabularies (SentencePiece-style and byte-level BPE),
-//! Hugging Face `tokenizer.json`, tiktoken, SentencePiece `.model` and llama2c `tokenizer.bin`.
+//! Tokenizers behind one trait: GGUF vocabularies (SentencePiece-style, byte-level BPE, Gemma 4's
+//! character-level BPE, BERT's WordPiece), Hugging Face `tokenizer.json`, tiktoken,
+//! SentencePiece `.model` and llama2c `tokenizer.bin`.
 //!
 //! A runner is only as right as its tokenizer, so the GGUF paths follow llama.cpp's rules
 //! (score-driven SPM merges, rank-driven byte-level BPE with the pre-tokenizer picked by
