@@ -68,6 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         context_len: n_prompt + n_decode + 1,
         kv_dtype,
         n_threads: threads,
+        swa_full: false,
     };
     let mut model = Model::from_gguf(&gguf, &opts)?;
     println!(

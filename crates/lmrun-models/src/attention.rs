@@ -25,8 +25,6 @@ pub(crate) struct AttnShape {
     pub n_head_kv: usize,
     pub head_dim: usize,
     pub head_dim_v: usize,
-    /// KV cache capacity (stride of the transposed V rows).
-    pub capacity: usize,
     /// Score scale.
     pub scale: f32,
     /// Soft-cap of the scaled scores, `c·tanh(s/c)` (gemma2).
@@ -103,7 +101,6 @@ pub(crate) fn attend(
     };
     let per_group = group.div_ceil(per_item) * n_blocks;
     let n_items = s.n_head_kv * per_group;
-    debug_assert!(scratch.capacity >= s.capacity);
     let out = Mutex::new(&mut out_hm[..s.n_head * n * hdv]);
     let next = AtomicUsize::new(0);
     pool.run_dynamic(|ith, _| {
@@ -142,7 +139,7 @@ pub(crate) fn attend(
                     // 2 or 3 heads go through the 4-head kernel with the last one repeated
                     let qs = [qh(0), qh(1.min(m - 1)), qh(2.min(m - 1)), qh(3.min(m - 1))];
                     for j in 0..nk {
-                        let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
+                        let off = (kv.row(lo + j) * s.n_head_kv + kvh) * s.head_dim;
                         let v = kv.k.dot4(off, qs, dots);
                         for (r, vr) in sc.iter_mut().zip(v) {
                             r[j] = vr * s.scale;
@@ -152,7 +149,7 @@ pub(crate) fn attend(
                     for (jh, r) in sc.iter_mut().enumerate() {
                         let qj = qh(jh);
                         for (j, v) in r[..nk].iter_mut().enumerate() {
-                            let off = ((lo + j) * s.n_head_kv + kvh) * s.head_dim;
+                            let off = (kv.row(lo + j) * s.n_head_kv + kvh) * s.head_dim;
                             *v = kv.k.dot(off, qj, dots.f16dot) * s.scale;
                         }
                     }
@@ -166,21 +163,36 @@ pub(crate) fn attend(
                     softmax_inplace(&mut r[..nk]);
                 }
                 let at = |j: usize, d: usize| (j * block_len + k) * hdv + d;
+                // The window's rows: one run, or two where a ring wraps around.
+                let runs = kv.runs(lo, nk);
                 if m > 1 && dots.f16dot4.is_some() {
-                    let r = |j: usize| &sc[j.min(m - 1)][..nk];
-                    let ps = [r(0), r(1), r(2), r(3)];
                     for d in 0..hdv {
-                        let off = (kvh * hdv + d) * s.capacity + lo;
-                        let v = kv.v.dot4(off, ps, dots);
-                        for (j, vo) in v.into_iter().enumerate().take(m) {
+                        let base = (kvh * hdv + d) * kv.rows;
+                        let mut acc = [0f32; 4];
+                        let mut done = 0;
+                        for &(row, len) in runs.iter().filter(|r| r.1 > 0) {
+                            let r = |j: usize| &sc[j.min(m - 1)][done..done + len];
+                            let v = kv.v.dot4(base + row, [r(0), r(1), r(2), r(3)], dots);
+                            for (a, x) in acc.iter_mut().zip(v) {
+                                *a += x;
+                            }
+                            done += len;
+                        }
+                        for (j, vo) in acc.into_iter().enumerate().take(m) {
                             item_out[at(j, d)] = vo;
                         }
                     }
                 } else {
                     for (j, r) in sc.iter().enumerate() {
                         for d in 0..hdv {
-                            let off = (kvh * hdv + d) * s.capacity + lo;
-                            item_out[at(j, d)] = kv.v.dot(off, &r[..nk], dots.f16dot);
+                            let base = (kvh * hdv + d) * kv.rows;
+                            let mut acc = 0f32;
+                            let mut done = 0;
+                            for &(row, len) in runs.iter().filter(|r| r.1 > 0) {
+                                acc += kv.v.dot(base + row, &r[done..done + len], dots.f16dot);
+                                done += len;
+                            }
+                            item_out[at(j, d)] = acc;
                         }
                     }
                 }

@@ -41,8 +41,6 @@ pub(crate) struct Pass<'a> {
     pub cfg: &'a ModelConfig,
     pub pool: &'a ThreadPool,
     pub dots: KvDots,
-    /// KV cache capacity (stride of the transposed V rows).
-    pub capacity: usize,
     /// Llama 3 rope frequency factors, when the file has them.
     pub rope_freqs: Option<&'a [f32]>,
     /// Tokens in the chunk (all segments).
@@ -170,7 +168,6 @@ pub(crate) fn attention(
         n_head_kv: cfg.n_head_kv,
         head_dim: cfg.head_dim,
         head_dim_v: hdv,
-        capacity: p.capacity,
         scale: cfg.attn_scale,
         softcap: cfg.attn_softcap,
         window: if swa { cfg.sliding_window } else { None },
@@ -187,11 +184,12 @@ pub(crate) fn attention(
         let vs = &v[rows.start * vd..rows.end * vd];
         qk_norm_and_rope(p, lw, il, swa, sg.n, sg.p0, qs, ks)?;
         let lkv = &mut kv[sg.slot].layers[il];
-        // Store K rows and transposed V of the segment.
-        lkv.k.write(sg.p0 * kd, ks);
+        // Store K rows and transposed V of the segment (rows wrap around in a ring).
         for t in 0..sg.n {
+            let row = lkv.row(sg.p0 + t);
+            lkv.k.write(row * kd, &ks[t * kd..(t + 1) * kd]);
             for (c, &val) in vs[t * vd..(t + 1) * vd].iter().enumerate() {
-                lkv.v.write_one(c * p.capacity + sg.p0 + t, val);
+                lkv.v.write_one(c * lkv.rows + row, val);
             }
         }
         let att_hm = &mut buf.att_hm[..sg.n * nh * hdv];

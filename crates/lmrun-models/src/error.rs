@@ -85,6 +85,19 @@ pub enum ModelError {
         /// Positions in the cache.
         n_past: usize,
     },
+    /// `start_pos` goes back further than the sliding-window layers' ring caches remember.
+    #[error(
+        "cannot restart at position {start_pos}: the sliding-window layers' caches hold only the \
+         last {max_rewind} of the {n_past} positions' windows; start again from position 0"
+    )]
+    RewindTooFar {
+        /// First position asked for.
+        start_pos: usize,
+        /// Positions in the cache.
+        n_past: usize,
+        /// How far back a restart may go.
+        max_rewind: usize,
+    },
     /// `step` was called with no tokens.
     #[error("step called with no tokens")]
     EmptyInput,

@@ -17,7 +17,7 @@ use crate::arch::ArchSpec;
 use crate::attention::AttnScratch;
 use crate::blocks::{self, Buffers, Pass, Seg};
 use crate::config::ModelConfig;
-use crate::kv::{KvCache, KvDtype};
+use crate::kv::{KvCache, KvDtype, LayerRows};
 use crate::weights::ModelWeights;
 use crate::ModelError;
 
@@ -33,6 +33,9 @@ pub struct ModelOptions {
     pub kv_dtype: KvDtype,
     /// Worker threads; 0 means the kernels' default (physical cores).
     pub n_threads: usize,
+    /// Keep the whole context for sliding-window layers too (llama.cpp's `--swa-full`) instead
+    /// of a ring of `window + UBATCH - 1` positions: costs memory, allows any rewind.
+    pub swa_full: bool,
 }
 
 impl Default for ModelOptions {
@@ -41,6 +44,7 @@ impl Default for ModelOptions {
             context_len: 2048,
             kv_dtype: KvDtype::default(),
             n_threads: 0,
+            swa_full: false,
         }
     }
 }
@@ -102,13 +106,8 @@ impl Model {
         } else {
             opts.n_threads
         };
-        let kv_bytes = KvCache::bytes_needed(
-            opts.kv_dtype,
-            cfg.n_layer,
-            opts.context_len,
-            cfg.k_dim(),
-            cfg.v_dim(),
-        );
+        let layer_rows = layer_rows(&cfg, opts.context_len, opts.swa_full);
+        let kv_bytes = KvCache::bytes_needed(opts.kv_dtype, &layer_rows, cfg.k_dim(), cfg.v_dim());
         if let Some(available) = lmrun_loader::memory_headroom() {
             if kv_bytes > u128::from(available) {
                 return Err(ModelError::KvCacheTooLarge {
@@ -121,8 +120,8 @@ impl Model {
         let pool = ThreadPool::new(n_threads)?;
         let kv = KvCache::new(
             opts.kv_dtype,
-            cfg.n_layer,
             opts.context_len,
+            &layer_rows,
             cfg.k_dim(),
             cfg.v_dim(),
         )?;
@@ -181,6 +180,22 @@ impl Model {
         self.kv.iter().map(KvCache::bytes).sum()
     }
 
+    /// Bytes of the KV cache held by full-context layers and by sliding-window layers (whose
+    /// caches are rings of `window + UBATCH - 1` positions when that is shorter than the
+    /// context).
+    pub fn kv_cache_bytes_by_kind(&self) -> (usize, usize) {
+        self.kv
+            .iter()
+            .map(KvCache::bytes_by_kind)
+            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+
+    /// How far before [`Model::n_past`] a step may start (`usize::MAX` when every layer keeps
+    /// the whole context; sliding-window rings remember only so much).
+    pub fn max_rewind(&self) -> usize {
+        self.kv[0].max_rewind(self.cfg.sliding_window.unwrap_or(0))
+    }
+
     /// KV cache element type.
     pub fn kv_dtype(&self) -> KvDtype {
         self.kv[0].dtype()
@@ -230,9 +245,17 @@ impl Model {
         }
         let cap = self.kv[0].capacity();
         let dtype = self.kv[0].dtype();
-        let (layers, kd, vd) = (self.cfg.n_layer, self.cfg.k_dim(), self.cfg.v_dim());
+        let (kd, vd) = (self.cfg.k_dim(), self.cfg.v_dim());
+        let rows = self.kv[0]
+            .layers
+            .iter()
+            .map(|l| LayerRows {
+                rows: l.rows,
+                ring: l.ring,
+            })
+            .collect::<Vec<_>>();
         if n > self.kv.len() {
-            let each = KvCache::bytes_needed(dtype, layers, cap, kd, vd);
+            let each = KvCache::bytes_needed(dtype, &rows, kd, vd);
             let more = each.saturating_mul((n - self.kv.len()) as u128);
             if let Some(available) = lmrun_loader::memory_headroom() {
                 if more > u128::from(available) {
@@ -245,7 +268,7 @@ impl Model {
             }
         }
         while self.kv.len() < n {
-            self.kv.push(KvCache::new(dtype, layers, cap, kd, vd)?);
+            self.kv.push(KvCache::new(dtype, cap, &rows, kd, vd)?);
             self.n_past.push(0);
         }
         self.kv.truncate(n);
@@ -259,11 +282,36 @@ impl Model {
     }
 
     /// Forget `slot`'s cache contents from position `pos` on (0 forgets all of it); keeping a
-    /// prefix lets a slot reuse the prompt it shares with its next request.
+    /// prefix lets a slot reuse the prompt it shares with its next request. When the
+    /// sliding-window rings no longer hold the windows of the positions before `pos` (a cut
+    /// deeper than [`Model::max_rewind`]), the whole slot is forgotten: read
+    /// [`Model::slot_n_past`] for what was kept.
     pub fn truncate_slot(&mut self, slot: usize, pos: usize) {
+        let max = self.max_rewind();
         if let Some(n) = self.n_past.get_mut(slot) {
-            *n = (*n).min(pos);
+            if pos < *n && *n - pos > max {
+                *n = 0;
+            } else {
+                *n = (*n).min(pos);
+            }
         }
+    }
+
+    /// Errors unless a step of `slot` may start at `start_pos`.
+    fn check_start(&self, slot: usize, start_pos: usize) -> Result<(), ModelError> {
+        let n_past = self.n_past[slot];
+        if start_pos > n_past {
+            return Err(ModelError::PositionGap { start_pos, n_past });
+        }
+        let max_rewind = self.max_rewind();
+        if n_past - start_pos > max_rewind {
+            return Err(ModelError::RewindTooFar {
+                start_pos,
+                n_past,
+                max_rewind,
+            });
+        }
+        Ok(())
     }
 
     /// Runs several sequences in one batched pass: each chunk's `tokens` at positions
@@ -319,12 +367,7 @@ impl Model {
                     context_len: cap,
                 });
             }
-            if c.start_pos > self.n_past[c.slot] {
-                return Err(ModelError::PositionGap {
-                    start_pos: c.start_pos,
-                    n_past: self.n_past[c.slot],
-                });
-            }
+            self.check_start(c.slot, c.start_pos)?;
             segs.push(Seg {
                 row0: row,
                 n: c.tokens.len(),
@@ -389,12 +432,7 @@ impl Model {
                 context_len: self.kv[0].capacity(),
             });
         }
-        if start_pos > self.n_past[0] {
-            return Err(ModelError::PositionGap {
-                start_pos,
-                n_past: self.n_past[0],
-            });
-        }
+        self.check_start(0, start_pos)?;
         let n_out = if all_logits { tokens.len() } else { 1 };
         if self.buf.logits.len() < n_out * n_vocab {
             self.buf.logits.resize(n_out * n_vocab, 0.0);
@@ -448,7 +486,6 @@ impl Model {
             cfg,
             pool,
             dots: kv[0].dots,
-            capacity: kv[0].capacity,
             rope_freqs: w.rope_freqs.as_deref(),
             n,
             segs,
@@ -479,6 +516,20 @@ impl Model {
             }
         }
     }
+}
+
+/// Each layer's KV rows for a context of `context_len`: rings for sliding-window layers.
+fn layer_rows(cfg: &ModelConfig, context_len: usize, swa_full: bool) -> Vec<LayerRows> {
+    (0..cfg.n_layer)
+        .map(|il| {
+            let w = if cfg.is_swa(il) && !swa_full {
+                cfg.sliding_window
+            } else {
+                None
+            };
+            LayerRows::for_layer(context_len, w)
+        })
+        .collect()
 }
 
 /// Which rows of a pass get logits.

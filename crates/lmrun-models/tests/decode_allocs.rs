@@ -58,6 +58,7 @@ fn decoding_a_token_allocates_nothing() {
                 context_len: 96,
                 kv_dtype: KvDtype::F16,
                 n_threads: threads,
+                swa_full: false,
             };
             let mut m = Model::from_gguf(&g, &opts).unwrap();
             let prompt: Vec<u32> = (1..20).collect();

@@ -85,6 +85,7 @@ fn run_all_ways(arch: &str) {
                     context_len: 64,
                     kv_dtype,
                     n_threads,
+                    swa_full: false,
                 };
                 let tag = format!("{arch} {mode:?} {kv_dtype:?} {n_threads}t");
                 let mut m = Model::from_gguf(&gguf, &opts).unwrap();
@@ -141,8 +142,10 @@ fn config_reads_hyperparameters() {
     assert_eq!(c.rope.freq_base_swa, 10000.0);
     assert_eq!(c.final_logit_softcap, Some(8.0));
     assert!(c.tied_output);
-    // f16 KV: 6 layers × 2048 positions × (32 + 32) values × 2 bytes
-    assert_eq!(m.kv_cache_bytes(), 6 * 2048 * 64 * 2);
+    // f16 KV, (32 + 32) values × 2 bytes per position: the global layer keeps 2048 positions,
+    // the five sliding ones a ring of window + UBATCH - 1 = 515
+    assert_eq!(m.kv_cache_bytes(), (2048 + 5 * 515) * 64 * 2);
+    assert_eq!(m.kv_cache_bytes_by_kind(), (2048 * 128, 5 * 515 * 128));
 
     let g = open("llama", LoadMode::File);
     let m = Model::from_gguf(
@@ -151,6 +154,7 @@ fn config_reads_hyperparameters() {
             context_len: 100,
             kv_dtype: KvDtype::F32,
             n_threads: 1,
+            swa_full: false,
         },
     )
     .unwrap();
@@ -168,6 +172,7 @@ fn bad_inputs_are_errors() {
         context_len: 16,
         kv_dtype: KvDtype::F16,
         n_threads: 1,
+        swa_full: false,
     };
     let mut m = Model::from_gguf(&g, &opts).unwrap();
     assert!(matches!(m.step(&[], 0, false), Err(ModelError::EmptyInput)));
@@ -211,6 +216,7 @@ fn a_set_cancel_flag_stops_a_step_and_keeps_the_finished_positions() {
         context_len: 64,
         kv_dtype: KvDtype::F16,
         n_threads: 1,
+        swa_full: false,
     };
     let mut m = Model::from_gguf(&g, &opts).unwrap();
     let flag = Arc::new(AtomicBool::new(false));
@@ -276,6 +282,7 @@ fn thread_count_does_not_change_results_and_model_is_send() {
                 context_len: 64,
                 kv_dtype: KvDtype::F16,
                 n_threads,
+                swa_full: false,
             },
         )
         .unwrap();
@@ -291,12 +298,15 @@ fn long_batched_prefill_equals_decode_past_ubatch() {
     // batched kernels sum in another order, and a 1e-7 change can flip the rounding of an
     // 8-bit activation (or an f16 cache value), which this random model amplifies to ~1% of
     // its logits; a position or cache-offset bug past the first batch would be of order 1.
+    // The decode replays from position 0, further back than sliding-window rings remember:
+    // this model keeps every position (tests/sliding.rs checks rings against that).
     let n = lmrun_models::UBATCH + 88;
     let g = open("gemma3", LoadMode::Mmap);
     let opts = ModelOptions {
         context_len: n,
         kv_dtype: KvDtype::F32,
         n_threads: 2,
+        swa_full: true,
     };
     let mut m = Model::from_gguf(&g, &opts).unwrap();
     let nv = m.config().n_vocab;
@@ -326,6 +336,7 @@ fn impossible_kv_cache_is_an_error() {
             context_len: 1 << 24,
             kv_dtype: KvDtype::F32,
             n_threads: 1,
+            swa_full: false,
         },
     );
     // 2 layers × 2^24 positions × 32 values × 4 bytes = 4 GiB: either it fits (and is lazily
@@ -339,6 +350,7 @@ fn impossible_kv_cache_is_an_error() {
             context_len: (1 << 24) + 1,
             kv_dtype: KvDtype::F32,
             n_threads: 1,
+            swa_full: false,
         },
     )
     .unwrap_err();

@@ -246,9 +246,16 @@ pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, R
     // A GGUF without `tokenizer.ggml.*` keys still runs (bench, or with a tokenizer file).
     let has_vocab = gguf.get_opt::<&str>("tokenizer.ggml.model")?.is_some();
     let (tokenizer, vocab_sample) = if has_vocab {
+        let in_file = |source| RunnerError::FileTokenizer {
+            path: path.to_path_buf(),
+            source,
+        };
         let vocab = gguf_vocab(&gguf)?;
         let sample = sample_vocab(&vocab.tokens);
-        (Some(GgufTokenizer::from_vocab(vocab)?), sample)
+        (
+            Some(GgufTokenizer::from_vocab(vocab).map_err(in_file)?),
+            sample,
+        )
     } else {
         (None, Vec::new())
     };
@@ -282,6 +289,7 @@ pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, R
         context_len,
         kv_dtype: KvDtype::default(),
         n_threads: opts.threads,
+        swa_full: false,
     };
     let model = Model::from_gguf(&gguf, &model_opts)?;
     let mut report = gguf.load_report();
@@ -438,6 +446,10 @@ impl TextDecoder for GgufDecoder {
         Ok(self.model.step(tokens, start_pos, false)?)
     }
 
+    fn can_restart_at(&self, start_pos: usize) -> bool {
+        self.model.n_past().saturating_sub(start_pos) <= self.model.max_rewind()
+    }
+
     fn set_cancel_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
         self.model.set_cancel_flag(Some(flag));
     }
@@ -454,6 +466,7 @@ impl TextDecoder for GgufDecoder {
         DecoderMemory {
             weight_bytes: self.tensor_bytes,
             kv_cache_bytes: self.model.kv_cache_bytes() as u64,
+            kv_cache_sliding_bytes: self.model.kv_cache_bytes_by_kind().1 as u64,
             scratch_bytes: self.model.scratch_bytes() as u64,
         }
     }

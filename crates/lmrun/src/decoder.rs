@@ -48,6 +48,14 @@ pub trait TextDecoder: Send {
     /// of the last position (one row of `vocab_size` scores).
     fn step(&mut self, tokens: &[u32], start_pos: usize) -> Result<&[f32], RunnerError>;
 
+    /// Whether a step may start at `start_pos` (at most the positions fed so far). A decoder
+    /// whose caches forget old positions (sliding-window rings) says no to restarts further
+    /// back than they remember; the runner then feeds its history again from position 0.
+    fn can_restart_at(&self, start_pos: usize) -> bool {
+        let _ = start_pos;
+        true
+    }
+
     /// What loading the model did (summed over its loads).
     fn load_report(&self) -> LoadReport;
 
@@ -77,6 +85,9 @@ pub struct DecoderMemory {
     pub weight_bytes: u64,
     /// The KV cache.
     pub kv_cache_bytes: u64,
+    /// The part of `kv_cache_bytes` held by sliding-window layers (rings of
+    /// `window + 511` positions when that is shorter than the context).
+    pub kv_cache_sliding_bytes: u64,
     /// Activation buffers, attention scores, logits and quantized activations (it grows to the
     /// largest chunk run so far).
     pub scratch_bytes: u64,

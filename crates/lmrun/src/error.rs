@@ -22,6 +22,14 @@ pub enum RunnerError {
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] lmrun_tokenizers::TokenizerError),
+    /// The tokenizer stored in a model file cannot be built.
+    #[error("{}: {source}", path.display())]
+    FileTokenizer {
+        /// The model file.
+        path: PathBuf,
+        /// What was wrong.
+        source: lmrun_tokenizers::TokenizerError,
+    },
     /// The file is not a model format lmrun knows.
     #[error("{}: not a model lmrun can run ({what})", path.display())]
     UnknownFormat {

@@ -404,6 +404,14 @@ impl TextLLMRunner {
             || self.metadata.get(keys::USE_KV_CACHE).copied().unwrap_or(1) == 0;
         let chunk = if parallel { self.max_seq_len() } else { 1 };
         let n_parts = tokens.len().div_ceil(chunk.max(1));
+        if self.pos > 0 && !self.decoder.can_restart_at(self.pos) {
+            // A stopped prompt ran the sliding-window caches past what this position needs:
+            // feed the conversation so far again (it is still in the history).
+            let kept = self.history.get(..self.pos).unwrap_or_default().to_vec();
+            for (i, part) in kept.chunks(chunk.max(1)).enumerate() {
+                self.decoder.step(part, i * chunk.max(1))?;
+            }
+        }
         let (pos0, hist0) = (self.pos, self.history.len());
         let mut first = None;
         for (i, part) in tokens.chunks(chunk.max(1)).enumerate() {

@@ -177,6 +177,10 @@ impl Stats {
             o.insert("threads".into(), self.threads.into());
             o.insert("weight_bytes".into(), self.memory.weight_bytes.into());
             o.insert("kv_cache_bytes".into(), self.memory.kv_cache_bytes.into());
+            o.insert(
+                "kv_cache_sliding_bytes".into(),
+                self.memory.kv_cache_sliding_bytes.into(),
+            );
             o.insert("scratch_bytes".into(), self.memory.scratch_bytes.into());
             o.insert("isa".into(), self.isa.into());
             o.insert(
@@ -205,7 +209,7 @@ impl Stats {
              prompt eval: {:.1} tokens/s   decode: {:.1} tokens/s   time to first token: {} ms\n\
              threads: {} ({} kernels)   peak RSS: {}   RssAnon: {}   RssFile: {}\n\
              after load: RssAnon {}   RssFile {}   prefetch: {}\n\
-             model memory: weights {}, KV cache {}, scratch {}",
+             model memory: weights {}, KV cache {}{}, scratch {}",
             self.num_prompt_tokens,
             self.num_generated_tokens,
             load_s,
@@ -227,6 +231,17 @@ impl Stats {
             self.load.prefetch.summary(),
             mib(Some(self.memory.weight_bytes)),
             mib(Some(self.memory.kv_cache_bytes)),
+            if self.memory.kv_cache_sliding_bytes > 0 {
+                format!(
+                    " (full-context layers {}, sliding-window layers {})",
+                    mib(Some(
+                        self.memory.kv_cache_bytes - self.memory.kv_cache_sliding_bytes
+                    )),
+                    mib(Some(self.memory.kv_cache_sliding_bytes))
+                )
+            } else {
+                String::new()
+            },
             mib(Some(self.memory.scratch_bytes)),
         )
     }
