@@ -43,6 +43,11 @@ pub struct ModelArgs {
     #[arg(long)]
     pub allow_long_context: bool,
 
+    /// Keep the whole context in sliding-window layers' KV caches (default: a ring of the
+    /// window + 511 positions, which is all they attend to).
+    #[arg(long)]
+    pub swa_full: bool,
+
     /// The method that computes logits.
     #[arg(long = "method", default_value = "forward")]
     pub method: String,
@@ -70,6 +75,7 @@ impl ModelArgs {
             context_len: self.ctx_size,
             prefetch: self.prefetch,
             allow_long_context: self.allow_long_context,
+            swa_full: self.swa_full,
         };
         lmrun::create_text_llm_runner_with(&self.model, &opts)
             .map_err(|e| crate::hints::runner_error(e, &self.model, self.ctx_size))

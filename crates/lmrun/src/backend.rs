@@ -289,7 +289,7 @@ pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, R
         context_len,
         kv_dtype: KvDtype::default(),
         n_threads: opts.threads,
-        swa_full: false,
+        swa_full: opts.swa_full,
     };
     let model = Model::from_gguf(&gguf, &model_opts)?;
     let mut report = gguf.load_report();

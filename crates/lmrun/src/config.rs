@@ -107,6 +107,10 @@ pub struct RunnerOptions {
     /// Allow a `context_len` above the model's training context (quality degrades past it);
     /// without it such a context is an error.
     pub allow_long_context: bool,
+    /// Sliding-window layers keep the whole context (llama.cpp's `--swa-full`) instead of a
+    /// ring of window + 511 positions: more memory, but any restart position works without a
+    /// replay.
+    pub swa_full: bool,
 }
 
 impl Default for RunnerOptions {
@@ -121,6 +125,7 @@ impl Default for RunnerOptions {
             context_len: None,
             prefetch: Prefetch::None,
             allow_long_context: false,
+            swa_full: false,
         }
     }
 }
