@@ -54,11 +54,41 @@ fn inspect_reports_architecture_tensors_and_load() {
         assert_eq!(v["tokenizer"]["has_chat_template"], template);
         assert_eq!(v["load"]["mode"], "mmap");
         assert_eq!(v["file_size"], std::fs::metadata(&m).unwrap().len());
+        assert_eq!(v["runs"]["ok"], true, "{v:?}");
         let text = Command::new(BIN)
             .args(["inspect", m.to_str().unwrap()])
             .output()
             .unwrap();
         assert!(String::from_utf8_lossy(&text.stdout).contains(arch));
+    }
+    // Files lmrun cannot run say why, and still get inspected (exit 0).
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../lmrun-models/tests/data");
+    for (file, why) in [
+        (
+            "broken-arch.gguf",
+            "unknown architecture 'mamba' (supported: llama, qwen2",
+        ),
+        (
+            "broken-missing.gguf",
+            "missing tensor 'blk.1.ffn_up.weight'",
+        ),
+        (
+            "broken-shape.gguf",
+            "'blk.0.attn_k.weight' has shape [64, 15], expected [64, 16]",
+        ),
+    ] {
+        let p = data.join(file);
+        let out = Command::new(BIN)
+            .args(["inspect", p.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}");
+        assert!(text.contains("runs          no: "), "{file}: {text}");
+        assert!(text.contains(why), "{file}: {text}");
+        let v = stdout_json(&["inspect", "--json", p.to_str().unwrap()]);
+        assert_eq!(v["runs"]["ok"], false);
+        assert!(v["runs"]["error"].as_str().unwrap().contains(why));
     }
     let out = Command::new(BIN)
         .args(["inspect", "Cargo.toml"])

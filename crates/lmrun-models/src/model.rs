@@ -153,6 +153,20 @@ impl Model {
         })
     }
 
+    /// Checks that `gguf` is a model lmrun can run — a supported architecture with every tensor
+    /// and hyperparameter it needs, of usable shapes and types — without allocating a KV cache
+    /// or threads (what `lmrun inspect` reports). Returns the architecture's spec.
+    pub fn check(gguf: &GgufFile) -> Result<&'static ArchSpec, ModelError> {
+        let arch = gguf.architecture()?;
+        let spec = ArchSpec::find(arch).ok_or_else(|| ModelError::UnknownArchitecture {
+            arch: arch.to_string(),
+            supported: ArchSpec::supported_list(),
+        })?;
+        let cfg = ModelConfig::from_gguf(gguf, spec)?;
+        ModelWeights::from_gguf(gguf, spec, &cfg)?;
+        Ok(spec)
+    }
+
     /// Give the model a flag that, once set, makes a running [`Model::step`] return
     /// [`ModelError::Cancelled`] at the next chunk or block boundary (tens of milliseconds on a
     /// long prefill). The flag is only read; clearing it is the owner's business.

@@ -307,6 +307,22 @@ pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, R
     })
 }
 
+/// Whether lmrun can run the GGUF at `path`: its architecture, tensors and hyperparameters
+/// (checked without allocating a KV cache) and its tokenizer, if it has one. The error says
+/// what is missing or wrong.
+pub fn check_gguf(path: &Path) -> Result<(), RunnerError> {
+    let gguf = GgufFile::open(path, lmrun_loader::LoadMode::Mmap)?;
+    Model::check(&gguf)?;
+    if gguf.get_opt::<&str>("tokenizer.ggml.model")?.is_some() {
+        let vocab = gguf_vocab(&gguf)?;
+        GgufTokenizer::from_vocab(vocab).map_err(|source| RunnerError::FileTokenizer {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// Read the `tokenizer.ggml.*` keys into a [`GgufVocab`]. The token and merge texts, scores and
 /// token types are shared with the file's buffer, not copied (page cache under a mapping).
 pub fn gguf_vocab(g: &GgufFile) -> Result<GgufVocab, RunnerError> {
