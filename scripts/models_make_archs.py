@@ -222,6 +222,9 @@ def main():
         gguf_path = os.path.join(OUT, f"{base_name}.gguf")
         if name != "phi3-long":
             with tempfile.TemporaryDirectory() as d:
+                # The converter names the model after the folder (not after the architecture:
+                # llama.cpp patches vocabularies of models named like "phi3").
+                d = os.path.join(d, "tiny-random")
                 model.save_pretrained(d)
                 convert(d, gguf_path)
         rng = np.random.default_rng(1900 + len(name))

@@ -125,6 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         context_len: ctx,
         kv_dtype: KvDtype::default(),
         n_threads: 2,
+        swa_full: false,
     };
     let mut model = Model::from_gguf(&gguf, &opts)?;
     phase("model built", &mut last);
