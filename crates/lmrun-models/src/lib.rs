@@ -1,4 +1,5 @@
-//! Transformer decoders (llama, qwen2, gemma3) assembled from GGUF metadata, computing with
+//! Transformer decoders (llama, qwen2, qwen3, gemma2, gemma3, phi3, smollm3, granite, mistral3)
+//! assembled from GGUF metadata, computing with
 //! `lmrun-kernels` on weights that stay where the loader put them.
 //!
 //! ```no_run
