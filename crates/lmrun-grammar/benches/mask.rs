@@ -1,0 +1,2 @@
+//! Mask benchmark (filled in by the next commit).
+fn main() {}
