@@ -34,10 +34,12 @@ mod grammar;
 mod mask;
 mod matcher;
 mod parse;
+mod schema;
 mod vocab;
 
 pub use grammar::{Grammar, MAX_ELEMENTS};
 pub use mask::{Constraint, ConstraintError, MaskStats, CONTEXT_FRAMES};
 pub use matcher::{MatchError, Matcher, MAX_STACKS};
 pub use parse::{GrammarError, Location, MAX_NESTING, MAX_REPETITION};
+pub use schema::{json_schema_str_to_gbnf, json_schema_to_gbnf, SchemaError};
 pub use vocab::{TokenSet, Vocab, MAX_TOKEN_BYTES};
