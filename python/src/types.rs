@@ -217,6 +217,7 @@ impl PyGenerationConfig {
             repetition_window: self.repetition_window,
             seed: self.seed,
             parse_special: self.parse_special,
+            ..GenerationConfig::default()
         })
     }
 

@@ -110,6 +110,54 @@ pub struct SamplingArgs {
     /// Random seed (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Subtract this from the logit of every token in the last --repeat-last-n (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
+    /// Subtract this × the token's count in the last --repeat-last-n (0 = off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Add BIAS to token ID's logit: ID=BIAS, or ID=-inf to ban it (repeatable).
+    #[arg(long = "logit-bias", value_parser = parse_logit_bias)]
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Locally typical sampling mass (1.0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub typical_p: f32,
+    /// Mirostat version (0 = off, 2 = mirostat v2; replaces top-k/top-p/min-p/typical-p).
+    #[arg(long, default_value_t = 0)]
+    pub mirostat: u8,
+    /// Mirostat target surprise (bits).
+    #[arg(long, default_value_t = 5.0)]
+    pub mirostat_tau: f32,
+    /// Mirostat learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub mirostat_eta: f32,
+    /// Report each generated token's log-probability and this many alternatives (with
+    /// --output json).
+    #[arg(long, default_value_t = 0)]
+    pub n_probs: usize,
+    /// Stop when the text contains this string (repeatable; the string is not printed).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+}
+
+/// `ID=BIAS` for --logit-bias.
+fn parse_logit_bias(s: &str) -> Result<(u32, f32), String> {
+    let (id, bias) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not ID=BIAS (e.g. 42=-inf or 42=2.5)"))?;
+    let id: u32 = id
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{id}' is not a token id"))?;
+    let bias: f32 = match bias.trim() {
+        "-inf" | "-infinity" => f32::NEG_INFINITY,
+        b => b
+            .parse()
+            .ok()
+            .filter(|v: &f32| v.is_finite())
+            .ok_or_else(|| format!("'{b}' is not a finite number or -inf"))?,
+    };
+    Ok((id, bias))
 }
 
 impl SamplingArgs {
@@ -127,6 +175,30 @@ impl SamplingArgs {
         if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
             bail!("--repeat-penalty must be a number > 0");
         }
+        for (name, v) in [
+            ("--presence-penalty", self.presence_penalty),
+            ("--frequency-penalty", self.frequency_penalty),
+        ] {
+            if !v.is_finite() {
+                bail!("{name} must be a finite number");
+            }
+        }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            bail!("--typical-p must be above 0 and at most 1");
+        }
+        let mirostat = match self.mirostat {
+            0 => None,
+            2 => {
+                if !(self.mirostat_tau.is_finite() && self.mirostat_tau > 0.0) {
+                    bail!("--mirostat-tau must be a number > 0");
+                }
+                if !(self.mirostat_eta.is_finite() && self.mirostat_eta > 0.0) {
+                    bail!("--mirostat-eta must be a number > 0");
+                }
+                Some((self.mirostat_tau, self.mirostat_eta))
+            }
+            v => bail!("--mirostat {v} is not supported (0 = off, 2 = mirostat v2)"),
+        };
         cfg.temperature = self.temperature;
         cfg.top_k = self.top_k;
         cfg.top_p = self.top_p;
@@ -134,6 +206,13 @@ impl SamplingArgs {
         cfg.repetition_penalty = self.repeat_penalty;
         cfg.repetition_window = self.repeat_last_n;
         cfg.seed = self.seed;
+        cfg.presence_penalty = self.presence_penalty;
+        cfg.frequency_penalty = self.frequency_penalty;
+        cfg.logit_bias = self.logit_bias.clone();
+        cfg.typical_p = self.typical_p;
+        cfg.mirostat = mirostat;
+        cfg.n_probs = self.n_probs;
+        cfg.stop = self.stop.clone();
         Ok(())
     }
 }

@@ -247,6 +247,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             "prompt_token_ids": gen.prompt_token_ids,
             "generated_token_ids": gen.generated_token_ids,
             "stop_reason": format!("{:?}", gen.stop_reason).to_lowercase(),
+            "logprobs": gen.logprobs.iter().map(|l| serde_json::json!({
+                "id": l.id,
+                "logprob": finite_or_null(l.logprob),
+                "top": l.top.iter().map(|&(id, lp)| serde_json::json!({
+                    "id": id,
+                    "logprob": finite_or_null(lp),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
             "stats": stats,
         });
         if let Err(e) = crate::out::write_raw(&format!("{obj}\n")) {
@@ -283,5 +291,14 @@ pub fn warn_changed_files(runner: &TextLLMRunner) {
              change",
             path.display()
         );
+    }
+}
+
+/// A log-probability for JSON (`-inf`, a banned token, as null).
+fn finite_or_null(v: f32) -> serde_json::Value {
+    if v.is_finite() {
+        serde_json::json!(v)
+    } else {
+        serde_json::Value::Null
     }
 }

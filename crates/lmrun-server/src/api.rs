@@ -198,6 +198,7 @@ fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
         min_p: number(m, "min_p", 0.0, 1.0)?.unwrap_or(0.0) as f32,
         repetition_penalty: number(m, "repeat_penalty", 0.0, 10.0)?.unwrap_or(1.0) as f32,
         repetition_window: defaults.repetition_window,
+        ..SamplerParams::default()
     };
     if params.top_p == 0.0 {
         return Err(ApiError::bad("'top_p' must be above 0"));

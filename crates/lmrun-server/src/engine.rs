@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lmrun::sampler::{Sampler, SamplerParams};
+use lmrun::stop::held_tail;
 use lmrun_models::{Model, SeqChunk, UBATCH};
 use lmrun_tokenizers::{StreamDecoder, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
@@ -461,19 +462,6 @@ fn flush(a: &mut Active, f: Finish) -> Finish {
     f
 }
 
-/// Length of the longest suffix of `text` that is a proper prefix of `stop` (held back in case
-/// the next tokens complete the stop string), at a character boundary.
-pub fn held_tail(text: &str, stop: &str) -> usize {
-    let max = stop.len().saturating_sub(1).min(text.len());
-    (1..=max)
-        .rev()
-        .find(|&n| {
-            let start = text.len() - n;
-            text.is_char_boundary(start) && stop.as_bytes().starts_with(&text.as_bytes()[start..])
-        })
-        .unwrap_or(0)
-}
-
 /// Length of the common prefix of two token sequences.
 pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
@@ -482,15 +470,6 @@ pub fn common_prefix(a: &[u32], b: &[u32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn held_tail_is_the_longest_possible_start_of_a_stop_string() {
-        assert_eq!(held_tail("hello wor", "world"), 3);
-        assert_eq!(held_tail("hello", "world"), 0);
-        assert_eq!(held_tail("abc<", "</s>"), 1);
-        assert_eq!(held_tail("é", "\u{e9}x"), 2);
-        assert_eq!(held_tail("", "x"), 0);
-    }
 
     #[test]
     fn common_prefix_counts_equal_leading_tokens() {

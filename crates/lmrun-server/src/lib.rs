@@ -579,7 +579,7 @@ fn submit(
     let job = Job {
         prompt: ids,
         max_tokens,
-        params: c.params,
+        params: c.params.clone(),
         seed: c.seed,
         stop: c.stop.clone(),
         presence_penalty: c.presence_penalty,

@@ -44,6 +44,23 @@ pub struct GenerationConfig {
     /// Turn control tokens written in the prompt (`<start_of_turn>`, `<|im_start|>`) into single
     /// tokens.
     pub parse_special: bool,
+    /// Subtracted from the logit of every token seen in the penalty window (0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit once per occurrence in the penalty window (0 = off).
+    pub frequency_penalty: f32,
+    /// Added to the logits of these token ids (`f32::NEG_INFINITY` bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Locally typical sampling mass (1.0 = off).
+    pub typical_p: f32,
+    /// Mirostat v2 `(tau, eta)` (replaces top-k, typical-p, top-p and min-p).
+    pub mirostat: Option<(f32, f32)>,
+    /// Report each generated token's log-probability and this many top alternatives
+    /// ([`crate::Generation::logprobs`]); 0 = none.
+    pub n_probs: usize,
+    /// Stop when the generated text contains one of these; the stop string itself is not
+    /// part of the output, and streamed text never shows a prefix of it that is later
+    /// withheld.
+    pub stop: Vec<String>,
 }
 
 impl Default for GenerationConfig {
@@ -64,6 +81,13 @@ impl Default for GenerationConfig {
             repetition_window: 64,
             seed: None,
             parse_special: true,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            typical_p: 1.0,
+            mirostat: None,
+            n_probs: 0,
+            stop: Vec::new(),
         }
     }
 }

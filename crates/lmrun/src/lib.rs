@@ -14,6 +14,7 @@ mod metadata;
 mod runner;
 pub mod sampler;
 mod stats;
+pub mod stop;
 
 pub use config::{GenerationConfig, RunnerOptions};
 pub use decoder::{DecoderMemory, TextDecoder};

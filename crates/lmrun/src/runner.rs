@@ -18,8 +18,9 @@ use lmrun_tokenizers::{EncodeOptions, StreamDecoder, Tokenizer};
 
 use crate::decoder::keys;
 use crate::metadata::{get_eos_ids, get_llm_metadata};
-use crate::sampler::{Sampler, SamplerParams};
+use crate::sampler::{Sampler, SamplerParams, TokenLogprob};
 use crate::stats::{time_in_ms, Stats};
+use crate::stop::StopText;
 use crate::{backend, GenerationConfig, RunnerError, RunnerOptions, TextDecoder};
 
 /// Build a runner with ExecuTorch's argument list. `tokenizer: None` uses the model's own
@@ -109,6 +110,8 @@ fn build(
         stats,
         stop,
         sampler: Sampler::from_clock(),
+        n_probs: 0,
+        logprobs: Vec::new(),
         history: Vec::new(),
         stamps,
         arch,
@@ -165,6 +168,8 @@ pub enum StopReason {
     MaxTokens,
     /// `stop()` was called.
     Stopped,
+    /// The text reached one of `GenerationConfig::stop` (not included in the text).
+    StopString,
 }
 
 /// What one `generate` call produced.
@@ -178,6 +183,9 @@ pub struct Generation {
     pub text: String,
     /// Why it ended.
     pub stop_reason: StopReason,
+    /// Each generated token's log-probability and top alternatives, when
+    /// `GenerationConfig::n_probs` > 0 (one entry per generated token id).
+    pub logprobs: Vec<TokenLogprob>,
     /// The stats of this call.
     pub stats: Stats,
 }
@@ -195,6 +203,10 @@ pub struct TextLLMRunner {
     stats: Stats,
     stop: StopHandle,
     sampler: Sampler,
+    /// Alternatives reported per generated token (this call's `GenerationConfig::n_probs`).
+    n_probs: usize,
+    /// This call's per-token log-probabilities (when `n_probs > 0`).
+    logprobs: Vec<TokenLogprob>,
     /// Tokens in the KV cache (for the repetition penalty).
     history: Vec<u32>,
     /// The model (and data) files as they were when loaded, to notice a change under a mapping.
@@ -233,6 +245,8 @@ impl TextLLMRunner {
             stats,
             stop,
             sampler: Sampler::from_clock(),
+            n_probs: 0,
+            logprobs: Vec::new(),
             history: Vec::new(),
             stamps: Vec::new(),
             arch: String::new(),
@@ -432,7 +446,15 @@ impl TextLLMRunner {
             self.history.extend_from_slice(part);
             if let (true, Some(p)) = (i + 1 == n_parts, params) {
                 self.stats.on_sampling_begin();
-                first = Some(self.sampler.sample(logits, &self.history, p));
+                first = Some(if self.n_probs > 0 {
+                    let (t, lp) =
+                        self.sampler
+                            .sample_with_logprobs(logits, &self.history, p, self.n_probs);
+                    self.logprobs.push(lp);
+                    t
+                } else {
+                    self.sampler.sample(logits, &self.history, p)
+                });
                 self.stats.on_sampling_end();
             }
         }
@@ -457,6 +479,11 @@ impl TextLLMRunner {
             min_p: config.min_p,
             repetition_penalty: config.repetition_penalty,
             repetition_window: config.repetition_window,
+            presence_penalty: config.presence_penalty,
+            frequency_penalty: config.frequency_penalty,
+            logit_bias: config.logit_bias.clone(),
+            typical_p: config.typical_p,
+            mirostat: config.mirostat,
         }
     }
 
@@ -494,6 +521,24 @@ impl TextLLMRunner {
         if let Some(seed) = config.seed {
             self.sampler.reseed(seed);
         }
+        let n_vocab = self.tokenizer.vocab_size();
+        if let Some(&(id, _)) = config
+            .logit_bias
+            .iter()
+            .find(|(id, _)| *id as usize >= n_vocab)
+        {
+            return Err(RunnerError::InvalidArgument(format!(
+                "logit bias for token {id}, which is outside the vocabulary of {n_vocab} tokens"
+            )));
+        }
+        if let Some(&(id, b)) = config.logit_bias.iter().find(|(_, b)| b.is_nan()) {
+            return Err(RunnerError::InvalidArgument(format!(
+                "logit bias for token {id} is {b}"
+            )));
+        }
+        self.sampler.begin();
+        self.n_probs = config.n_probs;
+        self.logprobs.clear();
         let params = self.sampler_params(config);
 
         let prompt_tokens = self.encode(prompt, config)?;
@@ -538,7 +583,14 @@ impl TextLLMRunner {
         self.stats.prompt_eval_end_ms = time_in_ms();
         self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
 
-        let decoded = self.decode_loop(cur, max_new, config.ignore_eos, &params, on_token)?;
+        let decoded = self.decode_loop(
+            cur,
+            max_new,
+            config.ignore_eos,
+            &params,
+            &config.stop,
+            on_token,
+        )?;
         self.stop.take();
         self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
         let Decoded {
@@ -560,25 +612,29 @@ impl TextLLMRunner {
         max_new: i64,
         ignore_eos: bool,
         params: &SamplerParams,
+        stops: &[String],
         on_token: &mut dyn FnMut(&str),
     ) -> Result<Decoded, RunnerError> {
         // Generated text continues the prompt: never strip its leading space.
         let mut stream = StreamDecoder::new(false);
-        let mut text = String::new();
-        let mut emit =
-            |tok: &dyn Tokenizer, id: u32, text: &mut String| -> Result<(), RunnerError> {
-                let piece = stream.push(tok, id, false)?;
-                if !piece.is_empty() {
-                    text.push_str(&piece);
-                    on_token(&piece);
-                }
-                Ok(())
-            };
+        let mut text = StopText::new(stops);
+        // Returns whether a stop string was completed.
+        let mut emit = |tok: &dyn Tokenizer, id: u32, text: &mut StopText| {
+            let piece = stream.push(tok, id, false)?;
+            let (show, stopped) = text.push(&piece);
+            if !show.is_empty() {
+                on_token(&show);
+            }
+            Ok::<bool, RunnerError>(stopped)
+        };
         let mut cur = first;
         let mut ids = vec![cur];
-        emit(self.tokenizer.as_ref(), cur, &mut text)?;
+        let mut stopped = emit(self.tokenizer.as_ref(), cur, &mut text)?;
         let mut steps = 0i64;
         let reason = loop {
+            if stopped {
+                break StopReason::StopString;
+            }
             if !ignore_eos && self.eos_ids.contains(&cur) {
                 break StopReason::Eos;
             }
@@ -597,19 +653,32 @@ impl TextLLMRunner {
             self.history.push(cur);
             steps += 1;
             self.stats.on_sampling_begin();
-            cur = self.sampler.sample(logits, &self.history, params);
+            cur = if self.n_probs > 0 {
+                let (t, lp) =
+                    self.sampler
+                        .sample_with_logprobs(logits, &self.history, params, self.n_probs);
+                self.logprobs.push(lp);
+                t
+            } else {
+                self.sampler.sample(logits, &self.history, params)
+            };
             self.stats.on_sampling_end();
             ids.push(cur);
-            emit(self.tokenizer.as_ref(), cur, &mut text)?;
+            stopped = emit(self.tokenizer.as_ref(), cur, &mut text)?;
         };
-        let tail = stream.finish();
-        if !tail.is_empty() {
-            text.push_str(&tail);
-            on_token(&tail);
+        let mut reason = reason;
+        if !text.stopped() {
+            let (tail, stopped) = text.finish(&stream.finish());
+            if !tail.is_empty() {
+                on_token(&tail);
+            }
+            if stopped {
+                reason = StopReason::StopString;
+            }
         }
         Ok(Decoded {
             ids,
-            text,
+            text: text.text().to_string(),
             steps,
             reason,
         })
@@ -642,6 +711,7 @@ impl TextLLMRunner {
             generated_token_ids,
             text,
             stop_reason,
+            logprobs: std::mem::take(&mut self.logprobs),
             stats: self.stats.clone(),
         }
     }

@@ -1,10 +1,22 @@
 //! The token sampler: one persistent, seedable instance per runner (ExecuTorch built a new one
-//! per token, seeded from the clock's seconds). Temperature 0 is argmax; otherwise repetition
-//! penalty, temperature, top-k, softmax, top-p and min-p are applied in llama.cpp's order and a
-//! token is drawn with a xorshift64* generator.
+//! per token, seeded from the clock's seconds), drawing with a xorshift64* generator. One
+//! chain, in this order:
+//!
+//! 1. logit bias (added to the raw logits);
+//! 2. penalties over the last `repetition_window` tokens: repetition (divide a positive logit,
+//!    multiply a negative one), then frequency (× each token's count) and presence (once per
+//!    token seen), as llama.cpp's penalties sampler;
+//! 3. temperature 0: argmax of what steps 1–2 left (no further stage changes the argmax);
+//! 4. otherwise temperature, then either mirostat v2 (which replaces the cuts) or top-k,
+//!    softmax, locally typical sampling (typical-p), min-p and top-p;
+//! 5. the draw.
+//!
+//! `n_probs` reports, for each sampled token, its log-probability and the top alternatives
+//! under the distribution after steps 1–2 at temperature 1 (what the model says, with the
+//! caller's bias and penalties; OpenAI's `logprobs`).
 
 /// Sampling parameters (a subset of [`crate::GenerationConfig`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SamplerParams {
     /// 0 = argmax.
     pub temperature: f32,
@@ -16,8 +28,20 @@ pub struct SamplerParams {
     pub min_p: f32,
     /// 1.0 = off.
     pub repetition_penalty: f32,
-    /// Recent tokens the penalty applies to.
+    /// Recent tokens the penalties apply to.
     pub repetition_window: usize,
+    /// Subtracted from the logit of every token seen in the window (0 = off).
+    pub presence_penalty: f32,
+    /// Subtracted from a token's logit once per occurrence in the window (0 = off).
+    pub frequency_penalty: f32,
+    /// Added to the logits of these token ids (`-inf` bans a token).
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Locally typical sampling: keep the tokens closest to the distribution's entropy until
+    /// their mass reaches this (1.0 = off).
+    pub typical_p: f32,
+    /// Mirostat v2 `(tau, eta)`: target surprise in bits and learning rate; replaces top-k,
+    /// typical-p, top-p and min-p.
+    pub mirostat: Option<(f32, f32)>,
 }
 
 impl Default for SamplerParams {
@@ -29,8 +53,37 @@ impl Default for SamplerParams {
             min_p: 0.0,
             repetition_penalty: 1.0,
             repetition_window: 64,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            logit_bias: Vec::new(),
+            typical_p: 1.0,
+            mirostat: None,
         }
     }
+}
+
+impl SamplerParams {
+    /// Whether steps 1–2 of the chain change any logit.
+    fn adjusts_logits(&self) -> bool {
+        let window = self.repetition_window > 0;
+        !self.logit_bias.is_empty()
+            || (window
+                && (self.repetition_penalty != 1.0
+                    || self.presence_penalty != 0.0
+                    || self.frequency_penalty != 0.0))
+    }
+}
+
+/// A sampled token's log-probability and the most likely alternatives (`n_probs` of them),
+/// under the distribution after logit bias and penalties at temperature 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprob {
+    /// The sampled token.
+    pub id: u32,
+    /// Its natural-log probability.
+    pub logprob: f32,
+    /// The most likely tokens with their log-probabilities, most likely first.
+    pub top: Vec<(u32, f32)>,
 }
 
 /// A persistent sampler with its own random state.
@@ -41,6 +94,10 @@ pub struct Sampler {
     cand: Vec<(u32, f32)>,
     /// Scratch: scaled logits, then probabilities, of the whole vocabulary.
     probs: Vec<f32>,
+    /// Scratch: the logits after bias and penalties (for `n_probs`).
+    adjusted: Vec<f32>,
+    /// Mirostat v2's running maximum surprise (`None` until the first draw: then `2·tau`).
+    mu: Option<f32>,
 }
 
 /// Where [`Sampler::keep`] left the distribution.
@@ -113,6 +170,8 @@ impl Sampler {
             state: 0,
             cand: Vec::new(),
             probs: Vec::new(),
+            adjusted: Vec::new(),
+            mu: None,
         };
         s.reseed(seed);
         s
@@ -125,6 +184,12 @@ impl Sampler {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0x5eed);
         Sampler::new(t)
+    }
+
+    /// Forget per-generation state (mirostat's running surprise); call at the start of each
+    /// generation.
+    pub fn begin(&mut self) {
+        self.mu = None;
     }
 
     /// Restart the random sequence from `seed`.
@@ -158,14 +223,16 @@ impl Sampler {
             return 0;
         }
         if p.temperature <= 0.0 {
-            let penalise = p.repetition_penalty != 1.0 && p.repetition_window > 0;
-            if !penalise {
+            if !p.adjusts_logits() {
                 return argmax(logits);
             }
             self.scaled(logits, recent, p, 1.0);
             return argmax(&self.probs);
         }
         let r = self.coin();
+        if let Some((tau, eta)) = p.mirostat {
+            return self.mirostat_v2(logits, recent, p, tau, eta, r);
+        }
         match self.keep(logits, recent, p) {
             Kept::None => argmax_by(logits, |_, l| l),
             Kept::All => draw(self.probs.iter().copied().enumerate(), r),
@@ -173,37 +240,153 @@ impl Sampler {
         }
     }
 
-    /// `self.probs` = the logits times `inv_t`, with the repetition penalty applied to the
-    /// tokens of the recent window (each once, however often it occurs) and non-finite logits
-    /// as -inf. Returns whether every logit was finite.
+    /// Like [`Sampler::sample`], and also the sampled token's log-probability with the
+    /// `n_probs` most likely alternatives (see [`TokenLogprob`]).
+    pub fn sample_with_logprobs(
+        &mut self,
+        logits: &[f32],
+        recent: &[u32],
+        p: &SamplerParams,
+        n_probs: usize,
+    ) -> (u32, TokenLogprob) {
+        let id = self.sample(logits, recent, p);
+        // The adjusted logits at temperature 1, then a log-softmax.
+        let mut adjusted = std::mem::take(&mut self.adjusted);
+        let saved = std::mem::take(&mut self.probs);
+        self.scaled(logits, recent, p, 1.0);
+        adjusted.clear();
+        adjusted.extend_from_slice(&self.probs);
+        self.probs = saved;
+        let max = adjusted.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        // log-sum-exp in f64: a near-certain token keeps a logprob just below 0, not 0.
+        let lse = if max == f32::NEG_INFINITY {
+            0.0
+        } else {
+            let sum: f64 = adjusted.iter().map(|&v| ((v - max) as f64).exp()).sum();
+            max as f64 + sum.ln()
+        };
+        let lp = |v: f32| {
+            if v == f32::NEG_INFINITY {
+                v
+            } else {
+                (v as f64 - lse) as f32
+            }
+        };
+        let mut top: Vec<(u32, f32)> = Vec::with_capacity(n_probs);
+        if n_probs > 0 {
+            let mut cand: Vec<(u32, f32)> = adjusted
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| (i as u32, v))
+                .collect();
+            let k = n_probs.min(cand.len());
+            if k > 0 && k < cand.len() {
+                cand.select_nth_unstable_by(k - 1, by_desc);
+            }
+            cand.truncate(k);
+            cand.sort_unstable_by(by_desc);
+            top.extend(cand.into_iter().map(|(i, v)| (i, lp(v))));
+        }
+        let logprob = adjusted
+            .get(id as usize)
+            .map_or(f32::NEG_INFINITY, |&v| lp(v));
+        self.adjusted = adjusted;
+        (id, TokenLogprob { id, logprob, top })
+    }
+
+    /// `self.probs` = the logits with the logit bias and the penalties of the recent window
+    /// applied (steps 1–2 of the chain), times `inv_t`; non-finite logits as -inf. Returns
+    /// whether every logit was finite.
     fn scaled(&mut self, logits: &[f32], recent: &[u32], p: &SamplerParams, inv_t: f32) -> bool {
         let mut finite = true;
         self.probs.clear();
         self.probs.extend(logits.iter().map(|&l| {
             if l.is_finite() {
-                l * inv_t
+                l
             } else {
                 finite = false;
                 f32::NEG_INFINITY
             }
         }));
-        if p.repetition_penalty != 1.0 && p.repetition_window > 0 {
+        for &(id, b) in &p.logit_bias {
+            if let Some(v) = self.probs.get_mut(id as usize) {
+                *v += b;
+            }
+        }
+        if p.repetition_window > 0
+            && (p.repetition_penalty != 1.0
+                || p.presence_penalty != 0.0
+                || p.frequency_penalty != 0.0)
+        {
             let window = &recent[recent.len().saturating_sub(p.repetition_window)..];
-            for &id in window {
-                let Some(&l) = logits.get(id as usize) else {
+            // Each distinct token once, with its count (the window is short: sort a copy).
+            let mut seen: Vec<u32> = window.to_vec();
+            seen.sort_unstable();
+            let mut i = 0;
+            while i < seen.len() {
+                let id = seen[i];
+                let n = seen[i..].iter().take_while(|&&t| t == id).count();
+                i += n;
+                let Some(v) = self.probs.get_mut(id as usize) else {
                     continue;
                 };
-                if l.is_finite() {
-                    let pen = if l > 0.0 {
-                        l / p.repetition_penalty
-                    } else {
-                        l * p.repetition_penalty
-                    };
-                    self.probs[id as usize] = pen * inv_t;
+                if !v.is_finite() {
+                    continue;
                 }
+                if p.repetition_penalty != 1.0 {
+                    *v = if *v > 0.0 {
+                        *v / p.repetition_penalty
+                    } else {
+                        *v * p.repetition_penalty
+                    };
+                }
+                *v -= n as f32 * p.frequency_penalty + p.presence_penalty;
+            }
+        }
+        if inv_t != 1.0 {
+            for v in self.probs.iter_mut() {
+                *v *= inv_t;
             }
         }
         finite
+    }
+
+    /// Mirostat v2: softmax at the temperature, drop the tokens whose surprise `-log2 p`
+    /// exceeds `mu`, draw from the rest (renormalised), then move `mu` toward the target
+    /// surprise `tau` by `eta` × the error.
+    fn mirostat_v2(
+        &mut self,
+        logits: &[f32],
+        recent: &[u32],
+        p: &SamplerParams,
+        tau: f32,
+        eta: f32,
+        r: f32,
+    ) -> u32 {
+        let finite = self.scaled(logits, recent, p, 1.0 / p.temperature);
+        if !finite && self.probs.iter().all(|v| *v == f32::NEG_INFINITY) {
+            return argmax_by(logits, |_, l| l);
+        }
+        lmrun_kernels::ops::softmax_inplace(&mut self.probs);
+        let mu = *self.mu.get_or_insert(2.0 * tau);
+        // Surprise <= mu  <=>  p >= 2^-mu; the most likely token always stays.
+        let floor = (-mu).exp2();
+        gather(&mut self.cand, &self.probs, |v| v >= floor && v > 0.0);
+        if self.cand.is_empty() {
+            let best = argmax(&self.probs);
+            self.cand
+                .push((best, self.probs[best as usize].max(f32::MIN_POSITIVE)));
+        }
+        let total: f32 = self.cand.iter().map(|c| c.1).sum();
+        let id = draw(self.cand.iter().map(|&(i, q)| (i as usize, q)), r);
+        let q = self
+            .cand
+            .iter()
+            .find(|c| c.0 == id)
+            .map_or(1.0, |c| c.1 / total);
+        let surprise = -q.max(f32::MIN_POSITIVE).log2();
+        self.mu = Some(mu - eta * (surprise - tau));
+        id
     }
 
     /// The distribution to draw from: temperature and repetition penalty applied, then top-k,
@@ -249,6 +432,9 @@ impl Sampler {
                 }
             }
         }
+        if p.typical_p > 0.0 && p.typical_p < 1.0 {
+            self.typical(p.typical_p);
+        }
         let pmax = self.probs.iter().fold(0f32, |m, &v| m.max(v));
         let floor = if p.min_p > 0.0 {
             (pmax * p.min_p).min(pmax)
@@ -283,6 +469,37 @@ impl Sampler {
             top_p_head(&mut self.cand, p.top_p);
         }
         Kept::Cand
+    }
+}
+
+impl Sampler {
+    /// Locally typical sampling over `self.probs`: keep the tokens whose surprise `-ln p` is
+    /// closest to the entropy until their mass reaches `typical_p` (at least one), zero the
+    /// rest (the kept ones are not renormalised here: the draw divides by the total).
+    fn typical(&mut self, typical_p: f32) {
+        let entropy: f64 = self
+            .probs
+            .iter()
+            .filter(|&&q| q > 0.0)
+            .map(|&q| -(q as f64) * (q as f64).ln())
+            .sum();
+        gather(&mut self.cand, &self.probs, |v| v > 0.0);
+        let dist = |q: f32| ((-(q as f64).ln()) - entropy).abs();
+        self.cand
+            .sort_unstable_by(|a, b| dist(a.1).total_cmp(&dist(b.1)).then(a.0.cmp(&b.0)));
+        let mut cum = 0.0f64;
+        let mut keep = self.cand.len();
+        for (i, c) in self.cand.iter().enumerate() {
+            cum += c.1 as f64;
+            if cum >= typical_p as f64 {
+                keep = i + 1;
+                break;
+            }
+        }
+        self.probs.fill(0.0);
+        for &(i, q) in &self.cand[..keep.max(1)] {
+            self.probs[i as usize] = q;
+        }
     }
 }
 
@@ -518,5 +735,76 @@ mod tests {
         };
         // token 0 fell out of the one-token window
         assert_eq!(s.sample(&logits, &[0, 1], &p_out), 0);
+    }
+
+    #[test]
+    fn typical_p_keeps_the_tokens_nearest_the_entropy() {
+        // Two likely tokens and a flat tail whose surprise is nearer the entropy than theirs: a
+        // tiny typical_p keeps only the most typical token (a tail one), never the likeliest.
+        let logits: Vec<f32> = (0..50)
+            .map(|i| if i == 7 || i == 9 { 3.0 } else { 0.0 })
+            .collect();
+        let p = SamplerParams {
+            temperature: 1.0,
+            typical_p: 1e-4,
+            ..Default::default()
+        };
+        let probs: Vec<f64> = {
+            let m = logits.iter().fold(f32::MIN, |a, &b| a.max(b));
+            let e: Vec<f64> = logits.iter().map(|&l| ((l - m) as f64).exp()).collect();
+            let z: f64 = e.iter().sum();
+            e.iter().map(|v| v / z).collect()
+        };
+        let h: f64 = probs.iter().map(|q| -q * q.ln()).sum();
+        let want = (0..50)
+            .min_by(|&a, &b| {
+                let d = |i: usize| (-probs[i].ln() - h).abs();
+                d(a).total_cmp(&d(b)).then(a.cmp(&b))
+            })
+            .unwrap() as u32;
+        assert_ne!(want, 7, "the dominant token is not the typical one here");
+        let mut s = Sampler::new(3);
+        for _ in 0..30 {
+            assert_eq!(s.sample(&logits, &[], &p), want);
+        }
+    }
+
+    #[test]
+    fn mirostat_v2_low_target_is_greedy_high_target_samples() {
+        let logits: Vec<f32> = (0..64).map(|i| ((i * 29) % 17) as f32 * 0.2).collect();
+        let best = argmax(&logits);
+        let low = SamplerParams {
+            temperature: 1.0,
+            mirostat: Some((0.01, 0.1)),
+            ..Default::default()
+        };
+        let mut s = Sampler::new(5);
+        s.begin();
+        for _ in 0..20 {
+            assert_eq!(s.sample(&logits, &[], &low), best);
+        }
+        let high = SamplerParams {
+            mirostat: Some((10.0, 0.1)),
+            ..low
+        };
+        s.begin();
+        let drawn: std::collections::HashSet<u32> =
+            (0..50).map(|_| s.sample(&logits, &[], &high)).collect();
+        assert!(drawn.len() > 5, "{drawn:?}");
+    }
+
+    #[test]
+    fn frequency_penalty_counts_occurrences() {
+        let logits = vec![1.0f32, 1.0, 1.0];
+        let p = SamplerParams {
+            temperature: 0.0,
+            frequency_penalty: 0.4,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(1);
+        // token 0 seen twice (-0.8), token 1 once (-0.4): token 2 wins
+        assert_eq!(s.sample(&logits, &[0, 1, 0], &p), 2);
+        // with only token 0 seen twice and 2 seen three times, 1 wins
+        assert_eq!(s.sample(&logits, &[0, 2, 0, 2, 2], &p), 1);
     }
 }

@@ -404,3 +404,95 @@ fn zero_new_tokens_and_a_seq_len_cap_are_explained() {
         .unwrap_err();
     assert!(e.to_string().contains("seq_len caps"), "{e}");
 }
+
+#[test]
+fn a_stop_string_across_tokens_ends_generation_and_is_never_shown() {
+    // "abc" -> d e f g h ...: stop at "fg", which spans two tokens.
+    let (mut r, _) = runner(128, 0);
+    let cfg = GenerationConfig {
+        stop: vec!["fg".into(), "zzz".into()],
+        ..greedy(20)
+    };
+    let (g, pieces, _) = run(&mut r, "abc", &cfg);
+    assert_eq!(g.stop_reason, StopReason::StopString);
+    assert_eq!(g.text, "de");
+    assert_eq!(pieces.concat(), "de");
+    // "f" was held back (it could start "fg"), never shown and then taken back
+    assert!(pieces.iter().all(|p| !p.contains('f')), "{pieces:?}");
+    assert_eq!(g.generated_token_ids, b"defg".map(u32::from).to_vec());
+
+    // A held prefix that does not become a stop string is shown in the end.
+    let cfg = GenerationConfig {
+        stop: vec!["fx".into()],
+        ..greedy(4)
+    };
+    let (g, pieces, _) = run(&mut r, "abc", &cfg);
+    assert_eq!(g.stop_reason, StopReason::MaxTokens);
+    assert_eq!(
+        (g.text.as_str(), pieces.concat()),
+        ("defg", "defg".to_string())
+    );
+}
+
+#[test]
+fn logit_bias_and_logprobs() {
+    let (mut r, _) = runner(128, 0);
+    // Ban the favourite after 'c' ('d'): greedy takes the next best (all 0: token 0).
+    let cfg = GenerationConfig {
+        logit_bias: vec![
+            (u32::from(b'd'), f32::NEG_INFINITY),
+            (u32::from(b'x'), 20.0),
+        ],
+        n_probs: 3,
+        ..greedy(2)
+    };
+    let (g, _, _) = run(&mut r, "abc", &cfg);
+    // 'x' gets +20 over the fake's 10 for the favourite: chosen both times
+    assert_eq!(g.generated_token_ids, vec![u32::from(b'x'); 2]);
+    assert_eq!(g.logprobs.len(), 2);
+    let lp = &g.logprobs[0];
+    assert_eq!(lp.id, u32::from(b'x'));
+    assert_eq!(lp.top.len(), 3);
+    assert_eq!(lp.top[0].0, u32::from(b'x'));
+    assert!(lp.logprob < 0.0 && lp.logprob > -1e-3, "{}", lp.logprob);
+    assert!((lp.logprob - lp.top[0].1).abs() < 1e-6);
+    // the banned token is not among the alternatives
+    assert!(lp.top.iter().all(|t| t.0 != u32::from(b'd')));
+    // Without n_probs, no logprobs.
+    let (g, _, _) = run(&mut r, "abc", &greedy(2));
+    assert!(g.logprobs.is_empty());
+
+    // An id outside the vocabulary is an error before generation.
+    let bad = GenerationConfig {
+        logit_bias: vec![(VOCAB as u32, 1.0)],
+        ..greedy(2)
+    };
+    let e = r
+        .generate("abc", &bad, &mut |_| {}, &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("outside the vocabulary"), "{e}");
+}
+
+#[test]
+fn presence_penalty_steers_away_from_seen_tokens() {
+    let (mut r, _) = runner(128, 0);
+    // The favourite after 'c' is 'd' (logit 10); 'd' is in the prompt, so a presence penalty
+    // of 11 puts it below the rest (0): greedy picks token 0.
+    let cfg = GenerationConfig {
+        presence_penalty: 11.0,
+        ..greedy(1)
+    };
+    let (g, _, _) = run(&mut r, "abcd", &cfg);
+    assert_eq!(
+        g.generated_token_ids,
+        vec![u32::from(b'e')],
+        "'e' was not seen"
+    );
+    r.reset();
+    let (g, _, _) = run(&mut r, "dc", &cfg);
+    assert_eq!(
+        g.generated_token_ids,
+        vec![0],
+        "'d' was seen: penalised below 0"
+    );
+}

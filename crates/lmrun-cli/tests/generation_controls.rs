@@ -1,0 +1,104 @@
+//! `lmrun run` generation controls through the binary on the real Gemma model: a stop string
+//! cuts the text (and is never printed), logprobs come with `--output json`, a logit bias bans
+//! a token, and bad values are clear errors.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lmrun");
+
+fn gemma() -> PathBuf {
+    let dir = std::env::var_os("LMRUN_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/lmrun/models")
+        });
+    let p = dir.join("gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/fetch_models.sh",
+        p.display()
+    );
+    p
+}
+
+fn run(extra: &[&str]) -> std::process::Output {
+    let m = gemma();
+    let mut args = vec![
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "The capital of France is",
+        "--temperature",
+        "0",
+        "-n",
+        "12",
+        "--threads",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    Command::new(BIN).args(&args).output().unwrap()
+}
+
+fn json(extra: &[&str]) -> serde_json::Value {
+    let mut a = vec!["--output", "json"];
+    a.extend_from_slice(extra);
+    let out = run(&a);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn stop_strings_logprobs_and_logit_bias() {
+    let free = json(&[]);
+    let text = free["text"].as_str().unwrap().to_string();
+    // Stop at the third word of the free run's text (a string that spans tokens is fine).
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert!(words.len() >= 4, "{text:?}");
+    let stop = format!("{} {}", words[2], words[3]);
+    let cut = &text[..text.find(&stop).unwrap()];
+    let v = json(&["--stop", &stop]);
+    assert_eq!(v["text"].as_str().unwrap(), cut);
+    assert_eq!(v["stop_reason"], "stopstring");
+    // Text mode prints the same cut text.
+    let out = run(&["--stop", &stop]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(cut) && !shown.contains(&stop), "{shown:?}");
+
+    // Logprobs: one entry per generated token, alternatives sorted, the greedy pick first.
+    let v = json(&["--n-probs", "3"]);
+    let ids = v["generated_token_ids"].as_array().unwrap();
+    let lps = v["logprobs"].as_array().unwrap();
+    assert_eq!(ids.len(), lps.len());
+    for (id, lp) in ids.iter().zip(lps) {
+        assert_eq!(&lp["id"], id);
+        let top = lp["top"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert_eq!(&top[0]["id"], id, "greedy takes the most likely token");
+        let l: Vec<f64> = top.iter().map(|t| t["logprob"].as_f64().unwrap()).collect();
+        assert!(l[0] >= l[1] && l[1] >= l[2] && l[0] <= 0.0, "{l:?}");
+    }
+
+    // Banning the first greedy token changes the output.
+    let first = free["generated_token_ids"][0].as_u64().unwrap();
+    let v = json(&["--logit-bias", &format!("{first}=-inf")]);
+    assert_ne!(v["generated_token_ids"][0].as_u64().unwrap(), first);
+
+    // Bad values are errors with a non-zero exit.
+    for (args, why) in [
+        (vec!["--logit-bias", "99999999=1"], "outside the vocabulary"),
+        (vec!["--logit-bias", "5"], "ID=BIAS"),
+        (vec!["--typical-p", "0"], "--typical-p"),
+        (vec!["--mirostat", "1"], "--mirostat 1"),
+    ] {
+        let out = run(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}
