@@ -208,6 +208,19 @@ pub fn rope_inplace_ext(
     pos: usize,
     rp: &RopeParams<'_>,
 ) -> Result<(), KernelError> {
+    rope_inplace_at(x, n_heads, head_dim, pos as f32, rp)
+}
+
+/// [`rope_inplace_ext`] at a position that may be negative or fractional: rotating by
+/// `-d` turns a key roped at `p` into one roped at `p - d` (a context shift), when `mscale`
+/// is 1 (and YaRN's magnitude factor is cancelled by the caller).
+pub fn rope_inplace_at(
+    x: &mut [f32],
+    n_heads: usize,
+    head_dim: usize,
+    pos: f32,
+    rp: &RopeParams<'_>,
+) -> Result<(), KernelError> {
     let n_rot = rp.n_rot;
     let total = n_heads
         .checked_mul(head_dim)
@@ -227,7 +240,7 @@ pub fn rope_inplace_ext(
     if yarn.is_some() {
         mscale *= 1.0 + 0.1 * (1.0 / rp.freq_scale).ln();
     }
-    let p = pos as f32;
+    let p = pos;
     // base^(-2i/n_rot) as a running product, as ggml computes it (one powf per call).
     let step = rp.theta_base.powf(-2.0 / n_rot as f32);
     let mut inv = 1.0f32;

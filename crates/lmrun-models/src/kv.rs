@@ -90,6 +90,27 @@ impl KvBuf {
         }
     }
 
+    /// Reads elements `off..off + out.len()`.
+    pub(crate) fn read(&self, off: usize, out: &mut [f32]) {
+        match self {
+            KvBuf::F32(v) => out.copy_from_slice(&v[off..off + out.len()]),
+            KvBuf::F16(v) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let j = 2 * (off + i);
+                    *o = f16::from_le_bytes([v[j], v[j + 1]]).to_f32();
+                }
+            }
+        }
+    }
+
+    /// Copies `n` elements from `src..` to `dst..` (the ranges may overlap).
+    pub(crate) fn copy_within(&mut self, src: usize, dst: usize, n: usize) {
+        match self {
+            KvBuf::F32(v) => v.copy_within(src..src + n, dst),
+            KvBuf::F16(v) => v.copy_within(2 * src..2 * (src + n), 2 * dst),
+        }
+    }
+
     /// Writes one value at element `idx`.
     #[inline]
     pub(crate) fn write_one(&mut self, idx: usize, x: f32) {

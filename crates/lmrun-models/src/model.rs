@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use lmrun_gguf::GgufFile;
+use lmrun_kernels::ops::{rope_inplace_at, RopeParams};
 use lmrun_kernels::ThreadPool;
 
 use crate::arch::ArchSpec;
@@ -62,6 +63,9 @@ pub struct Model {
     buf: Buffers,
     /// Positions held by each slot's cache.
     n_past: Vec<usize>,
+    /// Per slot: the lowest position a step may restart at since the last context shift (the
+    /// rows before it were moved or dropped).
+    floor: Vec<usize>,
     /// The tokens of a multi-sequence pass, gathered (reused between calls).
     batch_tokens: Vec<u32>,
     /// Set by another thread to stop a long `step` between chunks and between blocks.
@@ -148,6 +152,7 @@ impl Model {
             pool,
             buf,
             n_past: vec![0],
+            floor: vec![0],
             batch_tokens: Vec::new(),
             cancel: None,
         })
@@ -240,6 +245,7 @@ impl Model {
     /// Forgets the KV cache contents of slot 0 (the next step must start at position 0).
     pub fn reset(&mut self) {
         self.n_past[0] = 0;
+        self.floor[0] = 0;
     }
 
     /// Number of sequence slots (KV caches); 1 unless [`Model::set_slots`] added more.
@@ -284,9 +290,11 @@ impl Model {
         while self.kv.len() < n {
             self.kv.push(KvCache::new(dtype, cap, &rows, kd, vd)?);
             self.n_past.push(0);
+            self.floor.push(0);
         }
         self.kv.truncate(n);
         self.n_past.truncate(n);
+        self.floor.truncate(n);
         Ok(())
     }
 
@@ -302,13 +310,114 @@ impl Model {
     /// [`Model::slot_n_past`] for what was kept.
     pub fn truncate_slot(&mut self, slot: usize, pos: usize) {
         let max = self.max_rewind();
+        let floor = self.floor.get(slot).copied().unwrap_or(0);
         if let Some(n) = self.n_past.get_mut(slot) {
-            if pos < *n && *n - pos > max {
+            if pos < *n && (*n - pos > max || pos < floor) {
                 *n = 0;
+                self.floor[slot] = 0;
             } else {
                 *n = (*n).min(pos);
             }
         }
+    }
+
+    /// Context shift (llama.cpp's): forget positions `n_keep..n_keep + n_discard` of `slot` and
+    /// move the later ones down by `n_discard`, their keys re-rotated by `-n_discard` so they
+    /// read as roped at their new positions. The slot then holds `n_past - n_discard`
+    /// positions and cannot restart before that (the runner replays its history if asked to).
+    pub fn shift_slot(
+        &mut self,
+        slot: usize,
+        n_keep: usize,
+        n_discard: usize,
+    ) -> Result<(), ModelError> {
+        let Some(&n_past) = self.n_past.get(slot) else {
+            return Err(ModelError::BadOptions(format!("no slot {slot}")));
+        };
+        if n_discard == 0 {
+            return Ok(());
+        }
+        if n_keep.saturating_add(n_discard) > n_past {
+            return Err(ModelError::BadOptions(format!(
+                "a context shift keeping {n_keep} and dropping {n_discard} positions needs more \
+                 than the {n_past} held"
+            )));
+        }
+        let cfg = &self.cfg;
+        let (kd, vd, hd, nkv) = (cfg.k_dim(), cfg.v_dim(), cfg.head_dim, cfg.n_head_kv);
+        let new_past = n_past - n_discard;
+        let delta = -(n_discard as f32);
+        let r = &cfg.rope;
+        let rope = |swa: bool| RopeParams {
+            n_rot: r.n_rot,
+            theta_base: if swa { r.freq_base_swa } else { r.freq_base },
+            mode: r.mode,
+            freq_factors: self.w.rope_freqs.as_deref(),
+            freq_scale: if swa { 1.0 } else { r.freq_scale },
+            // a pure rotation: cancel the magnitude factor YaRN applies
+            mscale: match (swa, r.yarn) {
+                (false, Some(_)) => 1.0 / (1.0 + 0.1 * (1.0 / r.freq_scale).ln()),
+                _ => 1.0,
+            },
+            yarn: if swa { None } else { r.yarn },
+        };
+        let mut krow = vec![0f32; kd];
+        for (il, lkv) in self.kv[slot].layers.iter_mut().enumerate() {
+            let rp = rope(cfg.is_swa(il));
+            let roped = cfg.uses_rope(il);
+            let rows = lkv.rows;
+            if !lkv.ring {
+                // Ascending: each row is read before a later position overwrites it.
+                for q in n_keep..new_past {
+                    lkv.k.read((q + n_discard) * kd, &mut krow);
+                    if roped {
+                        rope_inplace_at(&mut krow, nkv, hd, delta, &rp)?;
+                    }
+                    lkv.k.write(q * kd, &krow);
+                }
+                for c in 0..vd {
+                    lkv.v.copy_within(
+                        c * rows + n_keep + n_discard,
+                        c * rows + n_keep,
+                        new_past - n_keep,
+                    );
+                }
+                continue;
+            }
+            // A ring: gather the rows of the new positions it will hold, then write them.
+            let lo = new_past.saturating_sub(rows);
+            let n = new_past - lo;
+            let mut ks = vec![0f32; n * kd];
+            let mut vs = vec![0f32; n * vd];
+            let mut one = [0f32];
+            for (j, q) in (lo..new_past).enumerate() {
+                let old = if q < n_keep { q } else { q + n_discard };
+                if old + rows < n_past {
+                    // Overwritten already (a kept prefix position far back): outside every
+                    // window the slot can still use, since it cannot restart before new_past.
+                    continue;
+                }
+                let kr = &mut ks[j * kd..(j + 1) * kd];
+                lkv.k.read(lkv.row(old) * kd, kr);
+                if roped && q >= n_keep {
+                    rope_inplace_at(kr, nkv, hd, delta, &rp)?;
+                }
+                for c in 0..vd {
+                    lkv.v.read(c * rows + lkv.row(old), &mut one);
+                    vs[j * vd + c] = one[0];
+                }
+            }
+            for (j, q) in (lo..new_past).enumerate() {
+                let row = lkv.row(q);
+                lkv.k.write(row * kd, &ks[j * kd..(j + 1) * kd]);
+                for c in 0..vd {
+                    lkv.v.write_one(c * rows + row, vs[j * vd + c]);
+                }
+            }
+        }
+        self.n_past[slot] = new_past;
+        self.floor[slot] = new_past;
+        Ok(())
     }
 
     /// Errors unless a step of `slot` may start at `start_pos`.
@@ -317,7 +426,7 @@ impl Model {
         if start_pos > n_past {
             return Err(ModelError::PositionGap { start_pos, n_past });
         }
-        let max_rewind = self.max_rewind();
+        let max_rewind = self.max_rewind().min(n_past - self.floor[slot]);
         if n_past - start_pos > max_rewind {
             return Err(ModelError::RewindTooFar {
                 start_pos,
@@ -569,4 +678,78 @@ pub struct SeqChunk<'a> {
     pub tokens: &'a [u32],
     /// Position of the first token; at most the slot's [`Model::slot_n_past`].
     pub start_pos: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lmrun_gguf::LoadMode;
+
+    fn model(file: &str, ctx: usize) -> Model {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(file);
+        let g = GgufFile::open(&p, LoadMode::Mmap).unwrap();
+        let opts = ModelOptions {
+            context_len: ctx,
+            kv_dtype: KvDtype::F32,
+            n_threads: 1,
+            swa_full: false,
+        };
+        Model::from_gguf(&g, &opts).unwrap()
+    }
+
+    /// Layer 0's keys and values depend only on the token and its position, so after a shift
+    /// they must equal a fresh run of the shortened sequence: this checks the re-rotation
+    /// (YaRN, rings, NoPE-free) and the row moves.
+    fn shifted_layer0_matches_fresh(file: &str, ctx: usize, n: usize, keep: usize, drop: usize) {
+        let mut a = model(file, ctx);
+        let nv = a.config().n_vocab as u32;
+        let seq: Vec<u32> = (0..n as u32).map(|i| (i * 37 + 5) % nv).collect();
+        a.step(&seq, 0, false).unwrap();
+        a.shift_slot(0, keep, drop).unwrap();
+        assert_eq!(a.n_past(), n - drop);
+        let short: Vec<u32> = seq[..keep]
+            .iter()
+            .chain(&seq[keep + drop..])
+            .copied()
+            .collect();
+        let mut b = model(file, ctx);
+        b.step(&short, 0, false).unwrap();
+        let (kd, vd) = (a.cfg.k_dim(), a.cfg.v_dim());
+        let (la, lb) = (&a.kv[0].layers[0], &b.kv[0].layers[0]);
+        let (mut x, mut y) = (vec![0f32; kd], vec![0f32; kd]);
+        let (mut u, mut w) = ([0f32], [0f32]);
+        let first = (n - drop).saturating_sub(la.rows).max(keep);
+        for q in first..n - drop {
+            la.k.read(la.row(q) * kd, &mut x);
+            lb.k.read(lb.row(q) * kd, &mut y);
+            for (i, (p, r)) in x.iter().zip(&y).enumerate() {
+                assert!(
+                    (p - r).abs() <= 1e-4 * (1.0 + r.abs()),
+                    "{file}: K[{q}][{i}] {p} vs {r}"
+                );
+            }
+            for c in 0..vd {
+                la.v.read(c * la.rows + la.row(q), &mut u);
+                lb.v.read(c * lb.rows + lb.row(q), &mut w);
+                assert_eq!(u, w, "{file}: V[{q}][{c}]");
+            }
+        }
+        // No restart before the shift point; a step there works.
+        assert!(matches!(
+            a.step(&seq[..1], n - drop - 1, false),
+            Err(ModelError::RewindTooFar { .. })
+        ));
+        a.step(&seq[..1], n - drop, false).unwrap();
+    }
+
+    #[test]
+    fn context_shift_rerotates_keys() {
+        shifted_layer0_matches_fresh("archs/llama-yarn.gguf", 128, 100, 3, 40);
+        shifted_layer0_matches_fresh("archs/phi3.gguf", 128, 90, 1, 44);
+        shifted_layer0_matches_fresh("archs/qwen3.gguf", 128, 64, 0, 10);
+        // gemma2's layer 0 slides (window 8): a ring of 519 rows in a 700-position context
+        shifted_layer0_matches_fresh("archs/gemma2.gguf", 700, 690, 4, 150);
+    }
 }
