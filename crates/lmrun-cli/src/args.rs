@@ -138,6 +138,22 @@ pub struct SamplingArgs {
     /// Stop when the text contains this string (repeatable; the string is not printed).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
+    /// When the context is full: `error` (stop there), or `shift` (keep the first --keep
+    /// tokens, drop the oldest half of the rest, go on).
+    #[arg(long, value_enum, default_value_t = Overflow::Error)]
+    pub context_overflow: Overflow,
+    /// Tokens a context shift keeps at the start (0 = just the BOS token).
+    #[arg(long, default_value_t = 0)]
+    pub keep: usize,
+}
+
+/// `--context-overflow` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overflow {
+    /// Stop (or refuse a prompt that does not fit).
+    Error,
+    /// Context shift.
+    Shift,
 }
 
 /// `ID=BIAS` for --logit-bias.
@@ -213,6 +229,11 @@ impl SamplingArgs {
         cfg.mirostat = mirostat;
         cfg.n_probs = self.n_probs;
         cfg.stop = self.stop.clone();
+        cfg.context_overflow = match self.context_overflow {
+            Overflow::Error => lmrun::ContextOverflow::Error,
+            Overflow::Shift => lmrun::ContextOverflow::Shift,
+        };
+        cfg.n_keep = self.keep;
         Ok(())
     }
 }

@@ -102,3 +102,63 @@ fn stop_strings_logprobs_and_logit_bias() {
         assert!(err.contains(why), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_chat_that_overflows_its_context_keeps_going_with_shift() {
+    let dir = gemma().parent().unwrap().to_path_buf();
+    let qwen = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    assert!(qwen.is_file(), "{} missing", qwen.display());
+    let turns = "Write a Python function that reverses a string, with a docstring and two \
+                 examples.\nNow write the same function in Rust, with a doc comment and a \
+                 test.\nAnd now in Go, with a comment explaining it.\n";
+    let chat = |overflow: &str| {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args([
+                "chat",
+                "-m",
+                qwen.to_str().unwrap(),
+                "-c",
+                "256",
+                "--temperature",
+                "0",
+                "-n",
+                "100",
+                "--threads",
+                "2",
+                "--context-overflow",
+                overflow,
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(turns.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // Three answers of up to 100 tokens do not fit in 256 positions: without a shift the
+    // last message is refused ...
+    let (_, err) = chat("error");
+    assert!(err.contains("it was not sent"), "{err}");
+    // ... with one, every turn is answered (the Go answer is a func).
+    let (out, err) = chat("shift");
+    assert!(!err.contains("it was not sent"), "{err}");
+    assert!(out.contains("def "), "{out}");
+    assert!(out.contains("fn "), "{out}");
+    assert!(out.contains("func "), "{out}");
+}

@@ -462,6 +462,10 @@ impl TextDecoder for GgufDecoder {
         Ok(self.model.step(tokens, start_pos, false)?)
     }
 
+    fn shift(&mut self, n_keep: usize, n_discard: usize) -> Result<(), RunnerError> {
+        Ok(self.model.shift_slot(0, n_keep, n_discard)?)
+    }
+
     fn can_restart_at(&self, start_pos: usize) -> bool {
         self.model.n_past().saturating_sub(start_pos) <= self.model.max_rewind()
     }

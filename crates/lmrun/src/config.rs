@@ -9,6 +9,18 @@ use lmrun_loader::{LoadMode, Prefetch};
 
 use crate::DEFAULT_LOAD_MODE;
 
+/// What happens when the KV cache is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextOverflow {
+    /// Fail with `PromptTooLong`, or end the generation with `MaxTokens`.
+    #[default]
+    Error,
+    /// Keep the first `n_keep` tokens, drop the oldest half of the rest (the model re-rotates
+    /// the kept keys), and go on. With `max_new_tokens = -1` a generation then stops after one
+    /// context's worth of new tokens.
+    Shift,
+}
+
 /// How one `generate` call runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
@@ -57,6 +69,13 @@ pub struct GenerationConfig {
     /// Report each generated token's log-probability and this many top alternatives
     /// ([`crate::Generation::logprobs`]); 0 = none.
     pub n_probs: usize,
+    /// What happens when the context fills: an error (ExecuTorch's behaviour, the default), or
+    /// a context shift that keeps the first `n_keep` tokens and drops the oldest half of the
+    /// rest, so generation and chats go on.
+    pub context_overflow: ContextOverflow,
+    /// Tokens kept at the start of the context by a shift (0 = just the BOS token, if the
+    /// history starts with one).
+    pub n_keep: usize,
     /// Stop when the generated text contains one of these; the stop string itself is not
     /// part of the output, and streamed text never shows a prefix of it that is later
     /// withheld.
@@ -87,6 +106,8 @@ impl Default for GenerationConfig {
             typical_p: 1.0,
             mirostat: None,
             n_probs: 0,
+            context_overflow: ContextOverflow::Error,
+            n_keep: 0,
             stop: Vec::new(),
         }
     }

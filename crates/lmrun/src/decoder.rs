@@ -56,6 +56,17 @@ pub trait TextDecoder: Send {
         true
     }
 
+    /// Context shift: forget positions `n_keep..n_keep + n_discard` and move the later ones
+    /// down (their keys re-rotated). Decoders that cannot say no with
+    /// [`RunnerError::InvalidArgument`].
+    fn shift(&mut self, n_keep: usize, n_discard: usize) -> Result<(), RunnerError> {
+        let _ = (n_keep, n_discard);
+        Err(RunnerError::InvalidArgument(
+            "this model cannot shift its context (ExecuTorch programs keep their own KV cache)"
+                .into(),
+        ))
+    }
+
     /// What loading the model did (summed over its loads).
     fn load_report(&self) -> LoadReport;
 

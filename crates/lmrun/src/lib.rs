@@ -16,7 +16,7 @@ pub mod sampler;
 mod stats;
 pub mod stop;
 
-pub use config::{GenerationConfig, RunnerOptions};
+pub use config::{ContextOverflow, GenerationConfig, RunnerOptions};
 pub use decoder::{DecoderMemory, TextDecoder};
 pub use error::RunnerError;
 pub use lmrun_loader::{LoadMode, LoadReport, MlockOutcome};

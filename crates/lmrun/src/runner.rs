@@ -21,7 +21,7 @@ use crate::metadata::{get_eos_ids, get_llm_metadata};
 use crate::sampler::{Sampler, SamplerParams, TokenLogprob};
 use crate::stats::{time_in_ms, Stats};
 use crate::stop::StopText;
-use crate::{backend, GenerationConfig, RunnerError, RunnerOptions, TextDecoder};
+use crate::{backend, ContextOverflow, GenerationConfig, RunnerError, RunnerOptions, TextDecoder};
 
 /// Build a runner with ExecuTorch's argument list. `tokenizer: None` uses the model's own
 /// vocabulary (a GGUF's); `load_mode` is usually [`DEFAULT_LOAD_MODE`].
@@ -112,6 +112,7 @@ fn build(
         sampler: Sampler::from_clock(),
         n_probs: 0,
         logprobs: Vec::new(),
+        overflow: (ContextOverflow::Error, 0),
         history: Vec::new(),
         stamps,
         arch,
@@ -207,6 +208,8 @@ pub struct TextLLMRunner {
     n_probs: usize,
     /// This call's per-token log-probabilities (when `n_probs > 0`).
     logprobs: Vec<TokenLogprob>,
+    /// This call's context-overflow policy and `n_keep`.
+    overflow: (ContextOverflow, usize),
     /// Tokens in the KV cache (for the repetition penalty).
     history: Vec<u32>,
     /// The model (and data) files as they were when loaded, to notice a change under a mapping.
@@ -247,6 +250,7 @@ impl TextLLMRunner {
             sampler: Sampler::from_clock(),
             n_probs: 0,
             logprobs: Vec::new(),
+            overflow: (ContextOverflow::Error, 0),
             history: Vec::new(),
             stamps: Vec::new(),
             arch: String::new(),
@@ -461,6 +465,31 @@ impl TextLLMRunner {
         Ok(Prefilled::Done(first))
     }
 
+    /// A context shift: keep the first `n_keep` tokens (at least the BOS the history starts
+    /// with), drop the oldest half of the rest from the decoder's cache and the history.
+    /// Returns false when there is nothing to drop.
+    fn shift_context(&mut self) -> Result<bool, RunnerError> {
+        let bos = self.tokenizer.bos_id();
+        let mut keep = self.overflow.1;
+        if keep == 0 && bos.is_some() && self.history.first().copied() == bos {
+            keep = 1;
+        }
+        let keep = keep.min(self.pos);
+        let discard = (self.pos - keep) / 2;
+        if discard == 0 {
+            return Ok(false);
+        }
+        self.decoder.shift(keep, discard)?;
+        log::info!(
+            "context full at {} tokens: kept the first {keep}, dropped the next {discard}",
+            self.pos
+        );
+        let end = (keep + discard).min(self.history.len());
+        self.history.drain(keep.min(end)..end);
+        self.pos -= discard;
+        Ok(true)
+    }
+
     /// Forget everything fed after position `pos` (history length `hist`).
     fn rewind(&mut self, pos: usize, hist: usize) {
         self.pos = pos;
@@ -543,6 +572,16 @@ impl TextLLMRunner {
 
         let prompt_tokens = self.encode(prompt, config)?;
         self.stats.token_encode_end_ms = time_in_ms();
+        self.overflow = (config.context_overflow, config.n_keep);
+        if config.context_overflow == ContextOverflow::Shift {
+            // Make room for the prompt and one new token by shifting, if that is enough.
+            let context = self.max_context_len();
+            while self.pos > 0 && self.pos + prompt_tokens.len() + 1 > context {
+                if !self.shift_context()? {
+                    break;
+                }
+            }
+        }
         let left = self.check_room(prompt_tokens.len())?;
         if config.max_new_tokens == 0 {
             return Err(RunnerError::InvalidArgument(
@@ -551,7 +590,16 @@ impl TextLLMRunner {
                     .into(),
             ));
         }
-        let max_new = config.resolve_max_new_tokens(left as i64, prompt_tokens.len() as i64);
+        let max_new = if config.context_overflow == ContextOverflow::Shift {
+            // The context no longer bounds the generation: max_new_tokens does, or one
+            // context's worth of tokens.
+            match config.max_new_tokens {
+                -1 => self.max_context_len() as i64,
+                n => n,
+            }
+        } else {
+            config.resolve_max_new_tokens(left as i64, prompt_tokens.len() as i64)
+        };
         if max_new <= 0 {
             return Err(RunnerError::NoRoom {
                 prompt_tokens: prompt_tokens.len(),
@@ -642,6 +690,11 @@ impl TextLLMRunner {
                 break StopReason::Stopped;
             }
             if ids.len() as i64 >= max_new {
+                break StopReason::MaxTokens;
+            }
+            if self.pos + 1 > self.max_context_len()
+                && (self.overflow.0 != ContextOverflow::Shift || !self.shift_context()?)
+            {
                 break StopReason::MaxTokens;
             }
             let logits = match self.decoder.step(&[cur], self.pos) {
