@@ -82,6 +82,18 @@ pub struct RunArgs {
     #[arg(long)]
     warmup: bool,
 
+    /// Send the prompt as a user message through the model's chat template (and parse the
+    /// answer: `<think>` reasoning and tool calls go to their own JSON fields).
+    #[arg(long)]
+    chat: bool,
+    /// With --chat: a system message.
+    #[arg(long, requires = "chat")]
+    system: Option<String>,
+    /// Tools the model may call: a JSON file holding OpenAI's `tools` array (implies --chat);
+    /// calls the model makes are parsed into `tool_calls` (`--output json`).
+    #[arg(long)]
+    tools: Option<PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -213,6 +225,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
     args.sampling.apply(&mut cfg)?;
     let mut runner = args.model.runner(None)?;
+    let chat = args.chat || args.tools.is_some();
+    let tools = match &args.tools {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read --tools file {}", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", p.display()))?;
+            if !v
+                .as_array()
+                .is_some_and(|a| a.iter().all(|t| t.is_object()))
+            {
+                bail!(
+                    "{}: --tools takes a JSON array of tool objects ({{\"type\": \"function\", \
+                     \"function\": {{\"name\": ..., \"parameters\": ...}}}})",
+                    p.display()
+                );
+            }
+            Some(v)
+        }
+    };
+    let prompt = if chat {
+        let mut msgs = Vec::new();
+        if let Some(s) = &args.system {
+            msgs.push(lmrun::chat::Message::new("system", s));
+        }
+        msgs.push(lmrun::chat::Message::new("user", &prompt));
+        cfg.echo = false;
+        runner
+            .chat_template()
+            .render_with_tools(&msgs, true, tools.as_ref())?
+    } else {
+        prompt
+    };
     let interrupted = on_ctrl_c(&runner);
     if args.warmup {
         runner.warmup(&prompt, 4).context("warm-up run failed")?;
@@ -247,6 +293,17 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             "prompt_token_ids": gen.prompt_token_ids,
             "generated_token_ids": gen.generated_token_ids,
             "stop_reason": format!("{:?}", gen.stop_reason).to_lowercase(),
+            "chat": chat.then(|| {
+                let p = lmrun::tools::parse_answer(&gen.text);
+                serde_json::json!({
+                    "reasoning": p.reasoning,
+                    "content": p.content,
+                    "tool_calls": p.tool_calls.iter().map(|c| serde_json::json!({
+                        "name": c.name,
+                        "arguments": c.arguments,
+                    })).collect::<Vec<_>>(),
+                })
+            }),
             "logprobs": gen.logprobs.iter().map(|l| serde_json::json!({
                 "id": l.id,
                 "logprob": finite_or_null(l.logprob),

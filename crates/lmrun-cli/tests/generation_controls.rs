@@ -162,3 +162,69 @@ fn a_chat_that_overflows_its_context_keeps_going_with_shift() {
     assert!(out.contains("fn "), "{out}");
     assert!(out.contains("func "), "{out}");
 }
+
+#[test]
+fn tools_reach_the_template_and_calls_are_parsed() {
+    let dir = gemma().parent().unwrap().to_path_buf();
+    let qwen = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
+    let tools = std::env::temp_dir().join(format!("lmrun-tools-{}.json", std::process::id()));
+    std::fs::write(
+        &tools,
+        r#"[{"type": "function", "function": {"name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                           "required": ["city"]}}}]"#,
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "-m",
+            qwen.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+            "-p",
+            "What is the weather in Paris right now?",
+            "--temperature",
+            "0",
+            "-n",
+            "60",
+            "--threads",
+            "2",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls = v["chat"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert!(calls[0]["arguments"]["city"]
+        .as_str()
+        .unwrap()
+        .contains("Paris"));
+
+    // A tools file that is not an array of objects is an error naming the file.
+    std::fs::write(&tools, "{\"name\": 1}").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "-m",
+            qwen.to_str().unwrap(),
+            "--tools",
+            tools.to_str().unwrap(),
+        ])
+        .args(["-p", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("JSON array of tool objects"), "{err}");
+    let _ = std::fs::remove_file(&tools);
+}

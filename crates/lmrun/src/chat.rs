@@ -79,7 +79,23 @@ impl ChatTemplate {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String, RunnerError> {
+        self.render_with_tools(messages, add_generation_prompt, None)
+    }
+
+    /// [`ChatTemplate::render`] with the tools the model may call (OpenAI's `tools` array:
+    /// `[{"type": "function", "function": {"name", "description", "parameters"}}]`) handed to
+    /// the template as `tools`, as Qwen, Llama 3.x and Mistral templates expect. Built-in
+    /// formats have no tool syntax: asking them for tools is an error.
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String, RunnerError> {
         match &self.source {
+            Source::Builtin(_) if tools.is_some() => Err(RunnerError::InvalidArgument(
+                "this model's file has no chat template, so it has no format for tools".into(),
+            )),
             Source::Builtin(f) => Ok(render_builtin(*f, messages, add_generation_prompt)),
             Source::Jinja(t) => {
                 let mut env = Environment::new();
@@ -96,11 +112,13 @@ impl ChatTemplate {
                 env.add_template("chat", t).map_err(template_error)?;
                 let tmpl = env.get_template("chat").map_err(template_error)?;
                 let mut out = CappedOutput::default();
+                let tools = tools.map(minijinja::Value::from_serialize);
                 let ctx = context! {
                     messages => messages,
                     add_generation_prompt => add_generation_prompt,
                     bos_token => self.bos_token,
                     eos_token => self.eos_token,
+                    tools => tools,
                 };
                 let rendered = tmpl.render_captured_to(ctx, &mut out).map(drop);
                 match rendered {

@@ -15,6 +15,7 @@ mod runner;
 pub mod sampler;
 mod stats;
 pub mod stop;
+pub mod tools;
 
 pub use config::{ContextOverflow, GenerationConfig, RunnerOptions};
 pub use decoder::{DecoderMemory, TextDecoder};
