@@ -145,6 +145,27 @@ pub struct PyGenerationConfig {
     /// Turn control tokens written in the prompt into single tokens.
     #[pyo3(get, set)]
     pub parse_special: bool,
+    /// Stop when the text contains one of these (not included in the text).
+    #[pyo3(get, set)]
+    pub stop: Vec<String>,
+    /// Subtracted from the logit of every token seen in the penalty window (0 = off).
+    #[pyo3(get, set)]
+    pub presence_penalty: f32,
+    /// Subtracted once per occurrence in the penalty window (0 = off).
+    #[pyo3(get, set)]
+    pub frequency_penalty: f32,
+    /// Added to the logits of these token ids (float('-inf') bans a token).
+    #[pyo3(get, set)]
+    pub logit_bias: std::collections::BTreeMap<u32, f32>,
+    /// Locally typical sampling mass (1.0 = off).
+    #[pyo3(get, set)]
+    pub typical_p: f32,
+    /// "error" (default) or "shift": what happens when the context fills.
+    #[pyo3(get, set)]
+    pub context_overflow: String,
+    /// Tokens a context shift keeps at the start (0 = just BOS).
+    #[pyo3(get, set)]
+    pub n_keep: usize,
 }
 
 impl Default for PyGenerationConfig {
@@ -171,6 +192,16 @@ impl PyGenerationConfig {
             repetition_window: c.repetition_window,
             seed: c.seed,
             parse_special: c.parse_special,
+            stop: c.stop.clone(),
+            presence_penalty: c.presence_penalty,
+            frequency_penalty: c.frequency_penalty,
+            logit_bias: c.logit_bias.iter().copied().collect(),
+            typical_p: c.typical_p,
+            context_overflow: match c.context_overflow {
+                lmrun::ContextOverflow::Error => "error".into(),
+                lmrun::ContextOverflow::Shift => "shift".into(),
+            },
+            n_keep: c.n_keep,
         }
     }
 
@@ -195,6 +226,29 @@ impl PyGenerationConfig {
                 self.repetition_penalty
             ));
         }
+        if !(self.typical_p > 0.0 && self.typical_p <= 1.0) {
+            return bad(&format!(
+                "typical_p must be in (0, 1], got {}",
+                self.typical_p
+            ));
+        }
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if !v.is_finite() {
+                return bad(&format!("{name} must be a finite number, got {v}"));
+            }
+        }
+        let context_overflow = match self.context_overflow.as_str() {
+            "error" => lmrun::ContextOverflow::Error,
+            "shift" => lmrun::ContextOverflow::Shift,
+            other => {
+                return bad(&format!(
+                    "context_overflow must be \"error\" or \"shift\", got {other:?}"
+                ))
+            }
+        };
         if self.max_new_tokens < -1 || self.seq_len < -1 {
             return bad(&format!(
                 "max_new_tokens and seq_len must be -1 or positive, got {} and {}",
@@ -217,6 +271,13 @@ impl PyGenerationConfig {
             repetition_window: self.repetition_window,
             seed: self.seed,
             parse_special: self.parse_special,
+            stop: self.stop.clone(),
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            logit_bias: self.logit_bias.iter().map(|(&k, &v)| (k, v)).collect(),
+            typical_p: self.typical_p,
+            context_overflow,
+            n_keep: self.n_keep,
             ..GenerationConfig::default()
         })
     }
@@ -258,7 +319,10 @@ impl PyGenerationConfig {
     #[new]
     #[pyo3(signature = (*, echo=true, max_new_tokens=-1, warming=false, seq_len=-1,
         temperature=0.8, num_bos=None, num_eos=None, ignore_eos=false, top_k=0, top_p=0.9,
-        min_p=0.0, repetition_penalty=1.0, repetition_window=64, seed=None, parse_special=true))]
+        min_p=0.0, repetition_penalty=1.0, repetition_window=64, seed=None, parse_special=true,
+        stop=Vec::new(), presence_penalty=0.0, frequency_penalty=0.0,
+        logit_bias=std::collections::BTreeMap::new(), typical_p=1.0,
+        context_overflow="error".to_string(), n_keep=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         echo: bool,
@@ -276,6 +340,13 @@ impl PyGenerationConfig {
         repetition_window: usize,
         seed: Option<u64>,
         parse_special: bool,
+        stop: Vec<String>,
+        presence_penalty: f32,
+        frequency_penalty: f32,
+        logit_bias: std::collections::BTreeMap<u32, f32>,
+        typical_p: f32,
+        context_overflow: String,
+        n_keep: usize,
     ) -> Self {
         PyGenerationConfig {
             echo,
@@ -293,6 +364,13 @@ impl PyGenerationConfig {
             repetition_window,
             seed,
             parse_special,
+            stop,
+            presence_penalty,
+            frequency_penalty,
+            logit_bias,
+            typical_p,
+            context_overflow,
+            n_keep,
         }
     }
 
@@ -314,7 +392,8 @@ impl PyGenerationConfig {
             "GenerationConfig(echo={}, max_new_tokens={}, warming={}, seq_len={}, \
              temperature={:?}, num_bos={}, num_eos={}, ignore_eos={}, top_k={}, top_p={:?}, \
              min_p={:?}, repetition_penalty={:?}, repetition_window={}, seed={}, \
-             parse_special={})",
+             parse_special={}, stop={:?}, presence_penalty={:?}, frequency_penalty={:?}, \
+             logit_bias={:?}, typical_p={:?}, context_overflow={:?}, n_keep={})",
             py_bool(self.echo),
             self.max_new_tokens,
             py_bool(self.warming),
@@ -330,6 +409,13 @@ impl PyGenerationConfig {
             self.repetition_window,
             self.seed.map_or("None".to_string(), |v| v.to_string()),
             py_bool(self.parse_special),
+            self.stop,
+            self.presence_penalty,
+            self.frequency_penalty,
+            self.logit_bias,
+            self.typical_p,
+            self.context_overflow,
+            self.n_keep,
         )
     }
 }

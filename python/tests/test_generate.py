@@ -93,3 +93,25 @@ def test_pte_without_its_data_file_and_unrunnable_program_raise():
     with pytest.raises(lmrun.LmrunError):
         r = lmrun.TextLLMRunner(str(PTE_DATA / "tiny_portable_8da4w.pte"), str(TOK512))
         r.generate("Once upon a time", lmrun.GenerationConfig(max_new_tokens=4))
+
+
+def test_stop_strings_penalties_and_overflow_options(gemma):
+    runner = lmrun.TextLLMRunner(gemma)
+    text, ids, _ = runner.generate_full("The capital of France is", max_new_tokens=12,
+                                        temperature=0)
+    words = text.split()
+    assert len(words) >= 3, text
+    stop = words[1] + " " + words[2]
+    runner.reset()
+    cut, _, _ = runner.generate_full("The capital of France is", max_new_tokens=12,
+                                     temperature=0, stop=[stop])
+    assert cut == text[:text.index(stop)]
+    # Banning the first greedy token changes the answer.
+    runner.reset()
+    _, ids2, _ = runner.generate_full("The capital of France is", max_new_tokens=4,
+                                      temperature=0, logit_bias={ids[0]: float("-inf")})
+    assert ids2[0] != ids[0]
+    cfg = lmrun.GenerationConfig(stop=["x"], presence_penalty=0.5, context_overflow="shift")
+    assert cfg.stop == ["x"] and cfg.context_overflow == "shift"
+    with pytest.raises(ValueError, match="context_overflow"):
+        runner.generate_full("Hi", context_overflow="sometimes")
