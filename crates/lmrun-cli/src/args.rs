@@ -43,6 +43,10 @@ pub struct ModelArgs {
     #[arg(long)]
     pub allow_long_context: bool,
 
+    /// KV cache element type: f16, f32, or q8_0 (about half of f16's memory).
+    #[arg(long, value_enum, default_value_t = CacheType::F16)]
+    pub cache_type: CacheType,
+
     /// Keep the whole context in sliding-window layers' KV caches (default: a ring of the
     /// window + 511 positions, which is all they attend to).
     #[arg(long)]
@@ -76,6 +80,11 @@ impl ModelArgs {
             prefetch: self.prefetch,
             allow_long_context: self.allow_long_context,
             swa_full: self.swa_full,
+            kv_dtype: match self.cache_type {
+                CacheType::F16 => lmrun::KvDtype::F16,
+                CacheType::F32 => lmrun::KvDtype::F32,
+                CacheType::Q8_0 => lmrun::KvDtype::Q8_0,
+            },
         };
         lmrun::create_text_llm_runner_with(&self.model, &opts)
             .map_err(|e| crate::hints::runner_error(e, &self.model, self.ctx_size))
@@ -145,6 +154,18 @@ pub struct SamplingArgs {
     /// Tokens a context shift keeps at the start (0 = just the BOS token).
     #[arg(long, default_value_t = 0)]
     pub keep: usize,
+}
+
+/// `--cache-type` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheType {
+    /// IEEE half (default).
+    F16,
+    /// 32-bit float.
+    F32,
+    /// 8-bit blocks with f16 scales.
+    #[value(name = "q8_0")]
+    Q8_0,
 }
 
 /// `--context-overflow` values.

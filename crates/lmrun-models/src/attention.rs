@@ -15,6 +15,9 @@ use lmrun_kernels::{ops::softmax_inplace, ThreadPool};
 
 use crate::kv::{KvDots, LayerKv};
 
+/// Largest value head a Q8_0 cache (values stored by position) supports.
+pub(crate) const MAX_HEAD_DIM_V: usize = 512;
+
 /// Tokens per work item in a batched pass.
 pub(crate) const TOKEN_BLOCK: usize = 16;
 
@@ -163,6 +166,27 @@ pub(crate) fn attend(
                     softmax_inplace(&mut r[..nk]);
                 }
                 let at = |j: usize, d: usize| (j * block_len + k) * hdv + d;
+                if kv.v_by_row {
+                    // Values stored by position (Q8_0): each position's row, decoded once,
+                    // weighted into every head of the item.
+                    let vd = s.n_head_kv * hdv;
+                    let mut row = [0f32; MAX_HEAD_DIM_V];
+                    let row = &mut row[..hdv];
+                    for j in 0..m {
+                        item_out[at(j, 0)..at(j, 0) + hdv].fill(0.0);
+                    }
+                    for (jp, pos) in (lo..lo + nk).enumerate() {
+                        kv.v.read(kv.row(pos) * vd + kvh * hdv, row);
+                        for (j, r) in sc.iter().enumerate() {
+                            let p = r[jp];
+                            let out = &mut item_out[at(j, 0)..at(j, 0) + hdv];
+                            for (o, &v) in out.iter_mut().zip(row.iter()) {
+                                *o += p * v;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 // The window's rows: one run, or two where a ring wraps around.
                 let runs = kv.runs(lo, nk);
                 if m > 1 && dots.f16dot4.is_some() {

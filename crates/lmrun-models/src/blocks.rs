@@ -188,6 +188,10 @@ pub(crate) fn attention(
         for t in 0..sg.n {
             let row = lkv.row(sg.p0 + t);
             lkv.k.write(row * kd, &ks[t * kd..(t + 1) * kd]);
+            if lkv.v_by_row {
+                lkv.v.write(row * vd, &vs[t * vd..(t + 1) * vd]);
+                continue;
+            }
             for (c, &val) in vs[t * vd..(t + 1) * vd].iter().enumerate() {
                 lkv.v.write_one(c * lkv.rows + row, val);
             }

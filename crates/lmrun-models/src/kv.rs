@@ -30,16 +30,61 @@ pub enum KvDtype {
     F16,
     /// 32-bit float.
     F32,
+    /// 8-bit blocks of 32 values with an f16 scale (ggml's Q8_0 layout): 34 bytes per 32
+    /// values, 53 % of f16. Values are stored by position (V too), so head sizes must be
+    /// multiples of 32.
+    Q8_0,
 }
 
 impl KvDtype {
-    /// Bytes per element.
+    /// Bytes per element (Q8_0: 34/32, rounded up to 2 for a rough count; see
+    /// [`KvDtype::bytes_for`]).
     pub fn size(self) -> usize {
         match self {
-            KvDtype::F16 => 2,
+            KvDtype::F16 | KvDtype::Q8_0 => 2,
             KvDtype::F32 => 4,
         }
     }
+
+    /// Bytes `n` elements take.
+    pub fn bytes_for(self, n: u128) -> u128 {
+        match self {
+            KvDtype::F16 => 2 * n,
+            KvDtype::F32 => 4 * n,
+            KvDtype::Q8_0 => n.div_ceil(32) * 34,
+        }
+    }
+
+    /// The name `--cache-type` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvDtype::F16 => "f16",
+            KvDtype::F32 => "f32",
+            KvDtype::Q8_0 => "q8_0",
+        }
+    }
+}
+
+/// Q8_0 block: values per block and bytes per block.
+const Q8_BLOCK: usize = 32;
+const Q8_BYTES: usize = 34;
+
+/// Quantize 32 values into one block.
+fn q8_encode(x: &[f32], out: &mut [u8]) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let dh = f16::from_f32(d);
+    out[..2].copy_from_slice(&dh.to_le_bytes());
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    for (o, v) in out[2..Q8_BYTES].iter_mut().zip(x) {
+        *o = ((v * inv).round().clamp(-127.0, 127.0) as i8) as u8;
+    }
+}
+
+/// Scale and codes of one block.
+#[inline]
+fn q8_block(b: &[u8]) -> (f32, &[u8]) {
+    (f16::from_le_bytes([b[0], b[1]]).to_f32(), &b[2..Q8_BYTES])
 }
 
 /// One flat buffer of cache elements.
@@ -48,6 +93,8 @@ pub(crate) enum KvBuf {
     F32(Vec<f32>),
     /// Little-endian f16 bytes (the form the kernels' F16 dot reads).
     F16(Vec<u8>),
+    /// Q8_0 blocks; every access is block-aligned (whole rows of heads of 32k values).
+    Q8(Vec<u8>),
 }
 
 impl KvBuf {
@@ -65,13 +112,14 @@ impl KvBuf {
         Some(match dtype {
             KvDtype::F32 => KvBuf::F32(zeroed(n, 0f32)?),
             KvDtype::F16 => KvBuf::F16(zeroed(n.checked_mul(2)?, 0u8)?),
+            KvDtype::Q8_0 => KvBuf::Q8(zeroed(n.div_ceil(Q8_BLOCK).checked_mul(Q8_BYTES)?, 0u8)?),
         })
     }
 
     fn bytes(&self) -> usize {
         match self {
             KvBuf::F32(v) => v.len() * 4,
-            KvBuf::F16(v) => v.len(),
+            KvBuf::F16(v) | KvBuf::Q8(v) => v.len(),
         }
     }
 
@@ -87,6 +135,13 @@ impl KvBuf {
                     v[2 * (off + i) + 1] = b[1];
                 }
             }
+            KvBuf::Q8(v) => {
+                debug_assert!(off % Q8_BLOCK == 0 && vals.len() % Q8_BLOCK == 0);
+                let b0 = off / Q8_BLOCK;
+                for (i, x) in vals.chunks_exact(Q8_BLOCK).enumerate() {
+                    q8_encode(x, &mut v[(b0 + i) * Q8_BYTES..(b0 + i + 1) * Q8_BYTES]);
+                }
+            }
         }
     }
 
@@ -100,6 +155,15 @@ impl KvBuf {
                     *o = f16::from_le_bytes([v[j], v[j + 1]]).to_f32();
                 }
             }
+            KvBuf::Q8(v) => {
+                let b0 = off / Q8_BLOCK;
+                for (i, os) in out.chunks_exact_mut(Q8_BLOCK).enumerate() {
+                    let (d, q) = q8_block(&v[(b0 + i) * Q8_BYTES..]);
+                    for (o, &c) in os.iter_mut().zip(q) {
+                        *o = d * c as i8 as f32;
+                    }
+                }
+            }
         }
     }
 
@@ -108,6 +172,10 @@ impl KvBuf {
         match self {
             KvBuf::F32(v) => v.copy_within(src..src + n, dst),
             KvBuf::F16(v) => v.copy_within(2 * src..2 * (src + n), 2 * dst),
+            KvBuf::Q8(v) => {
+                let (s, d, nb) = (src / Q8_BLOCK, dst / Q8_BLOCK, n / Q8_BLOCK);
+                v.copy_within(s * Q8_BYTES..(s + nb) * Q8_BYTES, d * Q8_BYTES);
+            }
         }
     }
 
@@ -121,6 +189,8 @@ impl KvBuf {
                 v[2 * idx] = b[0];
                 v[2 * idx + 1] = b[1];
             }
+            // Q8 caches store V by rows (`LayerKv::v_by_row`): never one element at a time.
+            KvBuf::Q8(_) => unreachable!("a Q8_0 cache is written a block at a time"),
         }
     }
 
@@ -130,6 +200,16 @@ impl KvBuf {
         match self {
             KvBuf::F32(v) => dot_f32(&v[off..off + x.len()], x),
             KvBuf::F16(v) => f16dot(&v[2 * off..2 * (off + x.len())], x),
+            KvBuf::Q8(v) => {
+                let b0 = off / Q8_BLOCK;
+                let mut acc = 0f32;
+                for (i, xs) in x.chunks_exact(Q8_BLOCK).enumerate() {
+                    let (d, q) = q8_block(&v[(b0 + i) * Q8_BYTES..]);
+                    let s: f32 = q.iter().zip(xs).map(|(&c, &y)| c as i8 as f32 * y).sum();
+                    acc += d * s;
+                }
+                acc
+            }
         }
     }
 }
@@ -169,6 +249,9 @@ pub(crate) struct LayerKv {
     pub(crate) rows: usize,
     /// Whether position `p` lives in row `p % rows` (a ring) rather than row `p`.
     pub(crate) ring: bool,
+    /// V is stored by position (`[row][kv_head][head_dim_v]`, like K) instead of transposed:
+    /// the Q8_0 cache, whose blocks run along a row.
+    pub(crate) v_by_row: bool,
 }
 
 impl LayerKv {
@@ -235,7 +318,7 @@ impl KvCache {
         v_dim: usize,
     ) -> u128 {
         let rows: u128 = layers.iter().map(|l| l.rows as u128).sum();
-        (k_dim as u128 + v_dim as u128) * rows * dtype.size() as u128
+        dtype.bytes_for(k_dim as u128 * rows) + dtype.bytes_for(v_dim as u128 * rows)
     }
 
     /// Allocates each layer's rows (`layers`, for a context of `capacity` positions) of
@@ -271,6 +354,7 @@ impl KvCache {
                     v,
                     rows: lr.rows,
                     ring: lr.ring,
+                    v_by_row: dtype == KvDtype::Q8_0,
                 }),
                 _ => return Err(too_big()),
             }

@@ -110,6 +110,19 @@ impl Model {
         } else {
             opts.n_threads
         };
+        if opts.kv_dtype == KvDtype::Q8_0
+            && (cfg.head_dim % 32 != 0
+                || cfg.head_dim_v % 32 != 0
+                || cfg.head_dim_v > crate::attention::MAX_HEAD_DIM_V)
+        {
+            return Err(ModelError::BadOptions(format!(
+                "a q8_0 KV cache needs key and value head sizes that are multiples of 32 (at \
+                 most {}); this model's are {} and {}: use f16",
+                crate::attention::MAX_HEAD_DIM_V,
+                cfg.head_dim,
+                cfg.head_dim_v
+            )));
+        }
         let layer_rows = layer_rows(&cfg, opts.context_len, opts.swa_full);
         let kv_bytes = KvCache::bytes_needed(opts.kv_dtype, &layer_rows, cfg.k_dim(), cfg.v_dim());
         if let Some(available) = lmrun_loader::memory_headroom() {
@@ -375,6 +388,14 @@ impl Model {
                     }
                     lkv.k.write(q * kd, &krow);
                 }
+                if lkv.v_by_row {
+                    lkv.v.copy_within(
+                        (n_keep + n_discard) * vd,
+                        n_keep * vd,
+                        (new_past - n_keep) * vd,
+                    );
+                    continue;
+                }
                 for c in 0..vd {
                     lkv.v.copy_within(
                         c * rows + n_keep + n_discard,
@@ -402,6 +423,10 @@ impl Model {
                 if roped && q >= n_keep {
                     rope_inplace_at(kr, nkv, hd, delta, &rp)?;
                 }
+                if lkv.v_by_row {
+                    lkv.v.read(lkv.row(old) * vd, &mut vs[j * vd..(j + 1) * vd]);
+                    continue;
+                }
                 for c in 0..vd {
                     lkv.v.read(c * rows + lkv.row(old), &mut one);
                     vs[j * vd + c] = one[0];
@@ -410,6 +435,10 @@ impl Model {
             for (j, q) in (lo..new_past).enumerate() {
                 let row = lkv.row(q);
                 lkv.k.write(row * kd, &ks[j * kd..(j + 1) * kd]);
+                if lkv.v_by_row {
+                    lkv.v.write(row * vd, &vs[j * vd..(j + 1) * vd]);
+                    continue;
+                }
                 for c in 0..vd {
                     lkv.v.write_one(c * rows + row, vs[j * vd + c]);
                 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use lmrun_gguf::{GgufFile, LeArray, StrArray};
 use lmrun_loader::LoadReport;
-use lmrun_models::{KvDtype, Model, ModelOptions};
+use lmrun_models::{Model, ModelOptions};
 use lmrun_tokenizers::{GgufTokenizer, GgufVocab, StrList, Tokenizer};
 
 use crate::decoder::{keys, DecoderMemory};
@@ -287,7 +287,7 @@ pub fn open_gguf_model(path: &Path, opts: &RunnerOptions) -> Result<GgufModel, R
     }
     let model_opts = ModelOptions {
         context_len,
-        kv_dtype: KvDtype::default(),
+        kv_dtype: opts.kv_dtype,
         n_threads: opts.threads,
         swa_full: opts.swa_full,
     };

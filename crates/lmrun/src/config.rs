@@ -156,6 +156,8 @@ pub struct RunnerOptions {
     /// ring of window + 511 positions: more memory, but any restart position works without a
     /// replay.
     pub swa_full: bool,
+    /// KV cache element type (GGUF models): f16 (default), f32, or q8_0 (about half of f16).
+    pub kv_dtype: lmrun_models::KvDtype,
 }
 
 impl Default for RunnerOptions {
@@ -171,6 +173,7 @@ impl Default for RunnerOptions {
             prefetch: Prefetch::None,
             allow_long_context: false,
             swa_full: false,
+            kv_dtype: lmrun_models::KvDtype::default(),
         }
     }
 }

@@ -16,6 +16,8 @@ pub mod sampler;
 mod stats;
 pub mod stop;
 pub mod tools;
+/// The KV cache element type (`RunnerOptions::kv_dtype`).
+pub use lmrun_models::KvDtype;
 
 pub use config::{ContextOverflow, GenerationConfig, RunnerOptions};
 pub use decoder::{DecoderMemory, TextDecoder};
