@@ -94,11 +94,19 @@ impl Partial {
         }
     }
 
-    /// The code points this partial sequence can still become (inclusive).
+    /// The code points this partial sequence can still become (inclusive): the bits read so
+    /// far, clamped to what a sequence of its length may encode (no overlong forms: a 4-byte
+    /// lead like 0xF0 can only become U+10000 and up, never an ASCII letter).
     pub fn completions(self) -> (u32, u32) {
         let shift = 6 * u32::from(self.remaining);
         let lo = self.value << shift;
-        (lo, lo | ((1u32 << shift) - 1))
+        let hi = lo | ((1u32 << shift) - 1);
+        let (min, max) = match self.len {
+            2 => (0x80, 0x7FF),
+            3 => (0x800, 0xFFFF),
+            _ => (0x1_0000, 0x10_FFFF),
+        };
+        (lo.max(min), hi.min(max))
     }
 }
 
@@ -276,5 +284,23 @@ impl Matcher {
 
     pub(crate) fn partial(&self) -> Partial {
         self.partial
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_lead_byte_only_completes_to_its_own_range() {
+        let p = |b: u8| match Partial::default().step(b) {
+            Utf8Step::Partial(p) => p.completions(),
+            _ => panic!("not a lead byte"),
+        };
+        // 0xF0 leads U+10000..U+3FFFF, never ASCII; 0xE0 U+0800..U+0FFF; 0xC2 U+0080..U+00BF.
+        assert_eq!(p(0xF0), (0x1_0000, 0x3_FFFF));
+        assert_eq!(p(0xE0), (0x800, 0xFFF));
+        assert_eq!(p(0xC2), (0x80, 0xBF));
+        assert_eq!(p(0xF4), (0x10_0000, 0x10_FFFF));
     }
 }
