@@ -10,7 +10,7 @@ export LMRUN_MODELS_DIR="${LMRUN_MODELS_DIR:-$HOME/.cache/lmrun/models}"
 venv="target/pyvenv"
 rm -rf "$venv" target/wheels
 python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.8,<2" pytest openai
+"$venv/bin/pip" install --quiet --disable-pip-version-check "maturin>=1.8,<2" pytest openai jsonschema
 "$venv/bin/maturin" build --release -m python/Cargo.toml -o target/wheels \
   --interpreter "$venv/bin/python"
 "$venv/bin/pip" install --quiet --disable-pip-version-check target/wheels/lmrun-*.whl

@@ -166,6 +166,12 @@ pub struct PyGenerationConfig {
     /// Tokens a context shift keeps at the start (0 = just BOS).
     #[pyo3(get, set)]
     pub n_keep: usize,
+    /// Constrain the output to this GBNF grammar (llama.cpp's format).
+    #[pyo3(get, set)]
+    pub grammar: Option<String>,
+    /// Constrain the output to JSON following this schema (JSON text).
+    #[pyo3(get, set)]
+    pub json_schema: Option<String>,
 }
 
 impl Default for PyGenerationConfig {
@@ -202,6 +208,8 @@ impl PyGenerationConfig {
                 lmrun::ContextOverflow::Shift => "shift".into(),
             },
             n_keep: c.n_keep,
+            grammar: c.grammar.clone(),
+            json_schema: None,
         }
     }
 
@@ -238,6 +246,20 @@ impl PyGenerationConfig {
         ] {
             if !v.is_finite() {
                 return bad(&format!("{name} must be a finite number, got {v}"));
+            }
+        }
+        let grammar = match (&self.grammar, &self.json_schema) {
+            (Some(_), Some(_)) => return bad("give grammar or json_schema, not both"),
+            (Some(g), None) => Some(g.clone()),
+            (None, Some(s)) => match lmrun::grammar::json_schema_str_to_gbnf(s) {
+                Ok(g) => Some(g),
+                Err(e) => return bad(&format!("json_schema: {e}")),
+            },
+            (None, None) => None,
+        };
+        if let Some(g) = &grammar {
+            if let Err(e) = lmrun::grammar::Grammar::parse(g) {
+                return bad(&format!("grammar: {e}"));
             }
         }
         let context_overflow = match self.context_overflow.as_str() {
@@ -278,6 +300,7 @@ impl PyGenerationConfig {
             typical_p: self.typical_p,
             context_overflow,
             n_keep: self.n_keep,
+            grammar,
             ..GenerationConfig::default()
         })
     }
@@ -322,7 +345,7 @@ impl PyGenerationConfig {
         min_p=0.0, repetition_penalty=1.0, repetition_window=64, seed=None, parse_special=true,
         stop=Vec::new(), presence_penalty=0.0, frequency_penalty=0.0,
         logit_bias=std::collections::BTreeMap::new(), typical_p=1.0,
-        context_overflow="error".to_string(), n_keep=0))]
+        context_overflow="error".to_string(), n_keep=0, grammar=None, json_schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         echo: bool,
@@ -347,6 +370,8 @@ impl PyGenerationConfig {
         typical_p: f32,
         context_overflow: String,
         n_keep: usize,
+        grammar: Option<String>,
+        json_schema: Option<String>,
     ) -> Self {
         PyGenerationConfig {
             echo,
@@ -371,6 +396,8 @@ impl PyGenerationConfig {
             typical_p,
             context_overflow,
             n_keep,
+            grammar,
+            json_schema,
         }
     }
 

@@ -147,6 +147,15 @@ pub struct SamplingArgs {
     /// Stop when the text contains this string (repeatable; the string is not printed).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
+    /// Constrain the output to a GBNF grammar (llama.cpp's format) read from FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["grammar", "json_schema"])]
+    pub grammar_file: Option<std::path::PathBuf>,
+    /// Constrain the output to this GBNF grammar.
+    #[arg(long, conflicts_with = "json_schema")]
+    pub grammar: Option<String>,
+    /// Constrain the output to JSON following this schema (a file, or the JSON itself).
+    #[arg(long, value_name = "FILE|JSON")]
+    pub json_schema: Option<String>,
     /// When the context is full: `error` (stop there), or `shift` (keep the first --keep
     /// tokens, drop the oldest half of the rest, go on).
     #[arg(long, value_enum, default_value_t = Overflow::Error)]
@@ -175,6 +184,35 @@ pub enum Overflow {
     Error,
     /// Context shift.
     Shift,
+}
+
+impl SamplingArgs {
+    /// The GBNF text of --grammar-file, --grammar or --json-schema, checked here so a bad one
+    /// fails before the model loads, with its file named.
+    fn grammar_text(&self) -> anyhow::Result<Option<String>> {
+        use lmrun::grammar::{json_schema_str_to_gbnf, Grammar};
+        let (text, from) = if let Some(p) = &self.grammar_file {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| anyhow::anyhow!("cannot read --grammar-file {}: {e}", p.display()))?;
+            (t, p.display().to_string())
+        } else if let Some(g) = &self.grammar {
+            (g.clone(), "--grammar".to_string())
+        } else if let Some(s) = &self.json_schema {
+            let (json, from) = if s.trim_start().starts_with('{') {
+                (s.clone(), "--json-schema".to_string())
+            } else {
+                let t = std::fs::read_to_string(s)
+                    .map_err(|e| anyhow::anyhow!("cannot read --json-schema file {s}: {e}"))?;
+                (t, s.clone())
+            };
+            let g = json_schema_str_to_gbnf(&json).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+            (g, from)
+        } else {
+            return Ok(None);
+        };
+        Grammar::parse(&text).map_err(|e| anyhow::anyhow!("{from}: {e}"))?;
+        Ok(Some(text))
+    }
 }
 
 /// `ID=BIAS` for --logit-bias.
@@ -255,6 +293,7 @@ impl SamplingArgs {
             Overflow::Shift => lmrun::ContextOverflow::Shift,
         };
         cfg.n_keep = self.keep;
+        cfg.grammar = self.grammar_text()?;
         Ok(())
     }
 }

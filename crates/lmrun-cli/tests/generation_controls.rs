@@ -228,3 +228,66 @@ fn tools_reach_the_template_and_calls_are_parsed() {
     assert!(err.contains("JSON array of tool objects"), "{err}");
     let _ = std::fs::remove_file(&tools);
 }
+
+#[test]
+fn json_schema_and_grammar_files() {
+    let dir = std::env::temp_dir().join(format!("lmrun-gbnf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let schema = dir.join("schema.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+            "population": {"type": "integer"}}, "required": ["city", "population"]}"#,
+    )
+    .unwrap();
+    let m = gemma();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "-m",
+            m.to_str().unwrap(),
+            "--temperature",
+            "0",
+            "--threads",
+            "2",
+        ])
+        .args([
+            "-p",
+            "The largest city of Japan, as JSON:",
+            "-n",
+            "60",
+            "--no-echo",
+        ])
+        .args([
+            "--output",
+            "json",
+            "--json-schema",
+            schema.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(v["text"].as_str().unwrap()).unwrap();
+    assert!(
+        doc["city"].is_string() && doc["population"].is_i64(),
+        "{doc}"
+    );
+
+    // Errors name the file, the line and column, or the unsupported feature.
+    let bad = dir.join("bad.gbnf");
+    std::fs::write(&bad, "root ::= \"a\" rest\nrest ::= (\"b\"\n").unwrap();
+    let out = run(&["--grammar-file", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.gbnf") && err.contains("line 3, column 1"), "{err}");
+    let out = run(&["--json-schema", r#"{"type": "string", "pattern": "a+"}"#]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pattern"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -76,6 +76,10 @@ pub struct GenerationConfig {
     /// Tokens kept at the start of the context by a shift (0 = just the BOS token, if the
     /// history starts with one).
     pub n_keep: usize,
+    /// Constrain the generated text to this GBNF grammar (llama.cpp's format; JSON schemas go
+    /// through `lmrun_grammar::json_schema_to_gbnf` first). Only tokens that keep the text a
+    /// prefix of the language can be sampled; end-of-generation only where it may end.
+    pub grammar: Option<String>,
     /// Stop when the generated text contains one of these; the stop string itself is not
     /// part of the output, and streamed text never shows a prefix of it that is later
     /// withheld.
@@ -108,6 +112,7 @@ impl Default for GenerationConfig {
             n_probs: 0,
             context_overflow: ContextOverflow::Error,
             n_keep: 0,
+            grammar: None,
             stop: Vec::new(),
         }
     }

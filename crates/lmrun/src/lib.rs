@@ -16,6 +16,8 @@ pub mod sampler;
 mod stats;
 pub mod stop;
 pub mod tools;
+/// GBNF grammars and JSON schemas for `GenerationConfig::grammar`.
+pub use lmrun_grammar as grammar;
 /// The KV cache element type (`RunnerOptions::kv_dtype`).
 pub use lmrun_models::KvDtype;
 

@@ -22,6 +22,7 @@ use crate::sampler::{Sampler, SamplerParams, TokenLogprob};
 use crate::stats::{time_in_ms, Stats};
 use crate::stop::StopText;
 use crate::{backend, ContextOverflow, GenerationConfig, RunnerError, RunnerOptions, TextDecoder};
+use lmrun_grammar::{Constraint, Grammar, TokenSet, Vocab};
 
 /// Build a runner with ExecuTorch's argument list. `tokenizer: None` uses the model's own
 /// vocabulary (a GGUF's); `load_mode` is usually [`DEFAULT_LOAD_MODE`].
@@ -113,6 +114,7 @@ fn build(
         n_probs: 0,
         logprobs: Vec::new(),
         overflow: (ContextOverflow::Error, 0),
+        guide: Guide::default(),
         history: Vec::new(),
         stamps,
         arch,
@@ -158,6 +160,8 @@ enum Prefilled {
     Done(Option<u32>),
     /// A stop request interrupted it; the position is back where the prompt started.
     Stopped,
+    /// The prompt is in the KV cache, but the grammar allows no first token.
+    NoToken,
 }
 
 /// Why generation ended.
@@ -171,6 +175,8 @@ pub enum StopReason {
     Stopped,
     /// The text reached one of `GenerationConfig::stop` (not included in the text).
     StopString,
+    /// The grammar allowed no token (the text so far cannot be continued within it).
+    Grammar,
 }
 
 /// What one `generate` call produced.
@@ -210,6 +216,8 @@ pub struct TextLLMRunner {
     logprobs: Vec<TokenLogprob>,
     /// This call's context-overflow policy and `n_keep`.
     overflow: (ContextOverflow, usize),
+    /// This call's grammar constraint, and the buffers masking applies through.
+    guide: Guide,
     /// Tokens in the KV cache (for the repetition penalty).
     history: Vec<u32>,
     /// The model (and data) files as they were when loaded, to notice a change under a mapping.
@@ -251,6 +259,7 @@ impl TextLLMRunner {
             n_probs: 0,
             logprobs: Vec::new(),
             overflow: (ContextOverflow::Error, 0),
+            guide: Guide::default(),
             history: Vec::new(),
             stamps: Vec::new(),
             arch: String::new(),
@@ -382,7 +391,7 @@ impl TextLLMRunner {
         self.check_room(tokens.len())?;
         match self.prefill_tokens(&tokens, None)? {
             Prefilled::Stopped => Err(RunnerError::Cancelled),
-            Prefilled::Done(_) => Ok(()),
+            Prefilled::Done(_) | Prefilled::NoToken => Ok(()),
         }
     }
 
@@ -432,6 +441,7 @@ impl TextLLMRunner {
         }
         let (pos0, hist0) = (self.pos, self.history.len());
         let mut first = None;
+        let mut blocked = false;
         for (i, part) in tokens.chunks(chunk.max(1)).enumerate() {
             if self.stop.is_set() {
                 self.rewind(pos0, hist0);
@@ -450,17 +460,21 @@ impl TextLLMRunner {
             self.history.extend_from_slice(part);
             if let (true, Some(p)) = (i + 1 == n_parts, params) {
                 self.stats.on_sampling_begin();
-                first = Some(if self.n_probs > 0 {
-                    let (t, lp) =
-                        self.sampler
-                            .sample_with_logprobs(logits, &self.history, p, self.n_probs);
-                    self.logprobs.push(lp);
-                    t
-                } else {
-                    self.sampler.sample(logits, &self.history, p)
-                });
+                first = pick(
+                    &mut self.sampler,
+                    &mut self.guide,
+                    logits,
+                    &self.history,
+                    p,
+                    self.n_probs,
+                    &mut self.logprobs,
+                )?;
+                blocked = first.is_none();
                 self.stats.on_sampling_end();
             }
+        }
+        if blocked {
+            return Ok(Prefilled::NoToken);
         }
         Ok(Prefilled::Done(first))
     }
@@ -565,6 +579,11 @@ impl TextLLMRunner {
                 "logit bias for token {id} is {b}"
             )));
         }
+        self.guide.begin(
+            config.grammar.as_deref(),
+            self.tokenizer.as_ref(),
+            &self.eos_ids,
+        )?;
         self.sampler.begin();
         self.n_probs = config.n_probs;
         self.logprobs.clear();
@@ -615,6 +634,20 @@ impl TextLLMRunner {
             Prefilled::Done(Some(t)) => t,
             // No prompt tokens: an empty row, which samples as token 0.
             Prefilled::Done(None) => self.sample(&[], &params),
+            Prefilled::NoToken => {
+                self.stats.prompt_eval_end_ms = time_in_ms();
+                self.stats.first_token_ms = self.stats.prompt_eval_end_ms;
+                self.stats.num_prompt_tokens = prompt_tokens.len() as i64;
+                let reason = StopReason::Grammar;
+                return Ok(self.finish(
+                    prompt_tokens,
+                    Vec::new(),
+                    String::new(),
+                    0,
+                    reason,
+                    on_stats,
+                ));
+            }
             Prefilled::Stopped => {
                 // Stopped during the prompt: nothing was generated and the conversation is
                 // where it was before this call.
@@ -706,16 +739,20 @@ impl TextLLMRunner {
             self.history.push(cur);
             steps += 1;
             self.stats.on_sampling_begin();
-            cur = if self.n_probs > 0 {
-                let (t, lp) =
-                    self.sampler
-                        .sample_with_logprobs(logits, &self.history, params, self.n_probs);
-                self.logprobs.push(lp);
-                t
-            } else {
-                self.sampler.sample(logits, &self.history, params)
-            };
+            let next = pick(
+                &mut self.sampler,
+                &mut self.guide,
+                logits,
+                &self.history,
+                params,
+                self.n_probs,
+                &mut self.logprobs,
+            )?;
             self.stats.on_sampling_end();
+            let Some(next) = next else {
+                break StopReason::Grammar;
+            };
+            cur = next;
             ids.push(cur);
             stopped = emit(self.tokenizer.as_ref(), cur, &mut text)?;
         };
@@ -781,4 +818,117 @@ impl TextLLMRunner {
         self.reset();
         r.map(|_| ())
     }
+}
+
+/// A grammar constraint for one generation: the parsed grammar's [`Constraint`] over the
+/// model's vocabulary (built once per runner, on first use), and the buffers the mask is
+/// applied through.
+struct Guide {
+    /// The vocabulary as byte strings (token bytes; control tokens empty, EOS ids marked).
+    vocab: Option<Arc<Vocab>>,
+    constraint: Option<Constraint>,
+    mask: TokenSet,
+    masked: Vec<f32>,
+}
+
+impl Default for Guide {
+    fn default() -> Self {
+        Guide {
+            vocab: None,
+            constraint: None,
+            mask: TokenSet::new(0),
+            masked: Vec::new(),
+        }
+    }
+}
+
+impl Guide {
+    /// Start a generation with `grammar` (GBNF text) or none.
+    fn begin(
+        &mut self,
+        grammar: Option<&str>,
+        tok: &dyn Tokenizer,
+        eos: &BTreeSet<u32>,
+    ) -> Result<(), RunnerError> {
+        self.constraint = None;
+        let Some(text) = grammar else {
+            return Ok(());
+        };
+        let g = Grammar::parse(text)
+            .map_err(|e| RunnerError::InvalidArgument(format!("grammar: {e}")))?;
+        let vocab = match &self.vocab {
+            Some(v) => Arc::clone(v),
+            None => {
+                let n = tok.vocab_size();
+                let tokens = (0..n as u32)
+                    .map(|id| {
+                        if tok.is_special(id) {
+                            Vec::new()
+                        } else {
+                            tok.token_bytes(id, false)
+                                .map(|b| b.into_owned())
+                                .unwrap_or_default()
+                        }
+                    })
+                    .collect();
+                let eog: Vec<u32> = eos.iter().copied().collect();
+                let v = Arc::new(Vocab::new(tokens, &eog));
+                self.vocab = Some(Arc::clone(&v));
+                v
+            }
+        };
+        self.constraint = Some(
+            Constraint::new(Arc::new(g), vocab)
+                .map_err(|e| RunnerError::InvalidArgument(format!("grammar: {e}")))?,
+        );
+        Ok(())
+    }
+}
+
+/// Sample the next token from `logits`, through the grammar's mask when there is one (the
+/// disallowed tokens' logits set to -inf in a copy), recording its logprobs when `n_probs > 0`.
+/// `None` when the grammar allows no token.
+#[allow(clippy::too_many_arguments)]
+fn pick(
+    sampler: &mut Sampler,
+    guide: &mut Guide,
+    logits: &[f32],
+    history: &[u32],
+    params: &SamplerParams,
+    n_probs: usize,
+    logprobs: &mut Vec<TokenLogprob>,
+) -> Result<Option<u32>, RunnerError> {
+    let logits = match guide.constraint.as_mut() {
+        None => logits,
+        Some(c) => {
+            if c.allowed(&mut guide.mask).is_err() || guide.mask.is_empty() {
+                return Ok(None);
+            }
+            guide.masked.clear();
+            guide.masked.resize(logits.len(), f32::NEG_INFINITY);
+            for id in guide.mask.iter() {
+                if let (Some(m), Some(&l)) =
+                    (guide.masked.get_mut(id as usize), logits.get(id as usize))
+                {
+                    *m = l;
+                }
+            }
+            &guide.masked[..]
+        }
+    };
+    let t = if n_probs > 0 {
+        let (t, lp) = sampler.sample_with_logprobs(logits, history, params, n_probs);
+        logprobs.push(lp);
+        t
+    } else {
+        sampler.sample(logits, history, params)
+    };
+    if let Some(c) = guide.constraint.as_mut() {
+        if c.accept_token(t).is_err() {
+            // The sampler fell back to a token outside the mask (every allowed logit was -inf
+            // after penalties): the grammar cannot go on.
+            return Ok(None);
+        }
+    }
+    Ok(Some(t))
 }

@@ -372,7 +372,12 @@ fn stop_during_the_prompt_ends_the_call_and_keeps_the_conversation() {
     let (g, pieces, stats_calls) = run(&mut r, &long, &greedy(5));
     t.join().unwrap();
     assert_eq!(g.stop_reason, StopReason::Stopped);
-    assert!(g.generated_token_ids.is_empty());
+    assert!(
+        g.generated_token_ids.is_empty(),
+        "{:?} {:?}",
+        g.generated_token_ids,
+        g.text
+    );
     assert!(pieces.is_empty());
     assert_eq!(stats_calls, 1);
     assert_eq!(g.stats.num_generated_tokens, 0);
@@ -495,4 +500,44 @@ fn presence_penalty_steers_away_from_seen_tokens() {
         vec![0],
         "'d' was seen: penalised below 0"
     );
+}
+
+#[test]
+fn a_grammar_constrains_the_output_and_ends_it_cleanly() {
+    let (mut r, _) = runner(128, 0);
+    // The fake wants "defgh…"; the grammar allows "d" then one of "x"/"e", then the end.
+    let cfg = GenerationConfig {
+        grammar: Some(r#"root ::= "d" ("x" | "e")"#.into()),
+        ..greedy(10)
+    };
+    let (g, _, _) = run(&mut r, "abc", &cfg);
+    assert_eq!(g.text, "de");
+    assert_eq!(
+        g.stop_reason,
+        StopReason::Eos,
+        "only EOS was allowed after \"de\""
+    );
+    // A grammar whose only token is banned ends with the grammar reason, no panic, no loop.
+    let cfg = GenerationConfig {
+        grammar: Some(r#"root ::= "q"+"#.into()),
+        logit_bias: vec![(u32::from(b'q'), f32::NEG_INFINITY)],
+        ..greedy(10)
+    };
+    let (g, _, _) = run(&mut r, "abc", &cfg);
+    assert_eq!(g.stop_reason, StopReason::Grammar);
+    assert!(
+        g.generated_token_ids.is_empty(),
+        "{:?}",
+        g.generated_token_ids
+    );
+    // A bad grammar is an error before generation, with its line and column.
+    let bad = GenerationConfig {
+        grammar: Some("root ::= \"a\"\nx ::= (".into()),
+        ..greedy(10)
+    };
+    let e = r
+        .generate("abc", &bad, &mut |_| {}, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("grammar") && e.contains('2'), "{e}");
 }
