@@ -284,7 +284,10 @@ fn json_schema_and_grammar_files() {
     let out = run(&["--grammar-file", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.gbnf") && err.contains("line 3, column 1"), "{err}");
+    assert!(
+        err.contains("bad.gbnf") && err.contains("line 3, column 1"),
+        "{err}"
+    );
     let out = run(&["--json-schema", r#"{"type": "string", "pattern": "a+"}"#]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
