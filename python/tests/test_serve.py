@@ -326,3 +326,19 @@ def test_sigterm_drains_and_exits_zero(lmrun_bin, qwen):
     assert s.proc.wait(30) == 0
     # No longer listening.
     assert s.get("/health")[0] == 0
+
+
+def test_logit_bias_bans_a_token_and_bad_biases_are_errors(server, lmrun_bin, qwen):
+    # The CLI's greedy first token for this prompt, then the server with it banned.
+    from conftest import cli_run
+    ref = cli_run(lmrun_bin, qwen, "def fibonacci(n):", 4)
+    first = ref["generated_token_ids"][0]
+    body = {"prompt": "def fibonacci(n):", "max_tokens": 4, "temperature": 0}
+    s, d, _ = server.request("POST", "/v1/completions", body)
+    assert s == 200 and d["choices"][0]["text"] == ref["text"]
+    s, d, _ = server.request("POST", "/v1/completions", {**body, "logit_bias": {str(first): -100}})
+    assert s == 200 and d["choices"][0]["text"] != ref["text"]
+    for bad, why in [({"x": 1}, "not a token id"), ({"5": 101}, "[-100, 100]"),
+                     ({"99999999": 1}, "outside the vocabulary")]:
+        s, d, _ = server.request("POST", "/v1/completions", {**body, "logit_bias": bad})
+        assert s == 400 and why in d["error"]["message"], d

@@ -158,6 +158,46 @@ fn boolean(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
     }
 }
 
+/// OpenAI's `logit_bias`: token ids (as strings) to a bias in [-100, 100]; -100 bans the token.
+fn logit_bias(m: &Map<String, Value>) -> Result<Vec<(u32, f32)>, ApiError> {
+    let o = match m.get("logit_bias") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            return Err(ApiError::bad(format!(
+                "'logit_bias' must be an object of token ids to biases, got {other}"
+            )))
+        }
+    };
+    if o.len() > 1024 {
+        return Err(ApiError::bad("'logit_bias' may hold at most 1024 tokens"));
+    }
+    o.iter()
+        .map(|(k, v)| {
+            let id: u32 = k
+                .parse()
+                .map_err(|_| ApiError::bad(format!("'logit_bias' key '{k}' is not a token id")))?;
+            let b = v
+                .as_f64()
+                .filter(|b| (-100.0..=100.0).contains(b))
+                .ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "'logit_bias' of token {id} must be a number in [-100, 100], got {v}"
+                    ))
+                })?;
+            // OpenAI: -100 effectively bans the token.
+            Ok((
+                id,
+                if b <= -100.0 {
+                    f32::NEG_INFINITY
+                } else {
+                    b as f32
+                },
+            ))
+        })
+        .collect()
+}
+
 fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
     let max_tokens = match integer(m, "max_completion_tokens", 1)? {
         Some(v) => Some(v),
@@ -200,6 +240,8 @@ fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
         repetition_window: defaults.repetition_window,
         ..SamplerParams::default()
     };
+    let mut params = params;
+    params.logit_bias = logit_bias(m)?;
     if params.top_p == 0.0 {
         return Err(ApiError::bad("'top_p' must be above 0"));
     }

@@ -542,6 +542,17 @@ fn submit(
             },
         )
         .map_err(|e| ApiError::bad(format!("the prompt cannot be tokenized: {e}")))?;
+    let n_vocab = r.tok.vocab_size();
+    if let Some((id, _)) = c
+        .params
+        .logit_bias
+        .iter()
+        .find(|(id, _)| *id as usize >= n_vocab)
+    {
+        return Err(ApiError::bad(format!(
+            "'logit_bias' names token {id}, outside the vocabulary of {n_vocab} tokens"
+        )));
+    }
     if ids.is_empty() {
         return Err(ApiError::bad("the prompt is empty"));
     }
