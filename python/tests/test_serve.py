@@ -342,3 +342,27 @@ def test_logit_bias_bans_a_token_and_bad_biases_are_errors(server, lmrun_bin, qw
                      ({"99999999": 1}, "outside the vocabulary")]:
         s, d, _ = server.request("POST", "/v1/completions", {**body, "logit_bias": bad})
         assert s == 400 and why in d["error"]["message"], d
+
+
+def test_response_format_json_schema(server, qwen):
+    import jsonschema
+    schema = {"type": "object",
+              "properties": {"name": {"type": "string", "maxLength": 30},
+                             "languages": {"type": "array", "items": {"type": "string",
+                                                                      "maxLength": 20},
+                                           "maxItems": 3}},
+              "required": ["name", "languages"]}
+    c = server.client()
+    msgs = [{"role": "user", "content": "Describe a programmer as JSON."}]
+    r = c.chat.completions.create(
+        model=qwen.name, messages=msgs, max_tokens=120, temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": schema}})
+    doc = json.loads(r.choices[0].message.content)
+    jsonschema.validate(doc, schema)
+    r = c.chat.completions.create(model=qwen.name, messages=msgs, max_tokens=120, temperature=0,
+                                  response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+    bad = {"messages": msgs, "response_format": {"type": "json_schema", "json_schema": {
+        "schema": {"type": "string", "pattern": "a+"}}}}
+    s, d, _ = server.request("POST", "/v1/chat/completions", bad)
+    assert s == 400 and "pattern" in d["error"]["message"], d

@@ -85,6 +85,9 @@ pub struct Common {
     pub include_usage: bool,
     /// Keep generating past end-of-generation tokens (llama-server's extension; benchmarks).
     pub ignore_eos: bool,
+    /// A GBNF grammar the output must follow (from `response_format`, or llama-server's
+    /// `grammar` extension).
+    pub grammar: Option<String>,
 }
 
 /// What a chat request asks for.
@@ -154,6 +157,42 @@ fn boolean(m: &Map<String, Value>, k: &str) -> Result<Option<bool>, ApiError> {
         Some(Value::Bool(b)) => Ok(Some(*b)),
         Some(other) => Err(ApiError::bad(format!(
             "'{k}' must be true or false, got {other}"
+        ))),
+    }
+}
+
+/// OpenAI's `response_format` (`{"type": "json_object"}`, or `{"type": "json_schema",
+/// "json_schema": {"schema": …}}`) and llama-server's `grammar` / `json_schema` extensions, as
+/// GBNF text. Unsupported schema features are errors naming them.
+fn grammar(m: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    let from_schema = |schema: &Value| {
+        lmrun::grammar::json_schema_to_gbnf(schema)
+            .map(Some)
+            .map_err(|e| ApiError::bad(format!("'response_format' schema: {e}")))
+    };
+    if let Some(g) = m.get("grammar").filter(|v| !v.is_null()) {
+        let Value::String(g) = g else {
+            return Err(ApiError::bad("'grammar' must be a GBNF string"));
+        };
+        return Ok(Some(g.clone()));
+    }
+    if let Some(s) = m.get("json_schema").filter(|v| !v.is_null()) {
+        return from_schema(s);
+    }
+    let Some(rf) = m.get("response_format").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => from_schema(&serde_json::json!({"type": "object"})),
+        Some("json_schema") => match rf.get("json_schema").and_then(|j| j.get("schema")) {
+            Some(schema) => from_schema(schema),
+            None => Err(ApiError::bad(
+                "'response_format' of type json_schema needs 'json_schema': {'schema': ...}",
+            )),
+        },
+        _ => Err(ApiError::bad(format!(
+            "'response_format' must have type text, json_object or json_schema, got {rf}"
         ))),
     }
 }
@@ -255,6 +294,7 @@ fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
         stop,
         presence_penalty: number(m, "presence_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
         frequency_penalty: number(m, "frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
+        grammar: grammar(m)?,
         stream: boolean(m, "stream")?.unwrap_or(false),
         include_usage,
         ignore_eos: boolean(m, "ignore_eos")?.unwrap_or(false),

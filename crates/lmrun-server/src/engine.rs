@@ -13,6 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lmrun::grammar::{Constraint, TokenSet};
 use lmrun::sampler::{Sampler, SamplerParams};
 use lmrun::stop::held_tail;
 use lmrun_models::{Model, SeqChunk, UBATCH};
@@ -30,6 +31,8 @@ pub enum Finish {
     Length,
     /// The server is shutting down.
     Cancelled,
+    /// The request's grammar allowed no token.
+    Grammar,
 }
 
 impl Finish {
@@ -39,6 +42,7 @@ impl Finish {
             Finish::Stop => "stop",
             Finish::Length => "length",
             Finish::Cancelled => "cancelled",
+            Finish::Grammar => "grammar",
         }
     }
 }
@@ -82,6 +86,8 @@ pub struct Job {
     pub frequency_penalty: f32,
     /// Keep generating past end-of-generation tokens.
     pub ignore_eos: bool,
+    /// The grammar the output must follow (`response_format`), over the model's vocabulary.
+    pub constraint: Option<Constraint>,
     /// Where the events go.
     pub events: UnboundedSender<Event>,
 }
@@ -113,6 +119,9 @@ struct Active {
     sent: usize,
     /// The token to feed next (the last sampled), once the prompt is in.
     next: Option<u32>,
+    /// The grammar's mask and the masked logits (when the job has a grammar).
+    mask: TokenSet,
+    masked: Vec<f32>,
 }
 
 /// The engine's shared state besides the model.
@@ -240,6 +249,8 @@ impl Engine {
                 text: String::new(),
                 sent: 0,
                 next: None,
+                mask: TokenSet::new(0),
+                masked: Vec::new(),
                 job,
             });
         }
@@ -386,6 +397,24 @@ fn sample_and_emit(
     } else {
         row
     };
+    let logits = match a.job.constraint.as_mut() {
+        None => logits,
+        Some(c) => {
+            if c.allowed(&mut a.mask).is_err() || a.mask.is_empty() {
+                return Some(flush(a, Finish::Grammar));
+            }
+            a.masked.clear();
+            a.masked.resize(logits.len(), f32::NEG_INFINITY);
+            for id in a.mask.iter() {
+                if let (Some(m), Some(&l)) =
+                    (a.masked.get_mut(id as usize), logits.get(id as usize))
+                {
+                    *m = l;
+                }
+            }
+            &a.masked[..]
+        }
+    };
     let recent_from = a
         .generated
         .len()
@@ -393,6 +422,11 @@ fn sample_and_emit(
     let t = a
         .sampler
         .sample(logits, &a.generated[recent_from..], &a.job.params);
+    if let Some(c) = a.job.constraint.as_mut() {
+        if c.accept_token(t).is_err() {
+            return Some(flush(a, Finish::Grammar));
+        }
+    }
     if !a.job.ignore_eos && eog.contains(&t) {
         return Some(flush(a, Finish::Stop));
     }

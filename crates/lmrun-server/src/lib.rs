@@ -122,6 +122,8 @@ struct Ready {
     template: ChatTemplate,
     ctx: usize,
     jobs: std::sync::mpsc::Sender<Job>,
+    /// The vocabulary as grammar masks see it, built on the first request with a grammar.
+    vocab: OnceLock<Arc<lmrun::grammar::Vocab>>,
 }
 
 struct AppState {
@@ -396,6 +398,7 @@ fn load(
         template,
         ctx,
         jobs: tx,
+        vocab: OnceLock::new(),
     });
     Ok(())
 }
@@ -553,6 +556,20 @@ fn submit(
             "'logit_bias' names token {id}, outside the vocabulary of {n_vocab} tokens"
         )));
     }
+    let constraint = match &c.grammar {
+        None => None,
+        Some(text) => {
+            let g = lmrun::grammar::Grammar::parse(text)
+                .map_err(|e| ApiError::bad(format!("grammar: {e}")))?;
+            let vocab = r
+                .vocab
+                .get_or_init(|| Arc::new(lmrun::grammar_vocab(r.tok.as_ref(), &r.tok.eog_ids())));
+            Some(
+                lmrun::grammar::Constraint::new(Arc::new(g), Arc::clone(vocab))
+                    .map_err(|e| ApiError::bad(format!("grammar: {e}")))?,
+            )
+        }
+    };
     if ids.is_empty() {
         return Err(ApiError::bad("the prompt is empty"));
     }
@@ -588,6 +605,7 @@ fn submit(
     let guard = InFlight(st.in_flight.clone());
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let job = Job {
+        constraint,
         prompt: ids,
         max_tokens,
         params: c.params.clone(),

@@ -28,8 +28,8 @@ pub use lmrun_loader::{LoadMode, LoadReport, MlockOutcome};
 pub use lmrun_models::ModelError;
 pub use metadata::{get_eos_ids, get_llm_metadata};
 pub use runner::{
-    create_text_llm_runner, create_text_llm_runner_with, Generation, StopHandle, StopReason,
-    TextLLMRunner,
+    create_text_llm_runner, create_text_llm_runner_with, grammar_vocab, Generation, StopHandle,
+    StopReason, TextLLMRunner,
 };
 pub use sampler::Sampler;
 pub use stats::Stats;

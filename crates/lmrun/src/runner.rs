@@ -859,20 +859,8 @@ impl Guide {
         let vocab = match &self.vocab {
             Some(v) => Arc::clone(v),
             None => {
-                let n = tok.vocab_size();
-                let tokens = (0..n as u32)
-                    .map(|id| {
-                        if tok.is_special(id) {
-                            Vec::new()
-                        } else {
-                            tok.token_bytes(id, false)
-                                .map(|b| b.into_owned())
-                                .unwrap_or_default()
-                        }
-                    })
-                    .collect();
                 let eog: Vec<u32> = eos.iter().copied().collect();
-                let v = Arc::new(Vocab::new(tokens, &eog));
+                let v = Arc::new(grammar_vocab(tok, &eog));
                 self.vocab = Some(Arc::clone(&v));
                 v
             }
@@ -883,6 +871,25 @@ impl Guide {
         );
         Ok(())
     }
+}
+
+/// A tokenizer's vocabulary as the byte strings a grammar mask walks: each token's decoded
+/// bytes, special tokens empty (never allowed), `eog` the end-of-generation ids (allowed where
+/// the grammar may end). Built once per model (the server shares one across requests).
+pub fn grammar_vocab(tok: &dyn Tokenizer, eog: &[u32]) -> Vocab {
+    let n = tok.vocab_size();
+    let tokens = (0..n as u32)
+        .map(|id| {
+            if tok.is_special(id) {
+                Vec::new()
+            } else {
+                tok.token_bytes(id, false)
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default()
+            }
+        })
+        .collect();
+    Vocab::new(tokens, eog)
 }
 
 /// Sample the next token from `logits`, through the grammar's mask when there is one (the
