@@ -31,6 +31,9 @@ pub const CONTEXT_FRAMES: usize = 3;
 /// 1 KiB successor table).
 const MAX_WALK_STATES: usize = 1 << 15;
 
+/// Interned stack nodes an engine keeps before it drops its tables and caches.
+const MAX_STACK_NODES: usize = 1 << 21;
+
 const EMPTY: u32 = 0;
 const BOTTOM: u32 = 1;
 const DEAD: u32 = 0;
@@ -407,7 +410,7 @@ impl Constraint {
         if self.finished {
             return Err(ConstraintError::Finished);
         }
-        if self.engine.states.len() > MAX_WALK_STATES {
+        if self.engine.states.len() > MAX_WALK_STATES || self.engine.nodes.len() > MAX_STACK_NODES {
             self.engine.clear();
             self.cache.clear();
             self.stats.resets += 1;
@@ -550,6 +553,15 @@ impl Constraint {
             Err(MatchError::TooAmbiguous) => Err(MatchError::TooAmbiguous.into()),
             Err(_) => Err(ConstraintError::NotAllowed { id }),
         }
+    }
+
+    /// Advance by raw bytes instead of a token (a forced prefix, or text the caller wrote).
+    /// UTF-8 may stop inside a code point. On error nothing changes.
+    pub fn accept_text(&mut self, bytes: &[u8]) -> Result<(), ConstraintError> {
+        if self.finished {
+            return Err(ConstraintError::Finished);
+        }
+        Ok(self.matcher.accept_bytes(bytes)?)
     }
 
     /// Whether token `id` is allowed next (one matcher run; for checks, not for masks).
