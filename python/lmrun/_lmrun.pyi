@@ -58,6 +58,19 @@ class GenerationConfig:
     repetition_window: int
     seed: Optional[int]
     parse_special: bool
+    stop: list[str]
+    presence_penalty: float
+    frequency_penalty: float
+    logit_bias: dict[int, float]
+    typical_p: float
+    context_overflow: str
+    n_keep: int
+    grammar: Optional[str]
+    json_schema: Optional[str]
+    mirostat: int
+    mirostat_tau: float
+    mirostat_eta: float
+    n_probs: int
     def __init__(
         self,
         *,
@@ -76,6 +89,19 @@ class GenerationConfig:
         repetition_window: int = 64,
         seed: Optional[int] = None,
         parse_special: bool = True,
+        stop: Sequence[str] = (),
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        logit_bias: Optional[dict[int, float]] = None,
+        typical_p: float = 1.0,
+        context_overflow: str = "error",
+        n_keep: int = 0,
+        grammar: Optional[str] = None,
+        json_schema: Optional[str] = None,
+        mirostat: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        n_probs: int = 0,
     ) -> None: ...
     def resolve_max_new_tokens(self, max_context_len: int, num_prompt_tokens: int) -> int:
         """How many tokens may be generated (ExecuTorch's rule)."""
@@ -188,6 +214,10 @@ class TextLLMRunner:
     def generate_full(
         self, prompt: str, config: Optional[GenerationConfig] = None, **options: object
     ) -> tuple[str, list[int], Stats]: ...
+    def generate_detailed(
+        self, prompt: str, config: Optional[GenerationConfig] = None, **options: object
+    ) -> dict:
+        """text, token_ids, stop_reason, stats, and logprobs (with n_probs > 0)."""
     def stream(
         self, prompt: str, config: Optional[GenerationConfig] = None, **options: object
     ) -> TokenStream: ...
@@ -196,10 +226,22 @@ class TextLLMRunner:
         messages: Sequence[_Message],
         config: Optional[GenerationConfig] = None,
         token_callback: Optional[Callable[[str], object]] = None,
+        tools: Optional[Sequence[dict]] = None,
         **options: object,
     ) -> str: ...
+    def chat_detailed(
+        self,
+        messages: Sequence[_Message],
+        config: Optional[GenerationConfig] = None,
+        tools: Optional[Sequence[dict]] = None,
+        **options: object,
+    ) -> dict:
+        """content, reasoning, tool_calls, text, and what generate_detailed returns."""
     def apply_chat_template(
-        self, messages: Sequence[_Message], add_generation_prompt: bool = True
+        self,
+        messages: Sequence[_Message],
+        add_generation_prompt: bool = True,
+        tools: Optional[Sequence[dict]] = None,
     ) -> str: ...
     def prefill(self, prompt: str, config: Optional[GenerationConfig] = None) -> None: ...
     def warmup(self, prompt: str, max_new_tokens: int = 16) -> None: ...

@@ -280,6 +280,116 @@ impl PyTextLLMRunner {
             )),
         }
     }
+
+    /// The prompt and config of a chat call: `messages` rendered with `tools`, the runner
+    /// reset (a chat call starts from an empty context).
+    fn chat_prompt(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyList>,
+        config: Option<PyGenerationConfig>,
+        tools: Option<&Bound<'_, PyAny>>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<(String, GenerationConfig)> {
+        let msgs = messages_arg(messages)?;
+        let tools = tools_arg(tools)?;
+        let prompt = self
+            .with_runner(py, |r| {
+                let p = r
+                    .chat_template()
+                    .render_with_tools(&msgs, true, tools.as_ref());
+                if p.is_ok() {
+                    r.reset();
+                }
+                p
+            })?
+            .map_err(|e| to_py(py, e))?;
+        let mut cfg = PyGenerationConfig::with_overrides(py, config.as_ref(), false, options)?;
+        cfg.echo = false;
+        cfg.parse_special = true;
+        Ok((prompt, cfg))
+    }
+
+    /// A generation as the dict `generate_detailed` returns; with `chat` = Some(tools), the
+    /// chat fields too (tool calls parsed only when tools were given).
+    fn detailed<'py>(
+        &self,
+        py: Python<'py>,
+        g: lmrun::Generation,
+        chat: Option<bool>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        use serde_json::json;
+        let names: Vec<(String, Vec<(u32, String)>)> = self.with_runner(py, |r| {
+            let tok = r.tokenizer();
+            let name = |id: u32| {
+                tok.token_bytes(id, true)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
+            g.logprobs
+                .iter()
+                .map(|lp| {
+                    (
+                        name(lp.id),
+                        lp.top.iter().map(|&(id, _)| (id, name(id))).collect(),
+                    )
+                })
+                .collect()
+        })?;
+        let lp = |v: f32| if v.is_finite() { json!(v) } else { json!(null) };
+        let logprobs: Vec<serde_json::Value> = g
+            .logprobs
+            .iter()
+            .zip(&names)
+            .map(|(t, (text, tops))| {
+                let top: Vec<serde_json::Value> = t
+                    .top
+                    .iter()
+                    .zip(tops)
+                    .map(|(&(id, v), (_, name))| json!({"id": id, "token": name, "logprob": lp(v)}))
+                    .collect();
+                json!({"id": t.id, "token": text, "logprob": lp(t.logprob), "top_logprobs": top})
+            })
+            .collect();
+        let mut v = json!({
+            "text": g.text,
+            "token_ids": g.generated_token_ids,
+            "stop_reason": format!("{:?}", g.stop_reason).to_lowercase(),
+            "logprobs": logprobs,
+        });
+        if let Some(tools) = chat {
+            let p = if tools {
+                lmrun::tools::parse_answer(&g.text)
+            } else {
+                let (reasoning, content) = lmrun::tools::split_reasoning(&g.text);
+                lmrun::tools::ParsedAnswer {
+                    reasoning,
+                    content,
+                    tool_calls: Vec::new(),
+                }
+            };
+            v["content"] = json!(p.content);
+            v["reasoning"] = json!(p.reasoning);
+            v["tool_calls"] = p
+                .tool_calls
+                .iter()
+                .map(|c| json!({"name": c.name, "arguments": c.arguments}))
+                .collect();
+        }
+        let d = crate::types::json_to_py(py, &v)?.cast_into::<PyDict>()?;
+        d.set_item("stats", PyStats { inner: g.stats })?;
+        Ok(d)
+    }
+}
+
+/// The `tools` argument: None, or OpenAI's tools list (checked).
+fn tools_arg(tools: Option<&Bound<'_, PyAny>>) -> PyResult<Option<serde_json::Value>> {
+    let Some(t) = tools.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    let v = py_to_json(t).map_err(|e| PyValueError::new_err(format!("tools: {e}")))?;
+    lmrun::tools::tool_names(&v).map_err(PyValueError::new_err)?;
+    Ok(Some(v))
 }
 
 #[pymethods]
@@ -367,6 +477,25 @@ impl PyTextLLMRunner {
         Ok((g.text, g.generated_token_ids, PyStats { inner: g.stats }))
     }
 
+    /// Generate and return a dict: `text`, `token_ids`, `stop_reason` ("eos", "maxtokens",
+    /// "stopped", "stopstring", "grammar"), `stats` (a Stats) and, with `n_probs` > 0,
+    /// `logprobs`: per generated token `{"id", "token", "logprob", "top_logprobs": [{"id",
+    /// "token", "logprob"}, ...]}` (natural logs, after logit bias and penalties, at
+    /// temperature 1). Options as in `generate_text`.
+    #[pyo3(signature = (prompt, config=None, **options))]
+    fn generate_detailed<'py>(
+        &self,
+        py: Python<'py>,
+        prompt: &str,
+        config: Option<PyGenerationConfig>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut cfg = PyGenerationConfig::with_overrides(py, config.as_ref(), false, options)?;
+        cfg.echo = false;
+        let g = self.generate_inner(py, prompt, &cfg, None, None)?;
+        self.detailed(py, g, None)
+    }
+
     /// An iterator over the generated pieces: `for piece in runner.stream(prompt, ...)`.
     /// Breaking out of the loop (or dropping the iterator) stops the generation.
     #[pyo3(signature = (prompt, config=None, **options))]
@@ -408,48 +537,61 @@ impl PyTextLLMRunner {
         })
     }
 
-    /// Chat: render `messages` (a list of `{"role": ..., "content": ...}` dicts) with the
-    /// model's chat template, start from an empty context, and return the assistant's reply.
-    #[pyo3(signature = (messages, config=None, token_callback=None, **options))]
+    /// Chat: render `messages` (a list of `{"role": ..., "content": ...}` dicts; assistant
+    /// messages may carry OpenAI `tool_calls`, `tool` messages `tool_call_id` and `name`) with
+    /// the model's chat template and `tools` (OpenAI's tools list), start from an empty
+    /// context, and return the assistant's reply.
+    #[pyo3(signature = (messages, config=None, token_callback=None, tools=None, **options))]
     fn chat(
         &self,
         py: Python<'_>,
         messages: &Bound<'_, PyList>,
         config: Option<PyGenerationConfig>,
         token_callback: Option<Py<PyAny>>,
+        tools: Option<&Bound<'_, PyAny>>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<String> {
-        let msgs = messages_arg(messages)?;
-        let prompt = self
-            .with_runner(py, |r| {
-                let p = r.chat_template().render(&msgs, true);
-                if p.is_ok() {
-                    r.reset();
-                }
-                p
-            })?
-            .map_err(|e| to_py(py, e))?;
-        let mut cfg = PyGenerationConfig::with_overrides(py, config.as_ref(), false, options)?;
-        cfg.echo = false;
-        cfg.parse_special = true;
+        let (prompt, cfg) = self.chat_prompt(py, messages, config, tools, options)?;
         Ok(self
             .generate_inner(py, &prompt, &cfg, token_callback, None)?
             .text)
     }
 
+    /// Like `chat`, returning a dict: `content` (the answer without reasoning and tool calls),
+    /// `reasoning` (a `<think>` block's text, or None), `tool_calls` (`[{"name", "arguments"}]`
+    /// parsed from the answer when `tools` were given), `text` (the raw answer), and what
+    /// `generate_detailed` returns besides.
+    #[pyo3(signature = (messages, config=None, tools=None, **options))]
+    fn chat_detailed<'py>(
+        &self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyList>,
+        config: Option<PyGenerationConfig>,
+        tools: Option<&Bound<'py, PyAny>>,
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let with_tools = tools.is_some_and(|t| !t.is_none());
+        let (prompt, cfg) = self.chat_prompt(py, messages, config, tools, options)?;
+        let g = self.generate_inner(py, &prompt, &cfg, None, None)?;
+        self.detailed(py, g, Some(with_tools))
+    }
+
     /// The text `chat` would feed the model for `messages`: the model's chat template (or the
     /// built-in format for its architecture) rendered, ending where the assistant's answer
     /// begins when `add_generation_prompt`.
-    #[pyo3(signature = (messages, add_generation_prompt=true))]
+    #[pyo3(signature = (messages, add_generation_prompt=true, tools=None))]
     fn apply_chat_template(
         &self,
         py: Python<'_>,
         messages: &Bound<'_, PyList>,
         add_generation_prompt: bool,
+        tools: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<String> {
         let msgs = messages_arg(messages)?;
+        let tools = tools_arg(tools)?;
         self.with_runner(py, |r| {
-            r.chat_template().render(&msgs, add_generation_prompt)
+            r.chat_template()
+                .render_with_tools(&msgs, add_generation_prompt, tools.as_ref())
         })?
         .map_err(|e| to_py(py, e))
     }
@@ -597,7 +739,39 @@ fn messages_arg(messages: &Bound<'_, PyList>) -> PyResult<Vec<Message>> {
                     ))
                 })
         };
-        msgs.push(Message::new(&get("role")?, &get("content")?));
+        let role = get("role")?;
+        // An assistant message that only calls tools may have content None.
+        let has_calls = m.get_item("tool_calls").is_ok_and(|v| !v.is_none());
+        let content = match m.get_item("content") {
+            Ok(v) if v.is_none() && has_calls => String::new(),
+            _ => get("content")?,
+        };
+        let mut msg = Message::new(&role, &content);
+        let opt = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+            match m.get_item(k) {
+                Ok(v) if !v.is_none() => Ok(Some(v)),
+                _ => Ok(None),
+            }
+        };
+        if let Some(v) = opt("tool_calls")? {
+            let calls = py_to_json(&v)
+                .map_err(|e| PyValueError::new_err(format!("messages[{i}].tool_calls: {e}")))?;
+            msg.tool_calls =
+                Some(template_tool_calls(calls).map_err(|e| {
+                    PyValueError::new_err(format!("messages[{i}].tool_calls: {e}"))
+                })?);
+        }
+        for (k, slot) in [
+            ("tool_call_id", &mut msg.tool_call_id),
+            ("name", &mut msg.name),
+        ] {
+            if let Some(v) = opt(k)? {
+                *slot = Some(v.extract::<String>().map_err(|_| {
+                    PyValueError::new_err(format!("messages[{i}].{k} must be a string"))
+                })?);
+            }
+        }
+        msgs.push(msg);
     }
     if msgs.is_empty() {
         return Err(PyValueError::new_err("messages is empty"));
@@ -767,4 +941,36 @@ pub fn create_text_llm_runner(
         false,
     )?;
     PyTextLLMRunner::build(py, model_path, opts)
+}
+
+/// A Python value (dicts, lists, strings, numbers, bools, None) as JSON, through Python's own
+/// `json.dumps` (so anything it cannot encode is an error naming the type).
+pub fn py_to_json(v: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    let text: String = v
+        .py()
+        .import("json")?
+        .call_method1("dumps", (v,))?
+        .extract()?;
+    serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Tool calls as templates read them: OpenAI's `[{"type": "function", "function": {"name",
+/// "arguments"}}]` with `arguments` given as a JSON string turned into the object it encodes.
+fn template_tool_calls(calls: serde_json::Value) -> Result<serde_json::Value, String> {
+    let serde_json::Value::Array(mut items) = calls else {
+        return Err("must be a list of tool calls".into());
+    };
+    for (j, c) in items.iter_mut().enumerate() {
+        let Some(f) = c.get_mut("function").filter(|f| f.is_object()) else {
+            return Err(format!(
+                "[{j}] needs a 'function' dict with 'name' and 'arguments'"
+            ));
+        };
+        if let Some(serde_json::Value::String(a)) = f.get("arguments") {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(a) {
+                f["arguments"] = v;
+            }
+        }
+    }
+    Ok(serde_json::Value::Array(items))
 }

@@ -172,6 +172,19 @@ pub struct PyGenerationConfig {
     /// Constrain the output to JSON following this schema (JSON text).
     #[pyo3(get, set)]
     pub json_schema: Option<String>,
+    /// Mirostat version: 0 = off, 2 = mirostat v2 (replaces top-k, typical-p, top-p, min-p).
+    #[pyo3(get, set)]
+    pub mirostat: u8,
+    /// Mirostat target surprise (tau).
+    #[pyo3(get, set)]
+    pub mirostat_tau: f32,
+    /// Mirostat learning rate (eta).
+    #[pyo3(get, set)]
+    pub mirostat_eta: f32,
+    /// Report each generated token's log-probability with this many top alternatives
+    /// (`generate_detailed`); 0 = none.
+    #[pyo3(get, set)]
+    pub n_probs: usize,
 }
 
 impl Default for PyGenerationConfig {
@@ -210,6 +223,10 @@ impl PyGenerationConfig {
             n_keep: c.n_keep,
             grammar: c.grammar.clone(),
             json_schema: None,
+            mirostat: if c.mirostat.is_some() { 2 } else { 0 },
+            mirostat_tau: c.mirostat.map_or(5.0, |m| m.0),
+            mirostat_eta: c.mirostat.map_or(0.1, |m| m.1),
+            n_probs: c.n_probs,
         }
     }
 
@@ -271,6 +288,29 @@ impl PyGenerationConfig {
                 ))
             }
         };
+        let mirostat = match self.mirostat {
+            0 => None,
+            2 if self.mirostat_tau.is_finite()
+                && self.mirostat_tau > 0.0
+                && self.mirostat_eta.is_finite()
+                && self.mirostat_eta > 0.0 =>
+            {
+                Some((self.mirostat_tau, self.mirostat_eta))
+            }
+            2 => {
+                return bad(&format!(
+                    "mirostat_tau and mirostat_eta must be > 0, got {} and {}",
+                    self.mirostat_tau, self.mirostat_eta
+                ))
+            }
+            v => return bad(&format!("mirostat must be 0 (off) or 2 (v2), got {v}")),
+        };
+        if self.n_probs > 100 {
+            return bad(&format!(
+                "n_probs must be at most 100, got {}",
+                self.n_probs
+            ));
+        }
         if self.max_new_tokens < -1 || self.seq_len < -1 {
             return bad(&format!(
                 "max_new_tokens and seq_len must be -1 or positive, got {} and {}",
@@ -301,7 +341,8 @@ impl PyGenerationConfig {
             context_overflow,
             n_keep: self.n_keep,
             grammar,
-            ..GenerationConfig::default()
+            mirostat,
+            n_probs: self.n_probs,
         })
     }
 
@@ -345,7 +386,8 @@ impl PyGenerationConfig {
         min_p=0.0, repetition_penalty=1.0, repetition_window=64, seed=None, parse_special=true,
         stop=Vec::new(), presence_penalty=0.0, frequency_penalty=0.0,
         logit_bias=std::collections::BTreeMap::new(), typical_p=1.0,
-        context_overflow="error".to_string(), n_keep=0, grammar=None, json_schema=None))]
+        context_overflow="error".to_string(), n_keep=0, grammar=None, json_schema=None,
+        mirostat=0, mirostat_tau=5.0, mirostat_eta=0.1, n_probs=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         echo: bool,
@@ -372,6 +414,10 @@ impl PyGenerationConfig {
         n_keep: usize,
         grammar: Option<String>,
         json_schema: Option<String>,
+        mirostat: u8,
+        mirostat_tau: f32,
+        mirostat_eta: f32,
+        n_probs: usize,
     ) -> Self {
         PyGenerationConfig {
             echo,
@@ -398,6 +444,10 @@ impl PyGenerationConfig {
             n_keep,
             grammar,
             json_schema,
+            mirostat,
+            mirostat_tau,
+            mirostat_eta,
+            n_probs,
         }
     }
 
@@ -420,7 +470,8 @@ impl PyGenerationConfig {
              temperature={:?}, num_bos={}, num_eos={}, ignore_eos={}, top_k={}, top_p={:?}, \
              min_p={:?}, repetition_penalty={:?}, repetition_window={}, seed={}, \
              parse_special={}, stop={:?}, presence_penalty={:?}, frequency_penalty={:?}, \
-             logit_bias={:?}, typical_p={:?}, context_overflow={:?}, n_keep={})",
+             logit_bias={:?}, typical_p={:?}, context_overflow={:?}, n_keep={}, mirostat={}, \
+             mirostat_tau={:?}, mirostat_eta={:?}, n_probs={})",
             py_bool(self.echo),
             self.max_new_tokens,
             py_bool(self.warming),
@@ -443,6 +494,10 @@ impl PyGenerationConfig {
             self.typical_p,
             self.context_overflow,
             self.n_keep,
+            self.mirostat,
+            self.mirostat_tau,
+            self.mirostat_eta,
+            self.n_probs,
         )
     }
 }

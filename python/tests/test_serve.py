@@ -366,3 +366,103 @@ def test_response_format_json_schema(server, qwen):
         "schema": {"type": "string", "pattern": "a+"}}}}
     s, d, _ = server.request("POST", "/v1/chat/completions", bad)
     assert s == 400 and "pattern" in d["error"]["message"], d
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Get the current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                   "required": ["city"]}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "description": "The time in a timezone",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string",
+                                                                 "maxLength": 20}},
+                   "required": ["timezone"]}}}
+
+
+def test_logprobs(server, lmrun_bin, qwen):
+    # Completions (legacy shape): the same tokens and log-probabilities as `lmrun run`.
+    ref = cli_run(lmrun_bin, qwen, "def fibonacci(n):", 8, "--n-probs", "3")
+    body = {"prompt": "def fibonacci(n):", "max_tokens": 8, "temperature": 0, "logprobs": 3}
+    s, d, _ = server.request("POST", "/v1/completions", body)
+    assert s == 200, d
+    lp = d["choices"][0]["logprobs"]
+    assert "".join(lp["tokens"]) == d["choices"][0]["text"] == ref["text"]
+    assert len(lp["token_logprobs"]) == len(ref["logprobs"]) == 8
+    for got, want, top in zip(lp["token_logprobs"], ref["logprobs"], lp["top_logprobs"]):
+        assert got == pytest.approx(want["logprob"], abs=1e-3)
+        assert len(top) == 3 and max(top.values()) == pytest.approx(got)
+    assert lp["text_offset"] == sorted(lp["text_offset"]) and lp["text_offset"][0] == 0
+    # Chat through the openai client, plain and streamed: the same tokens.
+    c = server.client()
+    msgs = [{"role": "user", "content": "Say hello."}]
+    r = c.chat.completions.create(model=qwen.name, messages=msgs, max_tokens=10, temperature=0,
+                                  logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert b"".join(bytes(t.bytes) for t in content).decode() == r.choices[0].message.content
+    assert all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in content)
+    streamed = []
+    for ch in c.chat.completions.create(model=qwen.name, messages=msgs, max_tokens=10,
+                                        temperature=0, logprobs=True, top_logprobs=2,
+                                        stream=True):
+        for choice in ch.choices:
+            if choice.logprobs and choice.logprobs.content:
+                streamed += [(t.token, round(t.logprob, 4)) for t in choice.logprobs.content]
+    assert streamed == [(t.token, round(t.logprob, 4)) for t in content]
+    for bad, why in [({"messages": msgs, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+                     ({"messages": msgs, "top_logprobs": 2}, "needs 'logprobs'")]:
+        s, d, _ = server.request("POST", "/v1/chat/completions", bad)
+        assert s == 400 and why in d["error"]["message"], d
+    s, d, _ = server.request("POST", "/v1/completions", {**body, "logprobs": 6})
+    assert s == 400 and "logprobs" in d["error"]["message"]
+
+
+def test_tool_calls(server, qwen):
+    import jsonschema
+    c = server.client()
+    msgs = [{"role": "user", "content": "What is the weather in Paris?"}]
+    r = c.chat.completions.create(model=qwen.name, messages=msgs, tools=[WEATHER],
+                                  max_tokens=60, temperature=0)
+    ch = r.choices[0]
+    assert ch.finish_reason == "tool_calls", ch
+    call = ch.message.tool_calls[0]
+    assert call.function.name == "get_weather" and call.id
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    # Streamed: the parsed call arrives in the last delta.
+    calls, finish = [], None
+    for chunk in c.chat.completions.create(model=qwen.name, messages=msgs, tools=[WEATHER],
+                                           max_tokens=60, temperature=0, stream=True):
+        for choice in chunk.choices:
+            calls += choice.delta.tool_calls or []
+            finish = choice.finish_reason or finish
+    assert finish == "tool_calls" and calls[0].function.name == "get_weather"
+    # The tool's answer goes back; the model answers in text.
+    follow = msgs + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature_c": 18}'}]
+    r = c.chat.completions.create(model=qwen.name, messages=follow, tools=[WEATHER],
+                                  max_tokens=40, temperature=0)
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    # Forced calls are grammar-enforced, whatever the question.
+    joke = [{"role": "user", "content": "Tell me a joke."}]
+    for choice, names in [("required", {"get_weather", "get_time"}),
+                          ({"type": "function", "function": {"name": "get_time"}}, {"get_time"})]:
+        r = c.chat.completions.create(model=qwen.name, messages=joke, tools=[WEATHER, TIME],
+                                      tool_choice=choice, max_tokens=60, temperature=0.7,
+                                      seed=3)
+        call = r.choices[0].message.tool_calls[0]
+        assert call.function.name in names
+        tool = WEATHER if call.function.name == "get_weather" else TIME
+        jsonschema.validate(json.loads(call.function.arguments),
+                            tool["function"]["parameters"])
+    r = c.chat.completions.create(model=qwen.name, messages=msgs, tools=[WEATHER],
+                                  tool_choice="none", max_tokens=20, temperature=0)
+    assert not r.choices[0].message.tool_calls and r.choices[0].finish_reason != "tool_calls"
+    for bad, why in [({"tools": [{"type": "x"}]}, "tools[0].type"),
+                     ({"tool_choice": "required"}, "'tools' is empty"),
+                     ({"tools": [WEATHER], "tool_choice": {"type": "function",
+                                                           "function": {"name": "nope"}}},
+                      "nope")]:
+        s, d, _ = server.request("POST", "/v1/chat/completions", {"messages": msgs, **bad})
+        assert s == 400 and why in d["error"]["message"], d

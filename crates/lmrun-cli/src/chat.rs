@@ -1,7 +1,8 @@
 //! `lmrun chat`: an interactive multi-turn chat with the model's chat template (or a built-in
 //! one when the file has none). Only each new turn is prefilled: the KV cache keeps the
 //! conversation. Ctrl-C stops the current answer (or the prompt being read); Ctrl-D (end of
-//! input) or `/exit` quits; `/reset` starts a new conversation. A line that is not UTF-8 or a
+//! input) or `/exit` quits; `/reset` starts a new conversation. With `--tools FILE` the model
+//! is offered those tools: its calls are printed, and `/tool TEXT` answers the last one. A line that is not UTF-8 or a
 //! message that does not fit in the context is reported and the conversation goes on.
 
 use std::io::BufRead;
@@ -27,6 +28,11 @@ pub struct ChatArgs {
     /// A system message to open the conversation with.
     #[arg(long)]
     system: Option<String>,
+
+    /// Tools the model may call: a JSON file holding OpenAI's `tools` array. Calls are printed
+    /// as `[tool call] name {arguments}`; answer the last one with `/tool RESULT`.
+    #[arg(long, value_name = "FILE")]
+    tools: Option<std::path::PathBuf>,
 
     /// Most tokens per answer (-1 = until end of turn or the context is full).
     #[arg(
@@ -65,7 +71,20 @@ pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
             args.model.model.display()
         );
     }
-    let mut conv = Conversation::new(template.clone(), args.system.as_deref());
+    let tools = args
+        .tools
+        .as_deref()
+        .map(crate::run::read_tools)
+        .transpose()?;
+    if tools.is_some() && !template.is_model_template() {
+        bail!(
+            "{}: the model has no chat template, so it has no format for tools",
+            args.model.model.display()
+        );
+    }
+    let new_conv =
+        || Conversation::new(template.clone(), args.system.as_deref()).with_tools(tools.clone());
+    let mut conv = new_conv();
     let interrupted = crate::run::on_ctrl_c(&runner);
     let stdin = std::io::stdin();
     let mut raw = Vec::new();
@@ -94,7 +113,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
             }
             "/reset" => {
                 runner.reset();
-                conv = Conversation::new(template.clone(), args.system.as_deref());
+                conv = new_conv();
                 errln!("(conversation cleared)");
                 continue;
             }
@@ -103,7 +122,10 @@ pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
         }
         // A turn that fails leaves the conversation as it was before it.
         let before = conv.clone();
-        let (text, restart) = conv.user_turn(line)?;
+        let (text, restart) = match line.trim_start().strip_prefix("/tool") {
+            Some(result) if tools.is_some() => conv.tool_result(result.trim())?,
+            _ => conv.user_turn(line)?,
+        };
         if restart {
             runner.reset();
         }
@@ -146,7 +168,9 @@ pub fn run(args: ChatArgs) -> anyhow::Result<i32> {
             continue;
         }
         crate::out::println("")?;
-        conv.assistant_reply(&gen.text);
+        for c in conv.assistant_reply(&gen.text) {
+            crate::out::println(&format!("[tool call] {} {}", c.name, c.arguments))?;
+        }
         if args.stats {
             errln!("{}", gen.stats.report_text());
         }

@@ -226,26 +226,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     args.sampling.apply(&mut cfg)?;
     let mut runner = args.model.runner(None)?;
     let chat = args.chat || args.tools.is_some();
-    let tools = match &args.tools {
-        None => None,
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read --tools file {}", p.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not valid JSON", p.display()))?;
-            if !v
-                .as_array()
-                .is_some_and(|a| a.iter().all(|t| t.is_object()))
-            {
-                bail!(
-                    "{}: --tools takes a JSON array of tool objects ({{\"type\": \"function\", \
-                     \"function\": {{\"name\": ..., \"parameters\": ...}}}})",
-                    p.display()
-                );
-            }
-            Some(v)
-        }
-    };
+    let tools = args.tools.as_deref().map(read_tools).transpose()?;
     let prompt = if chat {
         let mut msgs = Vec::new();
         if let Some(s) = &args.system {
@@ -358,4 +339,21 @@ fn finite_or_null(v: f32) -> serde_json::Value {
     } else {
         serde_json::Value::Null
     }
+}
+
+/// Read a `--tools` file: OpenAI's `tools` array (`[{"type": "function", "function": {"name",
+/// "description", "parameters"}}]`), checked item by item.
+pub fn read_tools(p: &std::path::Path) -> anyhow::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("cannot read --tools file {}", p.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", p.display()))?;
+    if let Err(e) = lmrun::tools::tool_names(&v) {
+        bail!(
+            "{}: {e}; --tools takes a JSON array of tool objects ({{\"type\": \"function\", \
+             \"function\": {{\"name\": ..., \"parameters\": ...}}}})",
+            p.display()
+        );
+    }
+    Ok(v)
 }

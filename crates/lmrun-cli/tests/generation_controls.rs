@@ -165,6 +165,7 @@ fn a_chat_that_overflows_its_context_keeps_going_with_shift() {
 
 #[test]
 fn tools_reach_the_template_and_calls_are_parsed() {
+    use std::io::Write;
     let dir = gemma().parent().unwrap().to_path_buf();
     let qwen = dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf");
     let tools = std::env::temp_dir().join(format!("lmrun-tools-{}.json", std::process::id()));
@@ -209,6 +210,36 @@ fn tools_reach_the_template_and_calls_are_parsed() {
         .as_str()
         .unwrap()
         .contains("Paris"));
+
+    // `lmrun chat --tools`: the call is printed, `/tool` answers it and the model goes on.
+    let mut child = Command::new(BIN)
+        .args(["chat", "-m", qwen.to_str().unwrap(), "--tools"])
+        .arg(&tools)
+        .args(["--temperature", "0", "-n", "60", "--threads", "2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"What is the weather in Paris right now?\n/tool {\"temperature_c\": 18}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("[tool call] get_weather {\"city\":\"Paris\"}"),
+        "{text}"
+    );
+    // Two prompts answered, then the third "> " at end of input.
+    assert_eq!(text.matches("> ").count(), 3, "{text}");
 
     // A tools file that is not an array of objects is an error naming the file.
     std::fs::write(&tools, "{\"name\": 1}").unwrap();

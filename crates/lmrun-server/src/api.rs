@@ -88,6 +88,22 @@ pub struct Common {
     /// A GBNF grammar the output must follow (from `response_format`, or llama-server's
     /// `grammar` extension).
     pub grammar: Option<String>,
+    /// Log-probabilities of the generated tokens, with this many alternatives each (chat:
+    /// `logprobs` + `top_logprobs`; completions: the legacy integer `logprobs`).
+    pub logprobs: Option<usize>,
+}
+
+/// OpenAI's `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides (default when tools are given): calls are parsed from its answer.
+    Auto,
+    /// No tools: the template is rendered without them and nothing is parsed.
+    None,
+    /// The answer must be a tool call (grammar-enforced).
+    Required,
+    /// The answer must call this function (grammar-enforced).
+    Function(String),
 }
 
 /// What a chat request asks for.
@@ -95,6 +111,10 @@ pub struct Common {
 pub struct ChatRequest {
     /// The conversation.
     pub messages: Vec<Message>,
+    /// OpenAI's `tools` array (checked), handed to the chat template.
+    pub tools: Option<Value>,
+    /// Whether and which tool must be called.
+    pub tool_choice: ToolChoice,
     /// Everything else.
     pub common: Common,
 }
@@ -295,6 +315,7 @@ fn common(m: &Map<String, Value>) -> Result<Common, ApiError> {
         presence_penalty: number(m, "presence_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
         frequency_penalty: number(m, "frequency_penalty", -2.0, 2.0)?.unwrap_or(0.0) as f32,
         grammar: grammar(m)?,
+        logprobs: None,
         stream: boolean(m, "stream")?.unwrap_or(false),
         include_usage,
         ignore_eos: boolean(m, "ignore_eos")?.unwrap_or(false),
@@ -363,12 +384,135 @@ pub fn chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
                 )))
             }
         };
-        messages.push(Message::new(&role, &content));
+        let mut msg = Message::new(&role, &content);
+        match o.get("tool_calls") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(calls)) => msg.tool_calls = Some(template_tool_calls(i, calls)?),
+            Some(other) => {
+                return Err(ApiError::bad(format!(
+                    "messages[{i}].tool_calls must be an array, got {other}"
+                )))
+            }
+        }
+        for (k, slot) in [
+            ("tool_call_id", &mut msg.tool_call_id),
+            ("name", &mut msg.name),
+        ] {
+            match o.get(k) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(v)) => *slot = Some(v.clone()),
+                Some(other) => {
+                    return Err(ApiError::bad(format!(
+                        "messages[{i}].{k} must be a string, got {other}"
+                    )))
+                }
+            }
+        }
+        messages.push(msg);
+    }
+    let mut common = common(&m)?;
+    // Chat: `logprobs` is a boolean, `top_logprobs` (0–20) the alternatives per token.
+    let top = integer(&m, "top_logprobs", 0)?;
+    if top.is_some_and(|t| t > 20) {
+        return Err(ApiError::bad("'top_logprobs' must be between 0 and 20"));
+    }
+    common.logprobs = match (boolean(&m, "logprobs")?, top) {
+        (Some(true), t) => Some(t.unwrap_or(0) as usize),
+        (_, Some(t)) if t > 0 => {
+            return Err(ApiError::bad("'top_logprobs' needs 'logprobs': true"));
+        }
+        _ => None,
+    };
+    let tools = match m.get("tools") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) if a.is_empty() => None,
+        Some(t) => {
+            lmrun::tools::tool_names(t).map_err(ApiError::bad)?;
+            Some(t.clone())
+        }
+    };
+    let tool_choice = match m.get("tool_choice") {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(s)) => match s.as_str() {
+            "auto" => ToolChoice::Auto,
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(ApiError::bad(format!(
+                    "'tool_choice' must be auto, none, required or a function, got {other:?}"
+                )))
+            }
+        },
+        Some(v) => match v
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+        {
+            Some(n) => ToolChoice::Function(n.to_string()),
+            None => {
+                return Err(ApiError::bad(format!(
+                    "'tool_choice' must be auto, none, required or \
+                     {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, got {v}"
+                )))
+            }
+        },
+    };
+    let forced = match &tool_choice {
+        ToolChoice::Required => Some(None),
+        ToolChoice::Function(n) => Some(Some(n.as_str())),
+        _ => None,
+    };
+    if let Some(only) = forced {
+        let Some(t) = &tools else {
+            return Err(ApiError::bad(
+                "'tool_choice' asks for a tool call but 'tools' is empty",
+            ));
+        };
+        if common.grammar.is_some() {
+            return Err(ApiError::bad(
+                "'tool_choice' required/function cannot be combined with a grammar or \
+                 response_format",
+            ));
+        }
+        let schema = lmrun::tools::call_schema(t, only).map_err(ApiError::bad)?;
+        common.grammar = Some(
+            lmrun::grammar::json_schema_to_gbnf(&schema)
+                .map_err(|e| ApiError::bad(format!("'tools' parameters: {e}")))?,
+        );
     }
     Ok(ChatRequest {
         messages,
-        common: common(&m)?,
+        tools,
+        tool_choice,
+        common,
     })
+}
+
+/// An assistant message's `tool_calls` as chat templates read them: `function.arguments` given
+/// as a JSON string (OpenAI's shape) becomes the object it encodes, as Qwen, Llama 3 and
+/// Hermes templates print it with `tojson`.
+fn template_tool_calls(i: usize, calls: &[Value]) -> Result<Value, ApiError> {
+    let mut out = Vec::with_capacity(calls.len());
+    for (j, c) in calls.iter().enumerate() {
+        let mut c = c.clone();
+        let Some(f) = c.get_mut("function").filter(|f| f.is_object()) else {
+            return Err(ApiError::bad(format!(
+                "messages[{i}].tool_calls[{j}].function must be an object"
+            )));
+        };
+        if !f.get("name").is_some_and(Value::is_string) {
+            return Err(ApiError::bad(format!(
+                "messages[{i}].tool_calls[{j}].function.name must be a string"
+            )));
+        }
+        if let Some(Value::String(a)) = f.get("arguments") {
+            if let Ok(v) = serde_json::from_str::<Value>(a) {
+                f["arguments"] = v;
+            }
+        }
+        out.push(c);
+    }
+    Ok(Value::Array(out))
 }
 
 /// Check and read a (legacy) completion request.
@@ -389,10 +533,21 @@ pub fn completion_request(body: &[u8]) -> Result<CompletionRequest, ApiError> {
     if prompt.is_empty() {
         return Err(ApiError::bad("'prompt' is empty"));
     }
-    Ok(CompletionRequest {
-        prompt,
-        common: common(&m)?,
-    })
+    let mut common = common(&m)?;
+    // Completions: the legacy integer `logprobs` (0–5 alternatives; 0 = the tokens' own).
+    common.logprobs = match m.get("logprobs") {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(0),
+        Some(_) => match integer(&m, "logprobs", 0)? {
+            Some(n) if n <= 5 => Some(n as usize),
+            _ => {
+                return Err(ApiError::bad(
+                    "'logprobs' must be an integer between 0 and 5",
+                ))
+            }
+        },
+    };
+    Ok(CompletionRequest { prompt, common })
 }
 
 #[cfg(test)]

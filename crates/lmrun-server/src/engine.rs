@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lmrun::grammar::{Constraint, TokenSet};
-use lmrun::sampler::{Sampler, SamplerParams};
+use lmrun::sampler::{Sampler, SamplerParams, TokenLogprob};
 use lmrun::stop::held_tail;
 use lmrun_models::{Model, SeqChunk, UBATCH};
 use lmrun_tokenizers::{StreamDecoder, Tokenizer};
@@ -50,8 +50,9 @@ impl Finish {
 /// What the engine sends back for one request.
 #[derive(Debug)]
 pub enum Event {
-    /// Generated text (whole UTF-8, never part of a stop string).
-    Text(String),
+    /// Generated text (whole UTF-8, never part of a stop string), with the log-probabilities of
+    /// the tokens whose text starts in it (when the request asked for them).
+    Text(String, Vec<TokenLogprob>),
     /// The end, with the token counts.
     Done {
         /// Why.
@@ -88,6 +89,8 @@ pub struct Job {
     pub ignore_eos: bool,
     /// The grammar the output must follow (`response_format`), over the model's vocabulary.
     pub constraint: Option<Constraint>,
+    /// Report each generated token's log-probability with this many alternatives.
+    pub logprobs: Option<usize>,
     /// Where the events go.
     pub events: UnboundedSender<Event>,
 }
@@ -122,6 +125,9 @@ struct Active {
     /// The grammar's mask and the masked logits (when the job has a grammar).
     mask: TokenSet,
     masked: Vec<f32>,
+    /// Log-probabilities not sent yet, each with the offset in `text` where its token's text
+    /// starts (sent with the text chunk that covers that offset; dropped past a stop string).
+    pending_lp: VecDeque<(usize, TokenLogprob)>,
 }
 
 /// The engine's shared state besides the model.
@@ -251,6 +257,7 @@ impl Engine {
                 next: None,
                 mask: TokenSet::new(0),
                 masked: Vec::new(),
+                pending_lp: VecDeque::new(),
                 job,
             });
         }
@@ -419,9 +426,16 @@ fn sample_and_emit(
         .generated
         .len()
         .saturating_sub(a.job.params.repetition_window);
-    let t = a
-        .sampler
-        .sample(logits, &a.generated[recent_from..], &a.job.params);
+    let recent = &a.generated[recent_from..];
+    let (t, lp) = match a.job.logprobs {
+        None => (a.sampler.sample(logits, recent, &a.job.params), None),
+        Some(n) => {
+            let (t, lp) = a
+                .sampler
+                .sample_with_logprobs(logits, recent, &a.job.params, n);
+            (t, Some(lp))
+        }
+    };
     if let Some(c) = a.job.constraint.as_mut() {
         if c.accept_token(t).is_err() {
             return Some(flush(a, Finish::Grammar));
@@ -432,6 +446,9 @@ fn sample_and_emit(
     }
     a.generated.push(t);
     *a.counts.entry(t).or_insert(0) += 1;
+    if let Some(lp) = lp {
+        a.pending_lp.push_back((a.text.len(), lp));
+    }
     let piece = a.decoder.push(tok, t, false).unwrap_or_default();
     a.text.push_str(&piece);
     if let Some(f) = emit(a) {
@@ -457,10 +474,7 @@ fn emit(a: &mut Active) -> Option<Finish> {
         .min()
     {
         if at > a.sent {
-            let _ = a
-                .job
-                .events
-                .send(Event::Text(a.text[a.sent..at].to_string()));
+            send_text(a, at);
         }
         a.sent = at;
         return Some(Finish::Stop);
@@ -472,13 +486,24 @@ fn emit(a: &mut Active) -> Option<Finish> {
         .unwrap_or(0);
     let end = a.text.len() - hold;
     if end > a.sent {
-        let _ = a
-            .job
-            .events
-            .send(Event::Text(a.text[a.sent..end].to_string()));
+        send_text(a, end);
         a.sent = end;
     }
     None
+}
+
+/// Send `text[sent..end]` with the log-probabilities of the tokens starting before `end`.
+fn send_text(a: &mut Active, end: usize) {
+    let mut lps = Vec::new();
+    while a.pending_lp.front().is_some_and(|(at, _)| *at < end) {
+        if let Some((_, lp)) = a.pending_lp.pop_front() {
+            lps.push(lp);
+        }
+    }
+    let _ = a
+        .job
+        .events
+        .send(Event::Text(a.text[a.sent..end].to_string(), lps));
 }
 
 /// Finish: send what is left (a held tail that did not become a stop string, and the stream
@@ -490,7 +515,7 @@ fn flush(a: &mut Active, f: Finish) -> Finish {
         return Finish::Stop;
     }
     if a.text.len() > a.sent {
-        let _ = a.job.events.send(Event::Text(a.text[a.sent..].to_string()));
+        send_text(a, a.text.len());
         a.sent = a.text.len();
     }
     f

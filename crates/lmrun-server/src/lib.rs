@@ -33,8 +33,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::api::{ApiError, Common};
-use crate::engine::{Engine, Event, Finish, Job};
+use crate::engine::{Engine, Event, Job};
 use crate::metrics::Metrics;
+use lmrun::sampler::TokenLogprob;
 
 /// How `lmrun serve` runs.
 #[derive(Debug, Clone)]
@@ -614,6 +615,7 @@ fn submit(
         presence_penalty: c.presence_penalty,
         frequency_penalty: c.frequency_penalty,
         ignore_eos: c.ignore_eos,
+        logprobs: c.logprobs,
         events: tx,
     };
     st.metrics.queued();
@@ -628,10 +630,139 @@ fn submit(
 }
 
 /// Which endpoint a response is for.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Chat,
+    /// `/v1/chat/completions`; with `tools`, the answer is parsed for tool calls.
+    Chat { tools: bool },
+    /// `/v1/completions`.
     Completion,
+}
+
+/// How a response is written: the endpoint and the tokenizer that names logprob tokens.
+#[derive(Clone)]
+struct Out {
+    kind: Kind,
+    tok: Arc<dyn Tokenizer>,
+}
+
+impl Out {
+    /// A token's text and bytes (a byte-level token may hold part of a UTF-8 character).
+    fn token(&self, id: u32) -> (String, Vec<u8>) {
+        let b = self
+            .tok
+            .token_bytes(id, true)
+            .map(|b| b.into_owned())
+            .unwrap_or_default();
+        (String::from_utf8_lossy(&b).into_owned(), b)
+    }
+
+    /// Log-probabilities in the endpoint's shape: chat's `{"content": [{token, logprob,
+    /// bytes, top_logprobs}]}`, or the legacy completion `{tokens, token_logprobs,
+    /// top_logprobs, text_offset}` with offsets counted from `offset` (bytes of text before).
+    fn logprobs(&self, lps: &[TokenLogprob], offset: usize) -> Value {
+        let lp = |v: f32| {
+            if v.is_finite() {
+                json!(v)
+            } else {
+                json!(-9999.0)
+            }
+        };
+        match self.kind {
+            Kind::Chat { .. } => {
+                let content: Vec<Value> = lps
+                    .iter()
+                    .map(|t| {
+                        let (text, bytes) = self.token(t.id);
+                        let top: Vec<Value> = t
+                            .top
+                            .iter()
+                            .map(|&(id, v)| {
+                                let (text, bytes) = self.token(id);
+                                json!({"token": text, "logprob": lp(v), "bytes": bytes})
+                            })
+                            .collect();
+                        json!({"token": text, "logprob": lp(t.logprob), "bytes": bytes,
+                               "top_logprobs": top})
+                    })
+                    .collect();
+                json!({ "content": content })
+            }
+            Kind::Completion => {
+                let mut tokens = Vec::new();
+                let mut token_logprobs = Vec::new();
+                let mut top = Vec::new();
+                let mut offsets = Vec::new();
+                let mut at = offset;
+                for t in lps {
+                    let (text, bytes) = self.token(t.id);
+                    offsets.push(at);
+                    at += bytes.len();
+                    tokens.push(text);
+                    token_logprobs.push(lp(t.logprob));
+                    let m: serde_json::Map<String, Value> = t
+                        .top
+                        .iter()
+                        .map(|&(id, v)| (self.token(id).0, lp(v)))
+                        .collect();
+                    top.push(Value::Object(m));
+                }
+                json!({"tokens": tokens, "token_logprobs": token_logprobs,
+                       "top_logprobs": top, "text_offset": offsets})
+            }
+        }
+    }
+}
+
+/// Log-probabilities gathered over a response (the whole answer, or one streamed chunk).
+#[derive(Default)]
+struct Gathered {
+    lps: Vec<TokenLogprob>,
+    /// Bytes of text before the first of `lps` (completion `text_offset`).
+    offset: usize,
+}
+
+/// A chat answer as OpenAI's `message` (or a stream's last `delta`): reasoning split off as
+/// `reasoning_content`, and with `tools` the calls parsed into `tool_calls`. Returns the
+/// message and whether it calls tools.
+fn chat_message(text: &str, tools: bool, id_base: &str, with_role: bool) -> (Value, bool) {
+    let (reasoning, content, calls) = if tools {
+        let p = lmrun::tools::parse_answer(text);
+        (p.reasoning, p.content, p.tool_calls)
+    } else {
+        let (r, c) = lmrun::tools::split_reasoning(text);
+        (r, c, Vec::new())
+    };
+    let mut m = serde_json::Map::new();
+    if with_role {
+        m.insert("role".into(), json!("assistant"));
+    }
+    let has_calls = !calls.is_empty();
+    m.insert(
+        "content".into(),
+        if has_calls && content.is_empty() {
+            Value::Null
+        } else {
+            json!(content)
+        },
+    );
+    if let Some(r) = reasoning {
+        m.insert("reasoning_content".into(), json!(r));
+    }
+    if has_calls {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut v = c.to_openai(&format!("call_{id_base}_{i}"));
+                if !with_role {
+                    v["index"] = json!(i);
+                }
+                v
+            })
+            .collect();
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    (Value::Object(m), has_calls)
 }
 
 async fn chat_completions(State(st): State<Arc<AppState>>, req: Request) -> Response {
@@ -639,12 +770,23 @@ async fn chat_completions(State(st): State<Arc<AppState>>, req: Request) -> Resp
         let body = read_body(&st, req.into_body()).await?;
         let ready = ready(&st)?;
         let c = api::chat_request(&body)?;
+        let tools = c
+            .tools
+            .as_ref()
+            .filter(|_| c.tool_choice != api::ToolChoice::None);
         let prompt = ready
             .template
-            .render(&c.messages, true)
+            .render_with_tools(&c.messages, true, tools)
             .map_err(|e| ApiError::bad(format!("the chat template failed: {e}")))?;
         let (rx, guard) = submit(&st, ready, &prompt, &c.common)?;
-        Ok::<_, ApiError>(respond(&st, Kind::Chat, c.common, rx, guard).await)
+        let kind = Kind::Chat {
+            tools: tools.is_some(),
+        };
+        let out = Out {
+            kind,
+            tok: Arc::clone(&ready.tok),
+        };
+        Ok::<_, ApiError>(respond(&st, out, c.common, rx, guard).await)
     };
     r.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -655,7 +797,11 @@ async fn completions(State(st): State<Arc<AppState>>, req: Request) -> Response 
         let ready = ready(&st)?;
         let c = api::completion_request(&body)?;
         let (rx, guard) = submit(&st, ready, &c.prompt, &c.common)?;
-        Ok::<_, ApiError>(respond(&st, Kind::Completion, c.common, rx, guard).await)
+        let out = Out {
+            kind: Kind::Completion,
+            tok: Arc::clone(&ready.tok),
+        };
+        Ok::<_, ApiError>(respond(&st, out, c.common, rx, guard).await)
     };
     r.await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -671,14 +817,16 @@ fn usage(prompt: usize, cached: usize, completion: usize) -> Value {
 
 async fn respond(
     st: &Arc<AppState>,
-    kind: Kind,
+    out: Out,
     c: Common,
     mut rx: UnboundedReceiver<Event>,
     guard: InFlight,
 ) -> Response {
     let n = st.next_id.fetch_add(1, Ordering::Relaxed);
+    let kind = out.kind;
+    let want_lp = c.logprobs.is_some();
     let (id, object, chunk_object) = match kind {
-        Kind::Chat => (
+        Kind::Chat { .. } => (
             format!("chatcmpl-{}-{n}", st.created),
             "chat.completion",
             "chat.completion.chunk",
@@ -693,9 +841,13 @@ async fn respond(
     let model = st.model_name.clone();
     if !c.stream {
         let mut text = String::new();
+        let mut lps = Vec::new();
         let end = loop {
             match rx.recv().await {
-                Some(Event::Text(t)) => text.push_str(&t),
+                Some(Event::Text(t, l)) => {
+                    text.push_str(&t);
+                    lps.extend(l);
+                }
                 Some(Event::Done {
                     finish,
                     prompt_tokens,
@@ -713,15 +865,24 @@ async fn respond(
                 return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).into_response();
             }
         };
+        let logprobs = if want_lp {
+            out.logprobs(&lps, 0)
+        } else {
+            Value::Null
+        };
         let choice = match kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": finish.name(),
-            }),
+            Kind::Chat { tools } => {
+                let (message, calls) =
+                    chat_message(&text, tools, &format!("{}_{n}", st.created), true);
+                json!({
+                    "index": 0,
+                    "message": message,
+                    "logprobs": logprobs,
+                    "finish_reason": if calls { "tool_calls" } else { finish.name() },
+                })
+            }
             Kind::Completion => json!({
-                "index": 0, "text": text, "logprobs": null, "finish_reason": finish.name(),
+                "index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish.name(),
             }),
         };
         return Json(json!({
@@ -731,16 +892,21 @@ async fn respond(
         .into_response();
     }
     // Streaming: one chunk per piece of text, a last chunk with the finish reason, the usage
-    // chunk when asked for, then [DONE].
-    let chunk = move |delta: Value, finish: Option<Finish>| -> Value {
+    // chunk when asked for, then [DONE]. A chat with tools is parsed as a whole, so its text
+    // comes in one delta (with its tool calls) at the end.
+    let id_base = format!("{}_{n}", st.created);
+    let chunk = move |delta: Value, lp: Option<&Gathered>, finish: Option<&str>| -> Value {
+        let logprobs = match lp {
+            Some(g) => out.logprobs(&g.lps, g.offset),
+            None => Value::Null,
+        };
         let choice = match kind {
-            Kind::Chat => json!({
-                "index": 0, "delta": delta, "logprobs": null,
-                "finish_reason": finish.map(Finish::name),
+            Kind::Chat { .. } => json!({
+                "index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish,
             }),
             Kind::Completion => json!({
                 "index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")),
-                "logprobs": null, "finish_reason": finish.map(Finish::name),
+                "logprobs": logprobs, "finish_reason": finish,
             }),
         };
         json!({"id": id, "object": chunk_object, "created": created, "model": model,
@@ -748,36 +914,66 @@ async fn respond(
     };
     let include_usage = c.include_usage;
     let first = match kind {
-        Kind::Chat => vec![chunk(json!({"role": "assistant", "content": ""}), None)],
+        Kind::Chat { .. } => vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            None,
+            None,
+        )],
         Kind::Completion => Vec::new(),
     };
-    let events = stream::unfold(Some((rx, chunk, guard)), move |state| async move {
-        let (mut rx, chunk, guard) = state?;
-        match rx.recv().await {
-            Some(Event::Text(t)) => {
-                let v = chunk(json!({"content": t}), None);
-                Some((vec![v], Some((rx, chunk, guard))))
-            }
-            Some(Event::Done {
-                finish,
-                prompt_tokens,
-                cached_tokens,
-                completion_tokens,
-            }) => {
-                let mut out = vec![chunk(json!({}), Some(finish))];
-                if include_usage {
-                    let mut u = chunk(json!({}), None);
-                    u["choices"] = json!([]);
-                    u["usage"] = usage(prompt_tokens, cached_tokens, completion_tokens);
-                    out.push(u);
+    let buffered = kind == Kind::Chat { tools: true };
+    // (receiver, chunk maker, guard, text held back for a tools answer, logprobs held back,
+    // bytes of text streamed so far)
+    let start = (rx, chunk, guard, String::new(), Gathered::default(), 0usize);
+    let events = stream::unfold(Some(start), move |state| {
+        let id_base = id_base.clone();
+        async move {
+            let (mut rx, chunk, guard, mut held, mut held_lp, mut sent) = state?;
+            match rx.recv().await {
+                Some(Event::Text(t, l)) if buffered => {
+                    held.push_str(&t);
+                    held_lp.lps.extend(l);
+                    Some((Vec::new(), Some((rx, chunk, guard, held, held_lp, sent))))
                 }
-                Some((out, None))
+                Some(Event::Text(t, l)) => {
+                    let g = Gathered {
+                        lps: l,
+                        offset: sent,
+                    };
+                    sent += t.len();
+                    let v = chunk(json!({"content": t}), want_lp.then_some(&g), None);
+                    Some((vec![v], Some((rx, chunk, guard, held, held_lp, sent))))
+                }
+                Some(Event::Done {
+                    finish,
+                    prompt_tokens,
+                    cached_tokens,
+                    completion_tokens,
+                }) => {
+                    let mut out = Vec::new();
+                    let mut reason = finish.name();
+                    if buffered {
+                        let (delta, calls) = chat_message(&held, true, &id_base, false);
+                        if calls {
+                            reason = "tool_calls";
+                        }
+                        out.push(chunk(delta, want_lp.then_some(&held_lp), None));
+                    }
+                    out.push(chunk(json!({}), None, Some(reason)));
+                    if include_usage {
+                        let mut u = chunk(json!({}), None, None);
+                        u["choices"] = json!([]);
+                        u["usage"] = usage(prompt_tokens, cached_tokens, completion_tokens);
+                        out.push(u);
+                    }
+                    Some((out, None))
+                }
+                Some(Event::Error(e)) => Some((
+                    vec![ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).body()],
+                    None,
+                )),
+                None => None,
             }
-            Some(Event::Error(e)) => Some((
-                vec![ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e).body()],
-                None,
-            )),
-            None => None,
         }
     });
     let body = stream::iter(vec![first])

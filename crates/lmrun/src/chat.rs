@@ -11,10 +11,20 @@ use crate::RunnerError;
 /// One message of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Message {
-    /// `system`, `user` or `assistant`.
+    /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
     pub content: String,
+    /// An assistant message's tool calls, in OpenAI's shape (`[{"id", "type": "function",
+    /// "function": {"name", "arguments"}}]`), as chat templates read them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A `tool` message: the id of the call it answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// A `tool` message: the function's name (some templates print it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Message {
@@ -23,6 +33,9 @@ impl Message {
         Message {
             role: role.to_string(),
             content: content.to_string(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
         }
     }
 }
@@ -109,6 +122,7 @@ impl ChatTemplate {
                 env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
                     Err(Error::new(ErrorKind::InvalidOperation, msg))
                 });
+                env.add_filter("tojson", python_tojson);
                 env.add_template("chat", t).map_err(template_error)?;
                 let tmpl = env.get_template("chat").map_err(template_error)?;
                 let mut out = CappedOutput::default();
@@ -219,10 +233,77 @@ fn render_builtin(f: BuiltinFormat, messages: &[Message], gen: bool) -> String {
     out
 }
 
+/// Jinja's `tojson` as Hugging Face renders chat templates (Python's `json.dumps` with
+/// `ensure_ascii=False`): `", "` and `": "` separators, keys in their given order, no HTML
+/// escaping, and `indent=N` for pretty output. minijinja's own filter writes compact JSON with
+/// `<` and `>` escaped, which is not the text models were trained on.
+fn python_tojson(
+    value: minijinja::Value,
+    kwargs: minijinja::value::Kwargs,
+) -> Result<minijinja::Value, Error> {
+    use serde::Serialize;
+    let indent: Option<usize> = kwargs.get("indent")?;
+    // Accepted and ignored: Hugging Face passes these through to json.dumps.
+    let _: Option<bool> = kwargs.get("sort_keys")?;
+    let _: Option<bool> = kwargs.get("ensure_ascii")?;
+    kwargs.assert_all_used()?;
+    let mut out = Vec::new();
+    let res = match indent {
+        Some(n) => {
+            let pad = vec![b' '; n];
+            let f = serde_json::ser::PrettyFormatter::with_indent(&pad);
+            value.serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
+        }
+        None => value.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut out,
+            PySeparators,
+        )),
+    };
+    res.map_err(|e| Error::new(ErrorKind::InvalidOperation, format!("tojson: {e}")))?;
+    let text = String::from_utf8(out)
+        .map_err(|_| Error::new(ErrorKind::InvalidOperation, "tojson: not UTF-8"))?;
+    Ok(minijinja::Value::from_safe_string(text))
+}
+
+/// serde_json output with Python's default separators.
+struct PySeparators;
+
+impl serde_json::ser::Formatter for PySeparators {
+    fn begin_array_value<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(
+        &mut self,
+        w: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+}
+
 /// A conversation that knows which text the model has already seen.
 #[derive(Debug, Clone)]
 pub struct Conversation {
     template: ChatTemplate,
+    /// OpenAI's `tools` array, handed to the template every turn.
+    tools: Option<serde_json::Value>,
     messages: Vec<Message>,
     /// The text already fed to the model (prompts and replies).
     seen: String,
@@ -236,17 +317,50 @@ impl Conversation {
             .unwrap_or_default();
         Conversation {
             template,
+            tools: None,
             messages,
             seen: String::new(),
         }
+    }
+
+    /// Offer the model these tools (OpenAI's `tools` array) from now on; its replies are then
+    /// parsed for tool calls (see [`Conversation::assistant_reply`]).
+    pub fn with_tools(mut self, tools: Option<serde_json::Value>) -> Self {
+        self.tools = tools;
+        self
     }
 
     /// Add a user turn and return `(text to feed, restart)`: the part of the rendered
     /// conversation the model has not seen yet, and whether the model must be reset first
     /// (when the template rewrote earlier text, everything is fed again).
     pub fn user_turn(&mut self, text: &str) -> Result<(String, bool), RunnerError> {
-        self.messages.push(Message::new("user", text));
-        let full = self.template.render(&self.messages, true)?;
+        self.turn(Message::new("user", text))
+    }
+
+    /// Add the result of the last tool call (a `tool` message answering the assistant's most
+    /// recent call) and return what [`Conversation::user_turn`] returns.
+    pub fn tool_result(&mut self, text: &str) -> Result<(String, bool), RunnerError> {
+        let mut m = Message::new("tool", text);
+        let last_call = self
+            .messages
+            .iter()
+            .rev()
+            .find_map(|m| m.tool_calls.as_ref()?.as_array()?.last().cloned());
+        if let Some(c) = last_call {
+            m.tool_call_id = c.get("id").and_then(|v| v.as_str()).map(str::to_string);
+            m.name = c
+                .pointer("/function/name")
+                .and_then(|v| v.as_str())
+                .map(str::to_string);
+        }
+        self.turn(m)
+    }
+
+    fn turn(&mut self, m: Message) -> Result<(String, bool), RunnerError> {
+        self.messages.push(m);
+        let full = self
+            .template
+            .render_with_tools(&self.messages, true, self.tools.as_ref())?;
         Ok(match full.strip_prefix(self.seen.as_str()) {
             Some(rest) if !self.seen.is_empty() => {
                 let rest = rest.to_string();
@@ -260,10 +374,33 @@ impl Conversation {
         })
     }
 
-    /// Record the assistant's reply (the text the model generated, which it has seen).
-    pub fn assistant_reply(&mut self, text: &str) {
-        self.messages.push(Message::new("assistant", text));
+    /// Record the assistant's reply (the text the model generated, which it has seen). With
+    /// tools, the reply is parsed: its tool calls are recorded in the message (as templates
+    /// expect them) and returned.
+    pub fn assistant_reply(&mut self, text: &str) -> Vec<crate::tools::ToolCall> {
+        let mut m = Message::new("assistant", text);
+        let mut calls = Vec::new();
+        if self.tools.is_some() {
+            let p = crate::tools::parse_answer(text);
+            if !p.tool_calls.is_empty() {
+                let n = self.messages.len();
+                let shaped: Vec<serde_json::Value> = p
+                    .tool_calls
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        serde_json::json!({"id": format!("call_{n}_{i}"), "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments}})
+                    })
+                    .collect();
+                m.content = p.content;
+                m.tool_calls = Some(serde_json::Value::Array(shaped));
+                calls = p.tool_calls;
+            }
+        }
+        self.messages.push(m);
         self.seen.push_str(text);
+        calls
     }
 
     /// Say that the model no longer holds the conversation (its KV cache was reset): the next
@@ -283,6 +420,29 @@ mod tests {
     use super::*;
 
     const CHATML_JINJA: &str = "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content.strip() + '<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
+
+    #[test]
+    fn tojson_writes_what_hugging_face_renders() {
+        // Python's json.dumps: ", " / ": " separators, keys in order, no HTML escaping.
+        let t = ChatTemplate::for_model(
+            Some("{{ tools[0] | tojson }}|{{ messages[0].tool_calls[0].function.arguments | tojson }}|{{ {'a': [1, 2]} | tojson(indent=2) }}"),
+            "qwen2",
+            "",
+            "",
+        );
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "f",
+            "description": "x < y & z", "parameters": {"type": "object"}}}]);
+        let mut m = Message::new("assistant", "");
+        m.tool_calls = Some(serde_json::json!([{"type": "function",
+            "function": {"name": "f", "arguments": {"city": "Paris", "n": 2}}}]));
+        let out = t.render_with_tools(&[m], false, Some(&tools)).unwrap();
+        assert_eq!(
+            out,
+            "{\"type\": \"function\", \"function\": {\"name\": \"f\", \"description\": \
+             \"x < y & z\", \"parameters\": {\"type\": \"object\"}}}|{\"city\": \"Paris\", \
+             \"n\": 2}|{\n  \"a\": [\n    1,\n    2\n  ]\n}"
+        );
+    }
 
     #[test]
     fn jinja_template_with_python_methods() {

@@ -112,6 +112,8 @@ pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
     // special tokens that decoding leaves out).
     let t = text.trim();
     let t = t.strip_prefix("<|python_tag|>").unwrap_or(t).trim();
+    // Small models often wrap the call in a Markdown code fence.
+    let t = strip_fence(t);
     if t.starts_with('{') {
         let mut calls = Vec::new();
         let mut it = serde_json::Deserializer::from_str(t).into_iter::<Value>();
@@ -126,6 +128,108 @@ pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
         }
     }
     (text.to_string(), Vec::new())
+}
+
+impl ToolCall {
+    /// The call in OpenAI's response shape: `{"id", "type": "function", "function": {"name",
+    /// "arguments"}}`, the arguments as a JSON string (as OpenAI sends them).
+    pub fn to_openai(&self, id: &str) -> Value {
+        serde_json::json!({
+            "id": id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments.to_string()},
+        })
+    }
+}
+
+/// Check an OpenAI `tools` array: each item `{"type": "function", "function": {"name", …}}`
+/// with a non-empty name and, if given, an object `parameters`. Returns the function names.
+pub fn tool_names(tools: &Value) -> Result<Vec<String>, String> {
+    let Value::Array(items) = tools else {
+        return Err(format!(
+            "'tools' must be an array of tool objects, got {tools}"
+        ));
+    };
+    let mut names = Vec::with_capacity(items.len());
+    for (i, t) in items.iter().enumerate() {
+        if t.get("type").and_then(Value::as_str) != Some("function") {
+            return Err(format!("tools[{i}].type must be \"function\""));
+        }
+        let f = t
+            .get("function")
+            .filter(|f| f.is_object())
+            .ok_or_else(|| format!("tools[{i}].function must be an object"))?;
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| format!("tools[{i}].function.name must be a non-empty string"))?;
+        match f.get("parameters") {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "tools[{i}].function.parameters must be a JSON schema object, got {other}"
+                ))
+            }
+        }
+        names.push(name.to_string());
+    }
+    Ok(names)
+}
+
+/// The JSON schema of one tool call, `{"name": …, "arguments": {…}}`, for a grammar that forces
+/// the model to call a tool (OpenAI's `tool_choice: "required"`, or a named function): one
+/// branch per tool (or only `only`), each with the tool's own `parameters` schema. The
+/// output is the bare JSON object, which [`parse_tool_calls`] reads as a call in every format.
+pub fn call_schema(tools: &Value, only: Option<&str>) -> Result<Value, String> {
+    let names = tool_names(tools)?;
+    if let Some(n) = only {
+        if !names.iter().any(|m| m == n) {
+            return Err(format!("tool_choice names '{n}', which is not in 'tools'"));
+        }
+    }
+    let branches: Vec<Value> = tools
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(&names)
+        .filter(|(_, n)| only.is_none_or(|o| o == n.as_str()))
+        .map(|(t, n)| {
+            let params = t
+                .get("function")
+                .and_then(|f| f.get("parameters"))
+                .filter(|p| p.is_object())
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"}));
+            serde_json::json!({
+                "type": "object",
+                "properties": {"name": {"const": n}, "arguments": params},
+                "required": ["name", "arguments"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    match branches.len() {
+        0 => Err("'tools' is empty".to_string()),
+        1 => Ok(branches.into_iter().next().unwrap_or_default()),
+        _ => Ok(serde_json::json!({"anyOf": branches})),
+    }
+}
+
+/// The inside of a Markdown code block (```` ```json … ``` ````) that is the whole text, or the
+/// text itself.
+fn strip_fence(t: &str) -> &str {
+    let Some(rest) = t.strip_prefix("```") else {
+        return t;
+    };
+    let Some(body) = rest.strip_suffix("```") else {
+        return t;
+    };
+    // The info string (`json`) runs to the end of the first line.
+    match body.split_once('\n') {
+        Some((info, inner)) if !info.contains('{') => inner.trim(),
+        _ => body.trim(),
+    }
 }
 
 /// The first JSON value at the start of `s` (trailing text ignored).
@@ -155,6 +259,43 @@ fn call_from_value(v: &Value) -> Option<ToolCall> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn call_schemas_follow_the_tools() {
+        let tools = json!([
+            {"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                               "required": ["city"]}}},
+            {"type": "function", "function": {"name": "now"}},
+        ]);
+        assert_eq!(tool_names(&tools).unwrap(), vec!["get_weather", "now"]);
+        let all = call_schema(&tools, None).unwrap();
+        assert_eq!(all["anyOf"].as_array().unwrap().len(), 2);
+        let one = call_schema(&tools, Some("now")).unwrap();
+        assert_eq!(one["properties"]["name"]["const"], "now");
+        assert!(call_schema(&tools, Some("other"))
+            .unwrap_err()
+            .contains("other"));
+        assert!(tool_names(&json!([{"type": "function"}]))
+            .unwrap_err()
+            .contains("tools[0]"));
+        assert!(tool_names(&json!({})).is_err());
+        // The schema converts to a grammar, and a call written to it parses back.
+        lmrun_grammar::json_schema_to_gbnf(&all).unwrap();
+        let (_, calls) = parse_tool_calls(r#"{"name": "now", "arguments": {}}"#);
+        assert_eq!(calls[0].to_openai("call_0")["function"]["arguments"], "{}");
+    }
+
+    #[test]
+    fn fenced_calls_are_calls() {
+        let t = "```json\n{\n  \"name\": \"get_weather\",\n  \"arguments\": {\"city\": \"Paris\"}\n}\n```";
+        let (content, calls) = parse_tool_calls(t);
+        assert_eq!(content, "");
+        assert_eq!(calls[0].arguments, json!({"city": "Paris"}));
+        // A fence holding anything else stays text.
+        let t = "```python\nprint(1)\n```";
+        assert_eq!(parse_tool_calls(t), (t.to_string(), Vec::new()));
+    }
 
     #[test]
     fn qwen_tool_calls() {
