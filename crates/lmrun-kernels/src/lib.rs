@@ -31,6 +31,7 @@ mod qtype;
 pub mod quant;
 pub mod scalar;
 mod simd;
+pub mod xnn_qb4;
 
 pub use dispatch::{dequantize_row, dot4_fn, dot_fn, tile_fn, vec_dot, Isa};
 pub use error::KernelError;

@@ -6,6 +6,7 @@
 use half::bf16;
 
 use super::graph::{Quant, ValueDef, DT_QBINT4, DT_QCINT4};
+use lmrun_kernels::xnn_qb4::{self as qb4, Act, Scales};
 
 /// Quantize each row of `k` values of `x` to int8 with its own (dequantization scale, zero
 /// point), as XNNPACK's `Convert` to qdint8 does.
@@ -186,6 +187,31 @@ pub(super) fn qd8_fully_connected(
     };
     let ntok = params.len();
     f.check(q, ntok, out)?;
+    // int4 weights in the layouts real exports use: the lane kernel (`qb4`).
+    let lane_scales = match &fdef.quant {
+        Quant::Blockwise { scales, .. } => Some(Scales::Blockwise {
+            bytes: scales,
+            block,
+            nblocks,
+        }),
+        Quant::PerChannel { scales } => Some(Scales::PerChannel(scales)),
+        _ => None,
+    };
+    if let Some(scales) = lane_scales.filter(|s| four_bit && s.supported(cols)) {
+        let acts: Vec<Act> = params
+            .iter()
+            .enumerate()
+            .map(|(t, &(_, zp))| Act::new(&q[t * cols..(t + 1) * cols], zp))
+            .collect();
+        let row_out = |r: usize, dst: &mut [f32]| {
+            qb4::row(&w[r * f.row_bytes..], cols, r, scales, &acts, dst);
+            for (d, &(deq, _)) in dst.iter_mut().zip(params) {
+                *d *= deq;
+            }
+        };
+        rows_over_pool(pool, rows, ntok, out, row_out);
+        return Ok(());
+    }
     let [xq, xe, xo] = centered(q, params, cols, four_bit);
     let half = cols / 2;
     let row_out = |r: usize, dst: &mut [f32]| {

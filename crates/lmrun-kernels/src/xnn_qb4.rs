@@ -1,0 +1,407 @@
+//! The hot loop of ExecuTorch's `8da4w` exports: XNNPACK FullyConnected of dynamically
+//! quantized int8 activations with int4 weights (blockwise bf16 scales, or one f32 scale per
+//! output channel), computed on the weights where they lie in the mapping (`lmrun-pte`'s
+//! XNNPACK delegate calls it).
+//!
+//! Why it lives here: it is SIMD code like the GGUF kernels, and the `.pte` crate forbids
+//! `unsafe`. The plain loop it replaced widened every value to i16 and multiplied one pair at a
+//! time; real exports spend nearly all their time here. This kernel works on
+//! 64 weight bytes (128 columns) at a time in "lanes" of 8 columns: per lane the exact integer
+//! `Σ (q − zp)(w − 8)` is `Σ w·q − 8·Σq − zp·Σw + 64·zp`, where `Σ w·q` and `Σ w` are VNNI
+//! `vpdpbusd` sums (unsigned nibbles × signed activations) and `8·Σq − 64·zp` is computed once
+//! per token. Each lane's integer is converted to f32 (exact: |lane| < 2^24), multiplied by its
+//! block's scale and added to that lane's accumulator; the 16 lanes are summed in a fixed
+//! order at the end of the row. The scalar twin does the same arithmetic in the same order, so
+//! every CPU gives the same bits.
+
+use half::bf16;
+
+/// Columns per chunk (64 weight bytes).
+const CHUNK: usize = 128;
+/// Lanes per chunk (8 columns each).
+const LANES: usize = 16;
+
+/// How a filter's rows are scaled.
+#[derive(Clone, Copy)]
+pub enum Scales<'a> {
+    /// `block` columns per bf16 scale, `nblocks` scales per row, little-endian bytes.
+    Blockwise {
+        /// The scales, `[rows][nblocks]` bf16.
+        bytes: &'a [u8],
+        /// Columns per scale.
+        block: usize,
+        /// Scales per row.
+        nblocks: usize,
+    },
+    /// One f32 scale per row.
+    PerChannel(&'a [f32]),
+}
+
+impl Scales<'_> {
+    /// Whether the lane kernel handles this layout for rows of `cols` columns: blocks that
+    /// tile a chunk (32, 64, 128) or whole chunks (multiples of 128), dividing the row.
+    pub fn supported(&self, cols: usize) -> bool {
+        match *self {
+            Scales::Blockwise { block, .. } => {
+                block >= 32
+                    && cols.is_multiple_of(block)
+                    && (CHUNK.is_multiple_of(block) || block.is_multiple_of(CHUNK))
+            }
+            Scales::PerChannel(_) => cols.is_multiple_of(8),
+        }
+    }
+
+    /// The scale of lane `lane` of chunk `k` of row `r`.
+    fn lane_scale(&self, r: usize, k: usize, lane: usize) -> f32 {
+        match *self {
+            Scales::Blockwise {
+                bytes,
+                block,
+                nblocks,
+            } => {
+                let b = (k * CHUNK + lane * 8) / block;
+                let i = (r * nblocks + b.min(nblocks.saturating_sub(1))) * 2;
+                bf16::from_le_bytes([bytes[i], bytes[i + 1]]).to_f32()
+            }
+            Scales::PerChannel(s) => s[r],
+        }
+    }
+}
+
+/// One token's activations prepared for the lane kernel.
+pub struct Act {
+    /// Even columns (`q[2j]`), zero-padded to whole chunks.
+    qe: Vec<i8>,
+    /// Odd columns (`q[2j + 1]`), zero-padded.
+    qo: Vec<i8>,
+    /// Per lane `8·Σq − 64·zp` (0 in padding lanes).
+    k: Vec<i32>,
+    /// The activation zero point.
+    zp: i32,
+}
+
+impl Act {
+    /// Prepare a row of `cols` int8 activations with zero point `zp`.
+    pub fn new(q: &[i8], zp: i32) -> Act {
+        let cols = q.len();
+        let chunks = cols.div_ceil(CHUNK);
+        let mut qe = vec![0i8; chunks * CHUNK / 2];
+        let mut qo = vec![0i8; chunks * CHUNK / 2];
+        for (j, pair) in q.chunks(2).enumerate() {
+            qe[j] = pair[0];
+            qo[j] = pair.get(1).copied().unwrap_or(0);
+        }
+        let lanes = cols / 8;
+        let mut k = vec![0i32; chunks * LANES];
+        for (l, kl) in k.iter_mut().enumerate().take(lanes) {
+            let s: i32 = (0..4)
+                .map(|i| i32::from(qe[4 * l + i]) + i32::from(qo[4 * l + i]))
+                .sum();
+            *kl = 8 * s - 64 * zp;
+        }
+        Act { qe, qo, k, zp }
+    }
+}
+
+/// `dst[t] = Σ_c (q_t[c] − zp_t)(w[c] − 8)·scale(c)` for one filter row `w` (packed nibbles,
+/// low = even column) of `cols` columns against every token of `acts` (before the tokens'
+/// dequantization scales). The layout must be [`Scales::supported`]; `w` must hold the row's
+/// `cols / 2` bytes, `scales` row `r`'s scales.
+///
+/// # Panics
+/// If `w`, the scales or `dst` are shorter than that.
+pub fn row(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act], dst: &mut [f32]) {
+    assert!(w.len() >= cols / 2 && dst.len() >= acts.len());
+    if let Scales::Blockwise { bytes, nblocks, .. } = scales {
+        assert!(bytes.len() >= (r + 1) * nblocks * 2);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::best() == crate::Isa::Avx512Vnni {
+        // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked by Isa::best); the lengths were
+        // checked above.
+        unsafe { avx512::row(w, cols, r, scales, acts, dst) };
+        return;
+    }
+    row_scalar(w, cols, r, scales, acts, dst);
+}
+
+/// The lane arithmetic of one chunk for one token: 16 exact lane integers.
+fn lanes_scalar(w: &[u8], a: &Act, k: usize, out: &mut [i32; LANES]) {
+    for (l, o) in out.iter_mut().enumerate() {
+        let (mut d, mut sw) = (0i32, 0i32);
+        for i in 0..4 {
+            let j = k * CHUNK / 2 + 4 * l + i;
+            let b = w.get(j).copied().unwrap_or(0);
+            let (lo, hi) = (i32::from(b & 15), i32::from(b >> 4));
+            d += lo * i32::from(a.qe[j]) + hi * i32::from(a.qo[j]);
+            sw += lo + hi;
+        }
+        *o = d - a.k[k * LANES + l] - a.zp * sw;
+    }
+}
+
+/// The fixed summation order of the 16 lane accumulators (a tree, as the SIMD code does it).
+fn sum_lanes(acc: &[f32; LANES]) -> f32 {
+    let mut v = *acc;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            v[i] += v[i + n];
+        }
+    }
+    v[0]
+}
+
+/// The scalar twin of [`avx512::row`] (same operations, same order).
+fn row_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act], dst: &mut [f32]) {
+    let chunks = cols.div_ceil(CHUNK);
+    let row_bytes = cols / 2;
+    let w = &w[..row_bytes];
+    for (a, d) in acts.iter().zip(dst.iter_mut()) {
+        let mut acc = [0f32; LANES];
+        let mut li = [0i32; LANES];
+        for k in 0..chunks {
+            lanes_scalar(w, a, k, &mut li);
+            for l in 0..LANES {
+                acc[l] = (li[l] as f32).mul_add(scales.lane_scale(r, k, l), acc[l]);
+            }
+        }
+        *d = sum_lanes(&acc);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::{sum_lanes, Act, Scales, CHUNK, LANES};
+
+    /// The 16 lane scales of chunk `k` of row `r`.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; row `r`'s scales in bounds.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn scale_vec(scales: Scales<'_>, r: usize, k: usize, full: bool) -> __m512 {
+        // SAFETY: the caller's CPU features; the reads stay within row r's scales (a full
+        // chunk's blocks exist).
+        unsafe {
+            match scales {
+                Scales::PerChannel(s) => _mm512_set1_ps(s[r]),
+                Scales::Blockwise {
+                    bytes,
+                    block,
+                    nblocks,
+                } if full => {
+                    let first = r * nblocks + k * CHUNK / block;
+                    let p = bytes.as_ptr().add(first * 2);
+                    // bf16 → f32 is a 16-bit shift.
+                    let widen =
+                        |v: __m128i| _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(v), 16));
+                    match block {
+                        32 => {
+                            let s4 = widen(_mm_loadl_epi64(p as *const __m128i));
+                            let idx =
+                                _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+                            _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4))
+                        }
+                        64 => {
+                            let v = (p as *const u32).read_unaligned();
+                            let s2 = widen(_mm_cvtsi32_si128(v as i32));
+                            let idx =
+                                _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+                            _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s2))
+                        }
+                        _ => {
+                            let v = (p as *const u16).read_unaligned();
+                            _mm512_set1_ps(f32::from_bits(u32::from(v) << 16))
+                        }
+                    }
+                }
+                // A partial last chunk: lanes past the row get any finite scale (their integers
+                // are 0).
+                _ => {
+                    let mut s = [0f32; LANES];
+                    for (l, v) in s.iter_mut().enumerate() {
+                        *v = scales.lane_scale(r, k, l);
+                    }
+                    _mm512_loadu_ps(s.as_ptr())
+                }
+            }
+        }
+    }
+
+    /// See [`super::row`]. Tokens go four at a time so each weight chunk is unpacked once per
+    /// four tokens.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; lengths as [`super::row`] checks them.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn row(
+        w: &[u8],
+        cols: usize,
+        r: usize,
+        scales: Scales<'_>,
+        acts: &[Act],
+        dst: &mut [f32],
+    ) {
+        // SAFETY: the caller's CPU features; every load is within `w` (masked in a partial
+        // chunk) or the activations' padded arrays.
+        unsafe {
+            let chunks = cols.div_ceil(CHUNK);
+            let row_bytes = cols / 2;
+            let nib = _mm512_set1_epi8(0x0F);
+            let ones = _mm512_set1_epi8(1);
+            let zero = _mm512_setzero_si512();
+            for (group, out) in acts.chunks(4).zip(dst.chunks_mut(4)) {
+                let n = group.len();
+                let mut acc = [_mm512_setzero_ps(); 4];
+                let mut zpv = [zero; 4];
+                for (z, a) in zpv.iter_mut().zip(group) {
+                    // zp in the low 16 bits of each i32 lane, so vpmaddwd gives W·zp.
+                    *z = _mm512_set1_epi32(a.zp & 0xFFFF);
+                }
+                for k in 0..chunks {
+                    let off = k * CHUNK / 2;
+                    let full = off + CHUNK / 2 <= row_bytes;
+                    let wv = if full {
+                        _mm512_loadu_si512(w.as_ptr().add(off) as *const _)
+                    } else {
+                        let m: __mmask64 = (1u64 << (row_bytes - off)) - 1;
+                        _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8)
+                    };
+                    let lo = _mm512_and_si512(wv, nib);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
+                    let sw = _mm512_dpbusd_epi32(zero, _mm512_add_epi8(lo, hi), ones);
+                    let sc = scale_vec(scales, r, k, full);
+                    for t in 0..n {
+                        let a = &group[t];
+                        let qe = _mm512_loadu_si512(a.qe.as_ptr().add(off) as *const _);
+                        let qo = _mm512_loadu_si512(a.qo.as_ptr().add(off) as *const _);
+                        let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, qe), hi, qo);
+                        let kk = _mm512_loadu_si512(a.k.as_ptr().add(k * LANES) as *const _);
+                        let lane = _mm512_sub_epi32(
+                            _mm512_sub_epi32(d, kk),
+                            _mm512_madd_epi16(sw, zpv[t]),
+                        );
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), sc, acc[t]);
+                    }
+                }
+                for t in 0..n {
+                    let mut v = [0f32; LANES];
+                    _mm512_storeu_ps(v.as_mut_ptr(), acc[t]);
+                    out[t] = sum_lanes(&v);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain definition, in f64.
+    fn naive(w: &[u8], q: &[i8], zp: i32, cols: usize, r: usize, scales: Scales<'_>) -> f64 {
+        let mut s = 0f64;
+        for c in 0..cols {
+            let b = w[c / 2];
+            let nib = if c % 2 == 0 { b & 15 } else { b >> 4 };
+            let v = (i32::from(q[c]) - zp) * (i32::from(nib) - 8);
+            let sc = match scales {
+                Scales::Blockwise {
+                    bytes,
+                    block,
+                    nblocks,
+                } => {
+                    let i = (r * nblocks + c / block) * 2;
+                    bf16::from_le_bytes([bytes[i], bytes[i + 1]]).to_f32()
+                }
+                Scales::PerChannel(s) => s[r],
+            };
+            s += f64::from(v) * f64::from(sc);
+        }
+        s
+    }
+
+    #[test]
+    fn lanes_match_the_definition_and_every_isa_agrees() {
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as u32
+        };
+        // Row lengths with and without a partial last chunk; block sizes 32, 64, 128, 256.
+        for (cols, block) in [
+            (896, 32),
+            (352, 32),
+            (384, 64),
+            (896, 128),
+            (512, 256),
+            (160, 32),
+        ] {
+            let rows = 3;
+            let nblocks = cols / block;
+            let w: Vec<u8> = (0..rows * cols / 2).map(|_| rnd() as u8).collect();
+            let sb: Vec<u8> = (0..rows * nblocks)
+                .flat_map(|_| bf16::from_f32((rnd() % 1000) as f32 / 997.0 + 0.01).to_le_bytes())
+                .collect();
+            let pc: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32).collect();
+            let acts: Vec<(Vec<i8>, i32)> = (0..6)
+                .map(|_| {
+                    let q: Vec<i8> = (0..cols).map(|_| rnd() as i8).collect();
+                    (q, (rnd() % 256) as i32 - 128)
+                })
+                .collect();
+            let prepared: Vec<Act> = acts.iter().map(|(q, zp)| Act::new(q, *zp)).collect();
+            for scales in [
+                Scales::Blockwise {
+                    bytes: &sb,
+                    block,
+                    nblocks,
+                },
+                Scales::PerChannel(&pc),
+            ] {
+                assert!(scales.supported(cols));
+                for r in 0..rows {
+                    let wr = &w[r * cols / 2..(r + 1) * cols / 2];
+                    let mut fast = vec![0f32; acts.len()];
+                    let mut slow = vec![0f32; acts.len()];
+                    row(wr, cols, r, scales, &prepared, &mut fast);
+                    row_scalar(wr, cols, r, scales, &prepared, &mut slow);
+                    for (t, (q, zp)) in acts.iter().enumerate() {
+                        // Every ISA gives the same bits.
+                        assert_eq!(
+                            fast[t].to_bits(),
+                            slow[t].to_bits(),
+                            "cols {cols} block {block}"
+                        );
+                        let want = naive(wr, q, *zp, cols, r, scales);
+                        let tol = 1e-5 * want.abs().max(1.0) + 1e-3;
+                        assert!(
+                            (f64::from(fast[t]) - want).abs() <= tol,
+                            "{} vs {want}",
+                            fast[t]
+                        );
+                    }
+                }
+            }
+        }
+        // Layouts the kernel leaves to the plain loop.
+        let sb = [0u8; 64];
+        assert!(!Scales::Blockwise {
+            bytes: &sb,
+            block: 48,
+            nblocks: 2
+        }
+        .supported(96));
+        assert!(!Scales::Blockwise {
+            bytes: &sb,
+            block: 16,
+            nblocks: 2
+        }
+        .supported(32));
+    }
+}
