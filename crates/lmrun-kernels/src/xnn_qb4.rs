@@ -103,26 +103,47 @@ impl Act {
     }
 }
 
-/// `dst[t] = Σ_c (q_t[c] − zp_t)(w[c] − 8)·scale(c)` for one filter row `w` (packed nibbles,
-/// low = even column) of `cols` columns against every token of `acts` (before the tokens'
-/// dequantization scales). The layout must be [`Scales::supported`]; `w` must hold the row's
-/// `cols / 2` bytes, `scales` row `r`'s scales.
+/// For each row `r` of `rows` and token `t`: `dst[(r − rows.start)·ntok + t] = Σ_c (q_t[c] −
+/// zp_t)(w_r[c] − 8)·scale_r(c)` (before the tokens' dequantization scales), where `w` is the
+/// whole filter (row `r` at byte `r·cols/2`, packed nibbles, low = even column) and `ntok =
+/// acts.len()`. The layout must be [`Scales::supported`].
 ///
 /// # Panics
-/// If `w`, the scales or `dst` are shorter than that.
-pub fn row(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act], dst: &mut [f32]) {
-    assert!(w.len() >= cols / 2 && dst.len() >= acts.len());
-    if let Scales::Blockwise { bytes, nblocks, .. } = scales {
-        assert!(bytes.len() >= (r + 1) * nblocks * 2);
+/// If `w`, the scales or `dst` are too short for `rows`.
+pub fn rows(
+    w: &[u8],
+    cols: usize,
+    rows: std::ops::Range<usize>,
+    scales: Scales<'_>,
+    acts: &[Act],
+    dst: &mut [f32],
+) {
+    let rb = cols / 2;
+    assert!(w.len() >= rows.end * rb && dst.len() >= rows.len() * acts.len());
+    match scales {
+        Scales::Blockwise { bytes, nblocks, .. } => {
+            assert!(bytes.len() >= rows.end * nblocks * 2)
+        }
+        Scales::PerChannel(s) => assert!(s.len() >= rows.end),
     }
     #[cfg(target_arch = "x86_64")]
     if crate::Isa::best() == crate::Isa::Avx512Vnni {
         // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked by Isa::best); the lengths were
         // checked above.
-        unsafe { avx512::row(w, cols, r, scales, acts, dst) };
+        unsafe { avx512::rows(w, cols, rows, scales, acts, dst) };
         return;
     }
-    row_scalar(w, cols, r, scales, acts, dst);
+    let ntok = acts.len();
+    for (i, r) in rows.enumerate() {
+        row_scalar(
+            &w[r * rb..(r + 1) * rb],
+            cols,
+            r,
+            scales,
+            acts,
+            &mut dst[i * ntok..(i + 1) * ntok],
+        );
+    }
 }
 
 /// The lane arithmetic of one chunk for one token: 16 exact lane integers.
@@ -175,9 +196,10 @@ fn row_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act],
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{sum_lanes, Act, Scales, CHUNK, LANES};
+    use super::{Act, Scales, CHUNK, LANES};
 
     /// The 16 lane scales of chunk `k` of row `r`.
+    #[inline]
     ///
     /// # Safety
     /// AVX-512 F/BW/VL/VNNI; row `r`'s scales in bounds.
@@ -231,19 +253,67 @@ mod avx512 {
         }
     }
 
-    /// See [`super::row`]. Tokens go four at a time so each weight chunk is unpacked once per
-    /// four tokens.
+    /// See [`super::rows`]. Tokens go four at a time (const-generic groups, so the
+    /// accumulators stay in registers) and each weight chunk is unpacked once per group.
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL/VNNI; lengths as [`super::row`] checks them.
+    /// AVX-512 F/BW/VL/VNNI; lengths as [`super::rows`] checks them.
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    pub(super) unsafe fn row(
+    pub(super) unsafe fn rows(
+        w: &[u8],
+        cols: usize,
+        rows: std::ops::Range<usize>,
+        scales: Scales<'_>,
+        acts: &[Act],
+        dst: &mut [f32],
+    ) {
+        let ntok = acts.len();
+        let rb = cols / 2;
+        for (i, r) in rows.enumerate() {
+            let wr = &w[r * rb..(r + 1) * rb];
+            let out = &mut dst[i * ntok..(i + 1) * ntok];
+            for (g, group) in acts.chunks(4).enumerate() {
+                let o = &mut out[g * 4..g * 4 + group.len()];
+                // SAFETY: the caller's CPU features and lengths.
+                unsafe {
+                    match group.len() {
+                        1 => group_row::<1>(wr, cols, r, scales, group, o),
+                        2 => group_row::<2>(wr, cols, r, scales, group, o),
+                        3 => group_row::<3>(wr, cols, r, scales, group, o),
+                        _ => group_row::<4>(wr, cols, r, scales, group, o),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sum the 16 lanes in the order of [`super::sum_lanes`] (halves, then quarters, …).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    fn hsum(v: __m512) -> f32 {
+        let a = _mm256_add_ps(
+            _mm512_castps512_ps256(v),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+        );
+        let b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+        let c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+        let d = _mm_add_ss(c, _mm_shuffle_ps::<1>(c, c));
+        _mm_cvtss_f32(d)
+    }
+
+    /// One row against `N` tokens.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; `w` holds the row's `cols / 2` bytes, the scales row `r`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn group_row<const N: usize>(
         w: &[u8],
         cols: usize,
         r: usize,
         scales: Scales<'_>,
         acts: &[Act],
-        dst: &mut [f32],
+        out: &mut [f32],
     ) {
         // SAFETY: the caller's CPU features; every load is within `w` (masked in a partial
         // chunk) or the activations' padded arrays.
@@ -253,45 +323,35 @@ mod avx512 {
             let nib = _mm512_set1_epi8(0x0F);
             let ones = _mm512_set1_epi8(1);
             let zero = _mm512_setzero_si512();
-            for (group, out) in acts.chunks(4).zip(dst.chunks_mut(4)) {
-                let n = group.len();
-                let mut acc = [_mm512_setzero_ps(); 4];
-                let mut zpv = [zero; 4];
-                for (z, a) in zpv.iter_mut().zip(group) {
-                    // zp in the low 16 bits of each i32 lane, so vpmaddwd gives W·zp.
-                    *z = _mm512_set1_epi32(a.zp & 0xFFFF);
+            let mut acc = [_mm512_setzero_ps(); N];
+            // zp in the low 16 bits of each i32 lane, so vpmaddwd gives W·zp.
+            let zpv: [__m512i; N] = std::array::from_fn(|t| _mm512_set1_epi32(acts[t].zp & 0xFFFF));
+            for k in 0..chunks {
+                let off = k * CHUNK / 2;
+                let full = off + CHUNK / 2 <= row_bytes;
+                let wv = if full {
+                    _mm512_loadu_si512(w.as_ptr().add(off) as *const _)
+                } else {
+                    let m: __mmask64 = (1u64 << (row_bytes - off)) - 1;
+                    _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8)
+                };
+                let lo = _mm512_and_si512(wv, nib);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
+                let sw = _mm512_dpbusd_epi32(zero, _mm512_add_epi8(lo, hi), ones);
+                let sc = scale_vec(scales, r, k, full);
+                for t in 0..N {
+                    let a = &acts[t];
+                    let qe = _mm512_loadu_si512(a.qe.as_ptr().add(off) as *const _);
+                    let qo = _mm512_loadu_si512(a.qo.as_ptr().add(off) as *const _);
+                    let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, qe), hi, qo);
+                    let kk = _mm512_loadu_si512(a.k.as_ptr().add(k * LANES) as *const _);
+                    let lane =
+                        _mm512_sub_epi32(_mm512_sub_epi32(d, kk), _mm512_madd_epi16(sw, zpv[t]));
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), sc, acc[t]);
                 }
-                for k in 0..chunks {
-                    let off = k * CHUNK / 2;
-                    let full = off + CHUNK / 2 <= row_bytes;
-                    let wv = if full {
-                        _mm512_loadu_si512(w.as_ptr().add(off) as *const _)
-                    } else {
-                        let m: __mmask64 = (1u64 << (row_bytes - off)) - 1;
-                        _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8)
-                    };
-                    let lo = _mm512_and_si512(wv, nib);
-                    let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
-                    let sw = _mm512_dpbusd_epi32(zero, _mm512_add_epi8(lo, hi), ones);
-                    let sc = scale_vec(scales, r, k, full);
-                    for t in 0..n {
-                        let a = &group[t];
-                        let qe = _mm512_loadu_si512(a.qe.as_ptr().add(off) as *const _);
-                        let qo = _mm512_loadu_si512(a.qo.as_ptr().add(off) as *const _);
-                        let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, qe), hi, qo);
-                        let kk = _mm512_loadu_si512(a.k.as_ptr().add(k * LANES) as *const _);
-                        let lane = _mm512_sub_epi32(
-                            _mm512_sub_epi32(d, kk),
-                            _mm512_madd_epi16(sw, zpv[t]),
-                        );
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), sc, acc[t]);
-                    }
-                }
-                for t in 0..n {
-                    let mut v = [0f32; LANES];
-                    _mm512_storeu_ps(v.as_mut_ptr(), acc[t]);
-                    out[t] = sum_lanes(&v);
-                }
+            }
+            for t in 0..N {
+                out[t] = hsum(acc[t]);
             }
         }
     }
@@ -349,7 +409,7 @@ mod tests {
                 .flat_map(|_| bf16::from_f32((rnd() % 1000) as f32 / 997.0 + 0.01).to_le_bytes())
                 .collect();
             let pc: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32).collect();
-            let acts: Vec<(Vec<i8>, i32)> = (0..6)
+            let acts: Vec<(Vec<i8>, i32)> = (0..7)
                 .map(|_| {
                     let q: Vec<i8> = (0..cols).map(|_| rnd() as i8).collect();
                     (q, (rnd() % 256) as i32 - 128)
@@ -365,26 +425,32 @@ mod tests {
                 Scales::PerChannel(&pc),
             ] {
                 assert!(scales.supported(cols));
-                for r in 0..rows {
-                    let wr = &w[r * cols / 2..(r + 1) * cols / 2];
-                    let mut fast = vec![0f32; acts.len()];
-                    let mut slow = vec![0f32; acts.len()];
-                    row(wr, cols, r, scales, &prepared, &mut fast);
-                    row_scalar(wr, cols, r, scales, &prepared, &mut slow);
-                    for (t, (q, zp)) in acts.iter().enumerate() {
-                        // Every ISA gives the same bits.
-                        assert_eq!(
-                            fast[t].to_bits(),
-                            slow[t].to_bits(),
-                            "cols {cols} block {block}"
-                        );
-                        let want = naive(wr, q, *zp, cols, r, scales);
-                        let tol = 1e-5 * want.abs().max(1.0) + 1e-3;
-                        assert!(
-                            (f64::from(fast[t]) - want).abs() <= tol,
-                            "{} vs {want}",
-                            fast[t]
-                        );
+                // 1, 3 and 7 tokens: every group size of the SIMD code.
+                for n in [1, 3, 7] {
+                    let prepared = &prepared[..n];
+                    let acts = &acts[..n];
+                    let mut all = vec![0f32; rows * n];
+                    super::rows(&w, cols, 0..rows, scales, prepared, &mut all);
+                    for r in 0..rows {
+                        let wr = &w[r * cols / 2..(r + 1) * cols / 2];
+                        let fast = &all[r * n..(r + 1) * n];
+                        let mut slow = vec![0f32; n];
+                        row_scalar(wr, cols, r, scales, prepared, &mut slow);
+                        for (t, (q, zp)) in acts.iter().enumerate() {
+                            // Every ISA gives the same bits.
+                            assert_eq!(
+                                fast[t].to_bits(),
+                                slow[t].to_bits(),
+                                "cols {cols} block {block}"
+                            );
+                            let want = naive(wr, q, *zp, cols, r, scales);
+                            let tol = 1e-5 * want.abs().max(1.0) + 1e-3;
+                            assert!(
+                                (f64::from(fast[t]) - want).abs() <= tol,
+                                "{} vs {want}",
+                                fast[t]
+                            );
+                        }
                     }
                 }
             }

@@ -4,7 +4,8 @@
 
 use super::{need, out_idx};
 use crate::tensor::{
-    boolean, bytes, dtype, f32s, int, sizes, write, Ctx, Data, KResult, RValue, Storage,
+    boolean, bytes, bytes_to_f32, dtype, f32s, int, sizes, tensor, tensor_bytes, write, Ctx, Data,
+    KResult, RValue, Storage,
 };
 
 pub(super) fn update_cache(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
@@ -71,9 +72,26 @@ pub(super) fn custom_sdpa(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
         Some(RValue::Double(x)) => *x as f32,
         _ => 1.0 / (d as f32).sqrt(),
     };
-    let (q, k, v) = (f32s(ctx, a[0])?, f32s(ctx, a[1])?, f32s(ctx, a[2])?);
-    let group = h / hkv;
     let pos = pos as usize;
+    // Only the cache rows in use are decoded (the cache holds `smax` positions; decoding all of
+    // it per call made every decode step cost O(max context)).
+    let used = pos + s;
+    let prefix = |i: usize| -> KResult<Vec<Vec<f32>>> {
+        let t = tensor(ctx, i)?;
+        let raw = tensor_bytes(ctx, t)?;
+        let es = t.dtype.size();
+        let per_b = smax * hkv * d * es;
+        (0..b)
+            .map(|bi| {
+                let start = bi * per_b;
+                raw.get(start..start + used * hkv * d * es)
+                    .map(|r| bytes_to_f32(t.dtype, r))
+                    .ok_or_else(|| "custom_sdpa: cache shorter than its sizes".to_string())
+            })
+            .collect()
+    };
+    let (q, k, v) = (f32s(ctx, a[0])?, prefix(a[1])?, prefix(a[2])?);
+    let group = h / hkv;
     let mut out = vec![0f32; b * s * h * d];
     let mut scores = vec![0f32; pos + s];
     for bi in 0..b {
@@ -85,8 +103,8 @@ pub(super) fn custom_sdpa(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
                 let qv = &q[qo..qo + d];
                 let mut mx = f32::NEG_INFINITY;
                 for (j, sc) in scores.iter_mut().enumerate().take(nk) {
-                    let ko = ((bi * smax + j) * hkv + kh) * d;
-                    let dot = lmrun_kernels::ops::dot_f32(qv, &k[ko..ko + d]);
+                    let ko = (j * hkv + kh) * d;
+                    let dot = lmrun_kernels::ops::dot_f32(qv, &k[bi][ko..ko + d]);
                     *sc = dot * scale;
                     mx = mx.max(*sc);
                 }
@@ -97,9 +115,9 @@ pub(super) fn custom_sdpa(ctx: &mut Ctx, a: &[usize]) -> KResult<()> {
                 }
                 let o = &mut out[qo..qo + d];
                 for (j, &sc) in scores.iter().enumerate().take(nk) {
-                    let vo = ((bi * smax + j) * hkv + kh) * d;
+                    let vo = (j * hkv + kh) * d;
                     let p = sc / sum;
-                    for (x, &y) in o.iter_mut().zip(&v[vo..vo + d]) {
+                    for (x, &y) in o.iter_mut().zip(&v[bi][vo..vo + d]) {
                         *x += p * y;
                     }
                 }
