@@ -31,16 +31,18 @@ impl Default for BlockQ8x32 {
     }
 }
 
-/// Activation block for the k-quants (same layout as ggml's `block_q8_K`, [`super::Q8K`]).
+/// Activation block for the k-quants (ggml's `block_q8_K`, [`super::Q8K`], with the fields
+/// reordered and the block 64-byte aligned: the kernels' 32-byte loads of `qs` never straddle
+/// a cache line; 320 bytes a block instead of 292).
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct BlockQ8K {
-    /// Scale.
-    pub d: f32,
     /// Quantized values.
     pub qs: [i8; QK_K],
     /// Sums of each 16 consecutive `qs`.
     pub bsums: [i16; QK_K / 16],
+    /// Scale.
+    pub d: f32,
 }
 
 impl Default for BlockQ8K {

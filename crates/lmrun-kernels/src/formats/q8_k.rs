@@ -1,6 +1,6 @@
 //! Q8_K: 256 values per block, an f32 scale, int8 values and 16 int16 sums of 16 values. The
-//! layout of [`BlockQ8K`](super::partner::BlockQ8K), the k-quants' activation type; here only
-//! read (dequantized), never a weight, so it has no partner.
+//! fields of [`BlockQ8K`](super::partner::BlockQ8K) (in another order there), the k-quants'
+//! activation type; here only read (dequantized), never a weight, so it has no partner.
 
 use super::{f32_at, QuantFormat, QK_K};
 use crate::partner::NoPartner;

@@ -317,45 +317,76 @@ dot4_32!(dot4_q8_0, tile_q8_0);
 // k-quants: `maddubs` gives i16 pair sums (no saturation for 4- and 6-bit codes), `vpdpwssd`
 // multiplies them by the sub-block scales and accumulates in one instruction.
 
+/// Q6_K against one token (decode's matvec), with the arithmetic of the eight-row kernel and
+/// the GEMM (the exact super-block sum, then one f32 FMA, in block order): the 6-bit codes
+/// (stored +32, 0..64) rebuilt with one `vpternlogd` each, one `vpdpbusd` per 32 codes (|sum of 4| ≤ 4·63·128 < 2^15), two code
+/// groups packed to i16 (`vpackssdw`, never saturating) and one `vpdpwssd` by their four
+/// sub-block scales; the +32 offset removed as `32 Σ sc_k bsum_k`.
+///
 /// # Safety
 /// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn dot_q6k(w: &[u8], a: &[BlockQ8K]) -> f32 {
     const BYTES: usize = <Q6K as QuantFormat>::BYTES;
     let nb = a.len().min(w.len() / BYTES);
-    // per super-block the exact integer sum, then one f32 FMA, in block order (the arithmetic
-    // of the eight-row kernel and the GEMM: results do not depend on which one ran)
+    // pair (g, g + 1), g = 0 or 2: lane 0 words [2g ×4, 2g + 2 ×4], lane 1 [2g + 1 ×4, 2g + 3 ×4]
+    let ctl: [[i8; 32]; 2] = std::array::from_fn(|p| {
+        let g = 2 * p;
+        let mut m = [0i8; 32];
+        for l in 0..2 {
+            for k in 0..8 {
+                let wd = 2 * g + l + if k < 4 { 0 } else { 2 };
+                m[16 * l + 2 * k] = (2 * wd) as i8;
+                m[16 * l + 2 * k + 1] = (2 * wd + 1) as i8;
+            }
+        }
+        m
+    });
     let mut acc = 0f32;
-    for i in 0..nb {
-        let b = &w[BYTES * i..BYTES * i + BYTES];
-        let y = &a[i];
-        // SAFETY: bounds-checked loads, register arithmetic; a prefetch never faults.
-        unsafe {
+    // SAFETY: register arithmetic; loads are bounds-checked or from fixed-size arrays.
+    unsafe {
+        let ctl: [__m256i; 2] = std::array::from_fn(|p| mask_v(&ctl[p]));
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m30 = _mm256_set1_epi8(0x30);
+        for i in 0..nb {
+            let b: &[u8; BYTES] = w[BYTES * i..BYTES * i + BYTES].try_into().expect("block");
+            let y = &a[i];
             let ahead = b.as_ptr().wrapping_add(super::PREFETCH_AHEAD);
             for k in 0..4 {
                 _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
             }
             let sc16 = q6k_scales(b);
             let (slo, shi) = split_scales(sc16);
-            // four independent sums: one chain of eight `vpdpwssd` (latency 4) per super-block
-            // made this kernel latency-bound
-            let mut s = [
-                q6k_bias(sc16, y),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-                _mm256_setzero_si256(),
-            ];
+            let mut s = [q6k_bias(sc16, y), _mm256_setzero_si256()];
             for h in 0..2 {
-                let q = q6k_codes(b, h);
-                for g in 0..4 {
-                    let p = _mm256_maddubs_epi16(q[g], load32_i8(&y.qs, 128 * h + 32 * g));
-                    s[g] = dpwssd(s[g], p, pair_scales(slo, shi, 4 * h + g));
+                let ld = |o: usize| _mm256_loadu_si256(b.as_ptr().add(o) as *const __m256i);
+                let (qa, qb, qh) = (ld(64 * h), ld(64 * h + 32), ld(128 + 32 * h));
+                let hb = [
+                    _mm256_and_si256(_mm256_slli_epi16::<4>(qh), m30),
+                    _mm256_and_si256(_mm256_slli_epi16::<2>(qh), m30),
+                    _mm256_and_si256(qh, m30),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(qh), m30),
+                ];
+                let c = [
+                    _mm256_ternarylogic_epi32::<0xEC>(qa, hb[0], m4),
+                    _mm256_ternarylogic_epi32::<0xEC>(qb, hb[1], m4),
+                    _mm256_ternarylogic_epi32::<0xEC>(_mm256_srli_epi16::<4>(qa), hb[2], m4),
+                    _mm256_ternarylogic_epi32::<0xEC>(_mm256_srli_epi16::<4>(qb), hb[3], m4),
+                ];
+                let sv = if h == 0 { slo } else { shi };
+                for p in 0..2 {
+                    let yq = |g: usize| {
+                        _mm256_loadu_si256(y.qs.as_ptr().add(128 * h + 32 * g) as *const __m256i)
+                    };
+                    let p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), c[2 * p], yq(2 * p));
+                    let p1 =
+                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), c[2 * p + 1], yq(2 * p + 1));
+                    let pk = _mm256_packs_epi32(p0, p1);
+                    s[p] = dpwssd(s[p], pk, _mm256_shuffle_epi8(sv, ctl[p]));
                 }
             }
-            let (s01, s23) =
-                hsum2_epi32(_mm256_add_epi32(s[0], s[1]), _mm256_add_epi32(s[2], s[3]));
-            let si = s01.wrapping_add(s23) as f32;
-            acc = si.mul_add(f16_at(b, q6_k::D_OFF) * y.d, acc);
+            let si = super::avx2::hsum_epi32(_mm256_add_epi32(s[0], s[1]));
+            acc = (si as f32).mul_add(f16_at(b, q6_k::D_OFF) * y.d, acc);
         }
     }
     acc
@@ -425,14 +456,6 @@ unsafe fn dot4_q6k(w: &[u8], a: [&[BlockQ8K]; 4]) -> [f32; 4] {
 
 q4k_dot4!(
     dot4_q4k,
-    "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
-    dpwssd,
-    Q4K,
-    k4_codes
-);
-
-q4k_dot!(
-    dot_q4k,
     "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni",
     dpwssd,
     Q4K,
@@ -777,5 +800,198 @@ pub(super) unsafe fn rows8_q6k<const T: usize>(
             }
         }
         lanes_out(&acc)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one-token Q4_K kernel and its helpers.
+
+/// A `vpshufb` control repeated in both 128-bit lanes: i16 word `k` (0..8) of each lane takes
+/// byte `src[k]` zero-extended.
+#[inline(always)]
+fn word_pick(src: [u8; 8]) -> [i8; 32] {
+    let mut m = [-128i8; 32];
+    for l in 0..2 {
+        for (k, &s) in src.iter().enumerate() {
+            m[16 * l + 2 * k] = s as i8;
+        }
+    }
+    m
+}
+
+/// `(Σ a, Σ b)` over the eight i32 lanes of each, as `[Σa, Σa, Σb, Σb]` (exact), with
+/// single-uop shuffles (no `vphaddd`).
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn reduce2(a: __m256i, b: __m256i) -> __m128i {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let w = _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+        let w = _mm256_add_epi32(w, _mm256_shuffle_epi32::<0b10_11_00_01>(w));
+        _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
+    }
+}
+
+/// `[Σa, Σb, Σc, Σd]` over the eight i32 lanes of each (exact), shuffles and adds only.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline(always)]
+unsafe fn reduce4(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let u = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+        let v = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+        let w = _mm256_add_epi32(_mm256_unpacklo_epi64(u, v), _mm256_unpackhi_epi64(u, v));
+        _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256::<1>(w))
+    }
+}
+
+/// [`kscales_v`] for two blocks at once: the 16 bytes at 4.. of each block in the two halves.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[inline(always)]
+unsafe fn kscales2(v: __m256i) -> __m256i {
+    // SAFETY: register arithmetic.
+    unsafe {
+        let x = _mm256_shuffle_epi32::<0b01_01_00_00>(v);
+        let y = _mm256_shuffle_epi32::<0b10_10_10_10>(v);
+        let lo = _mm256_and_si256(x, _mm256_set1_epi32(0x3f3f_3f3f));
+        let y = _mm256_srlv_epi32(y, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 0, 4));
+        let hi = _mm256_or_si256(
+            _mm256_and_si256(y, _mm256_set1_epi32(0x0f0f_0f0f)),
+            _mm256_and_si256(_mm256_srli_epi32::<2>(x), _mm256_set1_epi32(0x3030_3030)),
+        );
+        _mm256_blend_epi32::<0b1010_1010>(lo, hi)
+    }
+}
+
+/// One Q4_K super-block against `y`, as two vectors whose lanes sum to the exact integers
+/// `(Σ_j sc_j Σ q·a, Σ_j m_j bsum_j)`, for block bytes `b` (144) with the block's scale and min
+/// bytes `s` (as [`kscales_v`] gives them, in both 128-bit halves). Per 32 codes one `vpdpbusd`
+/// (codes × activations, i32 per 4 values; |sum| ≤ 4·15·128, so it fits i16), the two
+/// sub-blocks of each 64 values packed to i16 (`vpackssdw`, never saturating) and one
+/// `vpdpwssd` by their two scales (one `vpshufb` from `s`): 5 instructions per 64 values where
+/// `maddubs` + scale shuffle + `vpdpwssd` per 32 took 6, and no i16 pair sums can saturate.
+/// The mins term is one `vpshufb` + `vpmaddwd` against the `bsums`.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI; `b` points to 144
+/// readable bytes.
+#[inline(always)]
+unsafe fn q4k_sums(
+    b: *const u8,
+    y: &BlockQ8K,
+    s: __m256i,
+    ctl: &[__m256i; 4],
+    mctl: __m256i,
+) -> (__m256i, __m256i) {
+    // SAFETY: the caller guarantees the features and the 144 bytes; the activation loads are
+    // inside `y`.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut sa = _mm256_setzero_si256();
+        let mut sb = _mm256_setzero_si256();
+        for j in 0..4 {
+            let q = _mm256_loadu_si256(b.add(16 + 32 * j) as *const __m256i);
+            let lo = _mm256_and_si256(q, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            let ya = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j) as *const __m256i);
+            let yb = _mm256_loadu_si256(y.qs.as_ptr().add(64 * j + 32) as *const __m256i);
+            let p0 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ya);
+            let p1 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), hi, yb);
+            let pk = _mm256_packs_epi32(p0, p1);
+            let sv = _mm256_shuffle_epi8(s, ctl[j]);
+            if j % 2 == 0 {
+                sa = dpwssd(sa, pk, sv);
+            } else {
+                sb = dpwssd(sb, pk, sv);
+            }
+        }
+        let bs = _mm256_loadu_si256(y.bsums.as_ptr() as *const __m256i);
+        let ms = _mm256_madd_epi16(_mm256_shuffle_epi8(s, mctl), bs);
+        (_mm256_add_epi32(sa, sb), ms)
+    }
+}
+
+/// Q4_K against one token (decode's matvec): [`q4k_sums`] per super-block, two super-blocks
+/// per step (their packed 6-bit scale words unpacked together in one register, their four sums
+/// reduced together with shuffles and adds, no `vphaddd`); the f32 steps stay those of every
+/// other Q4_K path: per super-block `acc = fma(s1, d·d_a, acc)`, then `acc = fma(−s2,
+/// dmin·d_a, acc)`, in block order, so the result is bit-identical to the eight-row kernels
+/// and the GEMM. (With 512-bit registers, two sub-blocks per `vpmaddubsw`, it was slower on an
+/// Emerald Rapids Xeon: port 1 does no vector work while 512-bit instructions are in flight.)
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn dot_q4k(w: &[u8], a: &[BlockQ8K]) -> f32 {
+    const BYTES: usize = <crate::formats::Q4K as QuantFormat>::BYTES;
+    let nb = a.len().min(w.len() / BYTES);
+    let ctl: [[i8; 32]; 4] = std::array::from_fn(|j| {
+        let (s0, s1) = (2 * j as u8, 2 * j as u8 + 1);
+        word_pick([s0, s0, s0, s0, s1, s1, s1, s1])
+    });
+    let mut mctl = [-128i8; 32];
+    for j in 0..8 {
+        mctl[4 * j] = (8 + j) as i8;
+        mctl[4 * j + 2] = (8 + j) as i8;
+    }
+    // SAFETY: register arithmetic; loads are bounds-checked or from fixed-size arrays.
+    unsafe {
+        let ctl: [__m256i; 4] = std::array::from_fn(|j| mask_v(&ctl[j]));
+        let mctl = mask_v(&mctl);
+        let mut acc = _mm_setzero_ps();
+        let mut i = 0;
+        while i + 2 <= nb {
+            let b: &[u8; 2 * BYTES] = w[BYTES * i..BYTES * i + 2 * BYTES]
+                .try_into()
+                .expect("blocks");
+            let (y0, y1) = (&a[i], &a[i + 1]);
+            let ahead = b.as_ptr().wrapping_add(super::PREFETCH_AHEAD);
+            for k in 0..5 {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(64 * k) as *const i8);
+            }
+            let raw = _mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(b.as_ptr().add(4) as *const __m128i)),
+                _mm_loadu_si128(b.as_ptr().add(BYTES + 4) as *const __m128i),
+            );
+            let sc = kscales2(raw);
+            let s0 = _mm256_permute2x128_si256::<0x00>(sc, sc);
+            let s1 = _mm256_permute2x128_si256::<0x11>(sc, sc);
+            let (si0, ms0) = q4k_sums(b.as_ptr(), y0, s0, &ctl, mctl);
+            let (si1, ms1) = q4k_sums(b.as_ptr().add(BYTES), y1, s1, &ctl, mctl);
+            let f = _mm_cvtepi32_ps(reduce4(si0, ms0, si1, ms1));
+            let h = _mm_insert_epi32::<1>(
+                _mm_cvtsi32_si128(crate::formats::u32_at(b, 0) as i32),
+                crate::formats::u32_at(b, BYTES) as i32,
+            );
+            let yd = _mm_movelh_ps(_mm_set1_ps(y0.d), _mm_set1_ps(y1.d));
+            let dd = _mm_mul_ps(_mm_cvtph_ps(h), yd);
+            acc = _mm_fmadd_ss(f, dd, acc);
+            acc = _mm_fnmadd_ss(_mm_movehdup_ps(f), _mm_movehdup_ps(dd), acc);
+            let (fh, dh) = (_mm_movehl_ps(f, f), _mm_movehl_ps(dd, dd));
+            acc = _mm_fmadd_ss(fh, dh, acc);
+            acc = _mm_fnmadd_ss(_mm_movehdup_ps(fh), _mm_movehdup_ps(dh), acc);
+            i += 2;
+        }
+        if i < nb {
+            let b: &[u8; BYTES] = w[BYTES * i..BYTES * i + BYTES].try_into().expect("block");
+            let y = &a[i];
+            let s = _mm256_broadcastsi128_si256(kscales_v(b));
+            let (si, ms) = q4k_sums(b.as_ptr(), y, s, &ctl, mctl);
+            let f = _mm_cvtepi32_ps(reduce2(si, ms));
+            let dd = _mm_mul_ps(
+                _mm_cvtph_ps(_mm_cvtsi32_si128(crate::formats::u32_at(b, 0) as i32)),
+                _mm_set1_ps(y.d),
+            );
+            acc = _mm_fmadd_ss(f, dd, acc);
+            acc = _mm_fnmadd_ss(_mm_movehl_ps(f, f), _mm_movehdup_ps(dd), acc);
+        }
+        _mm_cvtss_f32(acc)
     }
 }

@@ -91,6 +91,10 @@ impl Act for BlockQ8x32 {
         // SAFETY: same features; the kernels bound every access by the slice lengths.
         unsafe {
             match t {
+                QType::Q4_0 if T == 1 => {
+                    let r = rows8_q4_0_one(w, a[0]);
+                    std::array::from_fn(|_| r)
+                }
                 QType::Q4_0 => rows8_q4_0::<T>(w, a),
                 QType::Q5_0 => rows8_q5_0::<T>(w, a),
                 _ => rows8_q8_0::<T>(w, a),
@@ -385,6 +389,74 @@ rows16_32!(rows16_q5_0, Q5_0, q5_0_codes, 16);
 rows16_32!(rows16_q8_0, Q8_0, q8_0_codes, 128);
 
 rows8_32!(rows8_q4_0, Q4_0, q4_0_codes, 8);
+
+/// Q4_0, eight rows against one token (decode), with the arithmetic of [`rows8_32`]: the 16 code
+/// bytes of two rows (`r`, `r + 4`) share one register, so one nibble split serves two rows and
+/// each `vpdpbusd` meets the block's low or high 16 activations broadcast to both halves; the
+/// four registers' lanes fold into the eight rows' sums with three `vphaddd`, and the code offset
+/// (−8 · Σ a, the same for every row) is one add after the fold. Where the rows are evenly
+/// spaced (rows of one matrix), the next group of eight rows is prefetched while this one is
+/// computed: a group of short rows (1536 columns: 864 bytes a row) is too short a stream for
+/// the hardware prefetcher, and such weights ran at ~60 % of the speed of long-row ones.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA, F16C, AVX512F/BW/VL and AVX512_VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn rows8_q4_0_one(w: [&[u8]; ROWS], a: &[BlockQ8x32]) -> [f32; ROWS] {
+    const BYTES: usize = <Q4_0 as QuantFormat>::BYTES;
+    let wl = w.iter().fold(usize::MAX, |m, r| m.min(r.len()));
+    let nb = a.len().min(wl / BYTES);
+    // the next group of eight rows, where the rows are evenly spaced (as in a matrix):
+    // 8 · 18 · nb bytes, 2.25 lines per block, prefetched 3 lines per block
+    let base = w[0].as_ptr() as isize;
+    let stride = w[1].as_ptr() as isize - base;
+    let even = (0..ROWS).all(|r| w[r].as_ptr() as isize - base == r as isize * stride);
+    let next = w[0].as_ptr().wrapping_offset(8 * stride);
+    // SAFETY: i < nb, so every weight row holds block i and the activation row holds block i;
+    // register arithmetic; a prefetch never faults, wherever it points.
+    unsafe {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        for i in 0..nb {
+            let y = a.get_unchecked(i);
+            if even {
+                for k in 0..3 {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * (3 * i + k)) as *const i8);
+                }
+            }
+            let blk = |r: usize| w[r].get_unchecked(BYTES * i..BYTES * i + BYTES).as_ptr();
+            let ylo = _mm256_broadcastsi128_si256(_mm_loadu_si128(y.qs.as_ptr() as *const __m128i));
+            let yhi = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+                y.qs.as_ptr().add(16) as *const __m128i
+            ));
+            let p: [__m256i; 4] = std::array::from_fn(|k| {
+                let v = _mm256_inserti128_si256::<1>(
+                    _mm256_castsi128_si256(_mm_loadu_si128(blk(k).add(2) as *const __m128i)),
+                    _mm_loadu_si128(blk(k + 4).add(2) as *const __m128i),
+                );
+                let lo = _mm256_and_si256(v, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m4);
+                _mm256_dpbusd_epi32(
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, ylo),
+                    hi,
+                    yhi,
+                )
+            });
+            // [r0 r1 r2 r3 | r4 r5 r6 r7]
+            let f = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+            let s = _mm256_add_epi32(f, _mm256_set1_epi32(y.sum.wrapping_mul(-8)));
+            let dw = scales8(&w, i, BYTES);
+            acc = _mm256_fmadd_ps(
+                _mm256_cvtepi32_ps(s),
+                _mm256_mul_ps(dw, _mm256_set1_ps(y.d)),
+                acc,
+            );
+        }
+        let mut out = [0f32; ROWS];
+        _mm256_storeu_ps(out.as_mut_ptr(), acc);
+        out
+    }
+}
 rows8_32!(rows8_q5_0, Q5_0, q5_0_codes, 16);
 rows8_32!(rows8_q8_0, Q8_0, q8_0_codes, 128);
 
