@@ -21,12 +21,14 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
 ET_CHILD = r"""
 import json, sys, time, random
 import torch
+from executorch.extension.llm.custom_ops import custom_ops  # registers llama::update_cache, custom_sdpa
 from executorch.runtime import Runtime
 from executorch.extension.pybindings import portable_lib
 path, threads, P, N, R = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -54,7 +56,9 @@ print(json.dumps({"load_ms": load_ms, "pp": pp, "tg": tg}))
 
 def peak_rss_of(cmd):
     """Run cmd; return (stdout, peak RSS MiB from wait4, peak RssAnon MiB from /proc sampling)."""
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr to a file: a child that logs a lot would fill a pipe nobody reads yet.
+    errf = tempfile.TemporaryFile(mode="w+")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True)
     peak_anon = [0]
     stop = threading.Event()
 
@@ -71,8 +75,9 @@ def peak_rss_of(cmd):
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     out = p.stdout.read()
-    err = p.stderr.read()
     _, status, ru = os.wait4(p.pid, 0)
+    errf.seek(0)
+    err = errf.read()
     stop.set()
     th.join()
     if status != 0:

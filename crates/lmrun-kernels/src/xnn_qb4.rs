@@ -198,59 +198,53 @@ mod avx512 {
 
     use super::{Act, Scales, CHUNK, LANES};
 
-    /// The 16 lane scales of chunk `k` of row `r`.
-    #[inline]
+    /// Scale layouts, as the `M` parameter of [`group_row`]: one scale per row, a bf16 scale
+    /// per 32 / 64 columns, one per 128 or more.
+    const PER_ROW: u8 = 0;
+    const B32: u8 = 1;
+    const B64: u8 = 2;
+    const B128: u8 = 3;
+    /// How far ahead of the chunk being computed the weights are prefetched, bytes.
+    const PREFETCH: usize = 4096;
+
+    /// The 16 lane scales of a full chunk whose first block's bf16 scale is at `p`
+    /// (`M` = B32, B64 or B128); `row_scale` for PER_ROW.
     ///
     /// # Safety
-    /// AVX-512 F/BW/VL/VNNI; row `r`'s scales in bounds.
+    /// AVX-512 F/BW/VL/VNNI; `p` points at the chunk's scales.
+    #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn scale_vec(scales: Scales<'_>, r: usize, k: usize, full: bool) -> __m512 {
-        // SAFETY: the caller's CPU features; the reads stay within row r's scales (a full
-        // chunk's blocks exist).
+    unsafe fn scale_vec<const M: u8>(p: *const u8, row_scale: f32) -> __m512 {
+        // bf16 → f32 is a 16-bit shift.
+        let widen = |v: __m128i| _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(v), 16));
+        // SAFETY: the caller's CPU features and pointer.
         unsafe {
-            match scales {
-                Scales::PerChannel(s) => _mm512_set1_ps(s[r]),
-                Scales::Blockwise {
-                    bytes,
-                    block,
-                    nblocks,
-                } if full => {
-                    let first = r * nblocks + k * CHUNK / block;
-                    let p = bytes.as_ptr().add(first * 2);
-                    // bf16 → f32 is a 16-bit shift.
-                    let widen =
-                        |v: __m128i| _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(v), 16));
-                    match block {
-                        32 => {
-                            let s4 = widen(_mm_loadl_epi64(p as *const __m128i));
-                            let idx =
-                                _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
-                            _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4))
-                        }
-                        64 => {
-                            let v = (p as *const u32).read_unaligned();
-                            let s2 = widen(_mm_cvtsi32_si128(v as i32));
-                            let idx =
-                                _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
-                            _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s2))
-                        }
-                        _ => {
-                            let v = (p as *const u16).read_unaligned();
-                            _mm512_set1_ps(f32::from_bits(u32::from(v) << 16))
-                        }
-                    }
+            match M {
+                B32 => {
+                    let s4 = widen(_mm_loadl_epi64(p as *const __m128i));
+                    let idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+                    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s4))
                 }
-                // A partial last chunk: lanes past the row get any finite scale (their integers
-                // are 0).
-                _ => {
-                    let mut s = [0f32; LANES];
-                    for (l, v) in s.iter_mut().enumerate() {
-                        *v = scales.lane_scale(r, k, l);
-                    }
-                    _mm512_loadu_ps(s.as_ptr())
+                B64 => {
+                    let v = (p as *const u32).read_unaligned();
+                    let s2 = widen(_mm_cvtsi32_si128(v as i32));
+                    let idx = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+                    _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(s2))
                 }
+                B128 => {
+                    let v = (p as *const u16).read_unaligned();
+                    _mm512_set1_ps(f32::from_bits(u32::from(v) << 16))
+                }
+                _ => _mm512_set1_ps(row_scale),
             }
         }
+    }
+
+    /// The lane scales of a partial last chunk (lanes past the row get any finite scale:
+    /// their integers are 0).
+    #[cold]
+    fn tail_scales(scales: Scales<'_>, r: usize, k: usize) -> [f32; LANES] {
+        std::array::from_fn(|l| scales.lane_scale(r, k, l))
     }
 
     /// See [`super::rows`]. Tokens go four at a time (const-generic groups, so the
@@ -274,15 +268,28 @@ mod avx512 {
             let out = &mut dst[i * ntok..(i + 1) * ntok];
             for (g, group) in acts.chunks(4).enumerate() {
                 let o = &mut out[g * 4..g * 4 + group.len()];
-                // SAFETY: the caller's CPU features and lengths.
-                unsafe {
-                    match group.len() {
-                        1 => group_row::<1>(wr, cols, r, scales, group, o),
-                        2 => group_row::<2>(wr, cols, r, scales, group, o),
-                        3 => group_row::<3>(wr, cols, r, scales, group, o),
-                        _ => group_row::<4>(wr, cols, r, scales, group, o),
-                    }
+                let mode = match scales {
+                    Scales::PerChannel(_) => PER_ROW,
+                    Scales::Blockwise { block: 32, .. } => B32,
+                    Scales::Blockwise { block: 64, .. } => B64,
+                    Scales::Blockwise { .. } => B128,
+                };
+                macro_rules! go {
+                    ($($m:ident)*) => {
+                        $(if mode == $m {
+                            // SAFETY: the caller's CPU features and lengths.
+                            unsafe {
+                                match group.len() {
+                                    1 => group_row::<1, $m>(wr, cols, r, scales, group, o),
+                                    2 => group_row::<2, $m>(wr, cols, r, scales, group, o),
+                                    3 => group_row::<3, $m>(wr, cols, r, scales, group, o),
+                                    _ => group_row::<4, $m>(wr, cols, r, scales, group, o),
+                                }
+                            }
+                        })*
+                    };
                 }
+                go!(PER_ROW B32 B64 B128);
             }
         }
     }
@@ -307,7 +314,7 @@ mod avx512 {
     /// AVX-512 F/BW/VL/VNNI; `w` holds the row's `cols / 2` bytes, the scales row `r`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
-    unsafe fn group_row<const N: usize>(
+    unsafe fn group_row<const N: usize, const M: u8>(
         w: &[u8],
         cols: usize,
         r: usize,
@@ -325,6 +332,15 @@ mod avx512 {
             let zero = _mm512_setzero_si512();
             let mut acc = [_mm512_setzero_ps(); N];
             // zp in the low 16 bits of each i32 lane, so vpmaddwd gives W·zp.
+            // The row's scales: the first bf16 of the row, or its one f32.
+            let (sp, rs, block) = match scales {
+                Scales::Blockwise {
+                    bytes,
+                    block,
+                    nblocks,
+                } => (bytes.as_ptr().add(r * nblocks * 2), 0.0, block),
+                Scales::PerChannel(s) => (std::ptr::null(), s[r], CHUNK),
+            };
             let zpv: [__m512i; N] = std::array::from_fn(|t| _mm512_set1_epi32(acts[t].zp & 0xFFFF));
             for k in 0..chunks {
                 let off = k * CHUNK / 2;
@@ -335,10 +351,18 @@ mod avx512 {
                     let m: __mmask64 = (1u64 << (row_bytes - off)) - 1;
                     _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8)
                 };
+                // The rows are short (448 bytes for 896 columns) and the filter is read once
+                // per token: ask for the bytes PREFETCH ahead (the next rows) now. A prefetch
+                // past the end of the filter is only a hint, never a fault.
+                _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(off + PREFETCH) as *const i8);
                 let lo = _mm512_and_si512(wv, nib);
                 let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
                 let sw = _mm512_dpbusd_epi32(zero, _mm512_add_epi8(lo, hi), ones);
-                let sc = scale_vec(scales, r, k, full);
+                let sc = if full {
+                    scale_vec::<M>(sp.wrapping_add(k * CHUNK / block * 2), rs)
+                } else {
+                    _mm512_loadu_ps(tail_scales(scales, r, k).as_ptr())
+                };
                 for t in 0..N {
                     let a = &acts[t];
                     let qe = _mm512_loadu_si512(a.qe.as_ptr().add(off) as *const _);
