@@ -116,6 +116,13 @@ impl Module {
         &self.program
     }
 
+    /// The parsed program, mutable (for test and fuzzing hooks such as
+    /// [`Program::override_delegate_data`]; methods already loaded keep what they read).
+    #[doc(hidden)]
+    pub fn program_mut(&mut self) -> &mut Program {
+        &mut self.program
+    }
+
     /// The loaded `.ptd` files.
     pub fn data_files(&self) -> &[FlatTensorData] {
         &self.ptds

@@ -26,6 +26,8 @@ pub struct Program {
     pub def: ProgramDef,
     /// The constant segment, when the program has one with data.
     constant_segment: Option<Buffer>,
+    /// Test and fuzzing hook: (plan index, delegate index within the plan, its new data).
+    delegate_override: Option<(usize, usize, Buffer)>,
 }
 
 impl Program {
@@ -101,6 +103,7 @@ impl Program {
             program_buf,
             def,
             constant_segment: None,
+            delegate_override: None,
         };
         if let Some(cs) = p.def.constant_segment.clone() {
             if cs.offsets.len() > 1 {
@@ -234,6 +237,12 @@ impl Program {
 
     /// The processed blob of a delegate.
     pub fn delegate_data(&self, d: &BackendDelegate) -> Result<Buffer, PteError> {
+        if let Some((pi, di, b)) = &self.delegate_override {
+            let target = self.def.plans.get(*pi).and_then(|p| p.delegates.get(*di));
+            if target.is_some_and(|t| std::ptr::eq(t, d)) {
+                return Ok(b.clone());
+            }
+        }
         match d.location {
             0 => {
                 let r = self
@@ -257,6 +266,14 @@ impl Program {
                 what: format!("delegate data location {l} unknown"),
             }),
         }
+    }
+
+    /// Make delegate `delegate` of execution plan `plan` read `blob` instead of its own data
+    /// (the `xnnpack_graph` fuzz target drives the XNNPACK graph reader this way, with a real
+    /// program around the blob). Not for normal use.
+    #[doc(hidden)]
+    pub fn override_delegate_data(&mut self, plan: usize, delegate: usize, blob: Buffer) {
+        self.delegate_override = Some((plan, delegate, blob));
     }
 
     /// Named data stored in the `.pte` itself.

@@ -15,7 +15,8 @@
 //! | `reduce` | `mean`, `any`, `_softmax` |
 //! | `linear` | `linear` (SIMD, weights in place), `mm`, `addmm`, `bmm` |
 //! | `index` | `embedding` (plain and quantized), `index.Tensor`, `index_put`, `index_copy` |
-//! | `llama` | `llama::update_cache`, `llama::custom_sdpa` |
+//! | `llama` | `llama::update_cache`, `llama::custom_sdpa`, `llama::custom_quantized_sdpa` |
+//! | `quant` | `quantized_decomposed::choose_qparams_per_token_asymmetric`, `quantize_per_token` |
 
 use crate::tensor::{Ctx, KResult};
 use elementwise::{binary, binary_scalar, tri, unary_f32, BinOp};
@@ -26,6 +27,7 @@ pub(crate) mod elementwise;
 pub(crate) mod index;
 pub(crate) mod linear;
 pub(crate) mod llama;
+pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod scalar;
 pub(crate) mod shape;
@@ -80,6 +82,11 @@ pub(crate) fn lookup(op: &str) -> Option<KernelFn> {
         "aten::copy_" => shape::copy_inplace,
         "llama::update_cache.out" => llama::update_cache,
         "llama::custom_sdpa.out" => llama::custom_sdpa,
+        "llama::custom_quantized_sdpa.out" => llama::custom_quantized_sdpa,
+        "quantized_decomposed::choose_qparams_per_token_asymmetric.out" => {
+            quant::choose_qparams_per_token
+        }
+        "quantized_decomposed::quantize_per_token.out" => quant::quantize_per_token,
         "executorch_prim::add.Scalar" => |c, a| prim(c, a, PrimOp::Add),
         "executorch_prim::sub.Scalar" => |c, a| prim(c, a, PrimOp::Sub),
         "executorch_prim::mul.Scalar" => |c, a| prim(c, a, PrimOp::Mul),

@@ -123,3 +123,18 @@ pub fn max_logit_diff(variant: &str, ours: &[Vec<f32>]) -> f32 {
     }
     worst
 }
+
+/// Per step, the largest absolute difference between our logits and the reference `.npy`.
+pub fn step_logit_diffs(variant: &str, ours: &[Vec<f32>]) -> Vec<f32> {
+    let (shape, r) = read_npy(&data(&format!("logits_{variant}.npy")));
+    let v = shape[1];
+    ours.iter()
+        .enumerate()
+        .map(|(s, row)| {
+            row.iter()
+                .zip(&r[s * v..(s + 1) * v])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max)
+        })
+        .collect()
+}
