@@ -4,15 +4,17 @@
 //! XNNPACK delegate calls it).
 //!
 //! Why it lives here: it is SIMD code like the GGUF kernels, and the `.pte` crate forbids
-//! `unsafe`. The plain loop it replaced widened every value to i16 and multiplied one pair at a
-//! time; real exports spend nearly all their time here. This kernel works on
-//! 64 weight bytes (128 columns) at a time in "lanes" of 8 columns: per lane the exact integer
-//! `Σ (q − zp)(w − 8)` is `Σ w·q − 8·Σq − zp·Σw + 64·zp`, where `Σ w·q` and `Σ w` are VNNI
-//! `vpdpbusd` sums (unsigned nibbles × signed activations) and `8·Σq − 64·zp` is computed once
-//! per token. Each lane's integer is converted to f32 (exact: |lane| < 2^24), multiplied by its
-//! block's scale and added to that lane's accumulator; the 16 lanes are summed in a fixed
-//! order at the end of the row. The scalar twin does the same arithmetic in the same order, so
-//! every CPU gives the same bits.
+//! `unsafe`. Real exports spend nearly all their time here. The kernel works on 64 weight bytes
+//! (128 columns) at a time in "lanes" of 8 columns. Activations are stored shifted to unsigned,
+//! `u = q + 128`, and weights are used as signed `w − 8`, so one VNNI `vpdpbusd` per nibble
+//! half gives each lane's exact `Σ u·(w − 8)` with no per-token correction inside the loop:
+//! since `(q − zp)(w − 8) = u·(w − 8) − (128 + zp)(w − 8)`, the zero-point term is
+//! `(128 + zp) · Σ_lanes scale · Σ(w − 8)`, where the second factor depends on the row only and
+//! is accumulated once per row, shared by every token. Per lane the exact integer is
+//! converted to f32 (|lane| < 2^24), multiplied by its block's scale and added to that lane's
+//! accumulator; the 16 lanes are summed in a fixed order at the end of the row. Per token and
+//! chunk that is two `vpdpbusd`, one convert and one FMA. The scalar twin does the same
+//! arithmetic in the same order, so every CPU gives the same bits.
 
 use half::bf16;
 
@@ -70,14 +72,12 @@ impl Scales<'_> {
 
 /// One token's activations prepared for the lane kernel.
 pub struct Act {
-    /// Even columns (`q[2j]`), zero-padded to whole chunks.
-    qe: Vec<i8>,
-    /// Odd columns (`q[2j + 1]`), zero-padded.
-    qo: Vec<i8>,
-    /// Per lane `8·Σq − 64·zp` (0 in padding lanes).
-    k: Vec<i32>,
-    /// The activation zero point.
-    zp: i32,
+    /// Even columns shifted to unsigned (`q[2j] + 128`), zero-padded to whole chunks.
+    ue: Vec<u8>,
+    /// Odd columns (`q[2j + 1] + 128`), zero-padded.
+    uo: Vec<u8>,
+    /// `128 + zp`: the multiplier of the row's zero-point term.
+    c: f32,
 }
 
 impl Act {
@@ -85,21 +85,18 @@ impl Act {
     pub fn new(q: &[i8], zp: i32) -> Act {
         let cols = q.len();
         let chunks = cols.div_ceil(CHUNK);
-        let mut qe = vec![0i8; chunks * CHUNK / 2];
-        let mut qo = vec![0i8; chunks * CHUNK / 2];
+        let mut ue = vec![0u8; chunks * CHUNK / 2];
+        let mut uo = vec![0u8; chunks * CHUNK / 2];
+        let u = |x: i8| (i16::from(x) + 128) as u8;
         for (j, pair) in q.chunks(2).enumerate() {
-            qe[j] = pair[0];
-            qo[j] = pair.get(1).copied().unwrap_or(0);
+            ue[j] = u(pair[0]);
+            uo[j] = pair.get(1).map_or(0, |&x| u(x));
         }
-        let lanes = cols / 8;
-        let mut k = vec![0i32; chunks * LANES];
-        for (l, kl) in k.iter_mut().enumerate().take(lanes) {
-            let s: i32 = (0..4)
-                .map(|i| i32::from(qe[4 * l + i]) + i32::from(qo[4 * l + i]))
-                .sum();
-            *kl = 8 * s - 64 * zp;
+        Act {
+            ue,
+            uo,
+            c: (128 + zp) as f32,
         }
-        Act { qe, qo, k, zp }
     }
 }
 
@@ -146,18 +143,24 @@ pub fn rows(
     }
 }
 
-/// The lane arithmetic of one chunk for one token: 16 exact lane integers.
+/// The signed weights of lane `l` of chunk `k`: 4 bytes, (low nibble − 8, high nibble − 8),
+/// 0 past the row.
+fn lane_weights(w: &[u8], k: usize, l: usize) -> [(i32, i32); 4] {
+    std::array::from_fn(|i| match w.get(k * CHUNK / 2 + 4 * l + i) {
+        Some(&b) => (i32::from(b & 15) - 8, i32::from(b >> 4) - 8),
+        None => (0, 0),
+    })
+}
+
+/// The lane arithmetic of one chunk for one token: 16 exact `Σ u·(w − 8)`.
 fn lanes_scalar(w: &[u8], a: &Act, k: usize, out: &mut [i32; LANES]) {
     for (l, o) in out.iter_mut().enumerate() {
-        let (mut d, mut sw) = (0i32, 0i32);
-        for i in 0..4 {
+        let mut d = 0i32;
+        for (i, (lo, hi)) in lane_weights(w, k, l).into_iter().enumerate() {
             let j = k * CHUNK / 2 + 4 * l + i;
-            let b = w.get(j).copied().unwrap_or(0);
-            let (lo, hi) = (i32::from(b & 15), i32::from(b >> 4));
-            d += lo * i32::from(a.qe[j]) + hi * i32::from(a.qo[j]);
-            sw += lo + hi;
+            d += lo * i32::from(a.ue[j]) + hi * i32::from(a.uo[j]);
         }
-        *o = d - a.k[k * LANES + l] - a.zp * sw;
+        *o = d;
     }
 }
 
@@ -174,11 +177,20 @@ fn sum_lanes(acc: &[f32; LANES]) -> f32 {
     v[0]
 }
 
-/// The scalar twin of [`avx512::row`] (same operations, same order).
+/// The scalar twin of the AVX-512 row kernel (same operations, same order).
 fn row_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act], dst: &mut [f32]) {
     let chunks = cols.div_ceil(CHUNK);
     let row_bytes = cols / 2;
     let w = &w[..row_bytes];
+    // The row's zero-point factor: per lane Σ scale · Σ(w − 8).
+    let mut cs = [0f32; LANES];
+    for k in 0..chunks {
+        for (l, c) in cs.iter_mut().enumerate() {
+            let sw: i32 = lane_weights(w, k, l).iter().map(|(a, b)| a + b).sum();
+            *c = (sw as f32).mul_add(scales.lane_scale(r, k, l), *c);
+        }
+    }
+    let csum = sum_lanes(&cs);
     for (a, d) in acts.iter().zip(dst.iter_mut()) {
         let mut acc = [0f32; LANES];
         let mut li = [0i32; LANES];
@@ -188,7 +200,7 @@ fn row_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act],
                 acc[l] = (li[l] as f32).mul_add(scales.lane_scale(r, k, l), acc[l]);
             }
         }
-        *d = sum_lanes(&acc);
+        *d = sum_lanes(&acc) - a.c * csum;
     }
 }
 
@@ -263,18 +275,23 @@ mod avx512 {
     ) {
         let ntok = acts.len();
         let rb = cols / 2;
-        for (i, r) in rows.enumerate() {
-            let wr = &w[r * rb..(r + 1) * rb];
-            let out = &mut dst[i * ntok..(i + 1) * ntok];
-            for (g, group) in acts.chunks(4).enumerate() {
-                let o = &mut out[g * 4..g * 4 + group.len()];
-                let mode = match scales {
-                    Scales::PerChannel(_) => PER_ROW,
-                    Scales::Blockwise { block: 32, .. } => B32,
-                    Scales::Blockwise { block: 64, .. } => B64,
-                    Scales::Blockwise { .. } => B128,
-                };
-                macro_rules! go {
+        // Tokens in blocks whose activations fit in L1 (about 24 KiB), every row of the range
+        // per block: the activations are then read from L1 for each row, the weights from L2.
+        let tb = ((24 << 10) / cols.max(1)).clamp(4, 64) / 4 * 4;
+        for t0 in (0..ntok).step_by(tb) {
+            let block = &acts[t0..(t0 + tb).min(ntok)];
+            for (i, r) in rows.clone().enumerate() {
+                let wr = &w[r * rb..(r + 1) * rb];
+                let out = &mut dst[i * ntok + t0..i * ntok + t0 + block.len()];
+                for (g, group) in block.chunks(4).enumerate() {
+                    let o = &mut out[g * 4..g * 4 + group.len()];
+                    let mode = match scales {
+                        Scales::PerChannel(_) => PER_ROW,
+                        Scales::Blockwise { block: 32, .. } => B32,
+                        Scales::Blockwise { block: 64, .. } => B64,
+                        Scales::Blockwise { .. } => B128,
+                    };
+                    macro_rules! go {
                     ($($m:ident)*) => {
                         $(if mode == $m {
                             // SAFETY: the caller's CPU features and lengths.
@@ -289,7 +306,8 @@ mod avx512 {
                         })*
                     };
                 }
-                go!(PER_ROW B32 B64 B128);
+                    go!(PER_ROW B32 B64 B128);
+                }
             }
         }
     }
@@ -341,41 +359,59 @@ mod avx512 {
                 } => (bytes.as_ptr().add(r * nblocks * 2), 0.0, block),
                 Scales::PerChannel(s) => (std::ptr::null(), s[r], CHUNK),
             };
-            let zpv: [__m512i; N] = std::array::from_fn(|t| _mm512_set1_epi32(acts[t].zp & 0xFFFF));
+            let mut cacc = _mm512_setzero_ps();
+            let eight = _mm512_set1_epi8(8);
             for k in 0..chunks {
                 let off = k * CHUNK / 2;
                 let full = off + CHUNK / 2 <= row_bytes;
+                let m: __mmask64 = if full {
+                    !0
+                } else {
+                    (1u64 << (row_bytes - off)) - 1
+                };
                 let wv = if full {
                     _mm512_loadu_si512(w.as_ptr().add(off) as *const _)
                 } else {
-                    let m: __mmask64 = (1u64 << (row_bytes - off)) - 1;
                     _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8)
                 };
                 // The rows are short (448 bytes for 896 columns) and the filter is read once
                 // per token: ask for the bytes PREFETCH ahead (the next rows) now. A prefetch
                 // past the end of the filter is only a hint, never a fault.
                 _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(off + PREFETCH) as *const i8);
-                let lo = _mm512_and_si512(wv, nib);
-                let hi = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib);
-                let sw = _mm512_dpbusd_epi32(zero, _mm512_add_epi8(lo, hi), ones);
+                // Signed nibbles w − 8, zero past the row.
+                let (lo, hi) = if full {
+                    (
+                        _mm512_sub_epi8(_mm512_and_si512(wv, nib), eight),
+                        _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(wv, 4), nib), eight),
+                    )
+                } else {
+                    (
+                        _mm512_maskz_sub_epi8(m, _mm512_and_si512(wv, nib), eight),
+                        _mm512_maskz_sub_epi8(
+                            m,
+                            _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib),
+                            eight,
+                        ),
+                    )
+                };
+                let sw = _mm512_dpbusd_epi32(zero, ones, _mm512_add_epi8(lo, hi));
                 let sc = if full {
                     scale_vec::<M>(sp.wrapping_add(k * CHUNK / block * 2), rs)
                 } else {
                     _mm512_loadu_ps(tail_scales(scales, r, k).as_ptr())
                 };
+                cacc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sw), sc, cacc);
                 for t in 0..N {
                     let a = &acts[t];
-                    let qe = _mm512_loadu_si512(a.qe.as_ptr().add(off) as *const _);
-                    let qo = _mm512_loadu_si512(a.qo.as_ptr().add(off) as *const _);
-                    let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, lo, qe), hi, qo);
-                    let kk = _mm512_loadu_si512(a.k.as_ptr().add(k * LANES) as *const _);
-                    let lane =
-                        _mm512_sub_epi32(_mm512_sub_epi32(d, kk), _mm512_madd_epi16(sw, zpv[t]));
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(lane), sc, acc[t]);
+                    let ue = _mm512_loadu_si512(a.ue.as_ptr().add(off) as *const _);
+                    let uo = _mm512_loadu_si512(a.uo.as_ptr().add(off) as *const _);
+                    let d = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ue, lo), uo, hi);
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[t]);
                 }
             }
+            let csum = hsum(cacc);
             for t in 0..N {
-                out[t] = hsum(acc[t]);
+                out[t] = hsum(acc[t]) - acts[t].c * csum;
             }
         }
     }
