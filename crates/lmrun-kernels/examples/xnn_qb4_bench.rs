@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use lmrun_kernels::xnn_qb4::{rows, Act, Scales};
+use lmrun_kernels::xnn_qb4::{rows, zero_point_sums, Act, Scales};
 
 fn rnd(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
@@ -45,6 +45,7 @@ fn main() {
             block,
             nblocks,
         };
+        let csum = zero_point_sums(&w, cols, nrows, scales);
         for n in [ntok, 1] {
             let acts: Vec<Act> = (0..n)
                 .map(|_| {
@@ -58,7 +59,7 @@ fn main() {
             for _ in 0..rounds {
                 let t = Instant::now();
                 for _ in 0..reps {
-                    rows(&w, cols, 0..nrows, scales, &acts, &mut dst);
+                    rows(&w, cols, 0..nrows, scales, &csum, &acts, &mut dst);
                 }
                 times.push(t.elapsed().as_secs_f64() / reps as f64);
             }

@@ -9,8 +9,9 @@
 //! `u = q + 128`, and weights are used as signed `w − 8`, so one VNNI `vpdpbusd` per nibble
 //! half gives each lane's exact `Σ u·(w − 8)` with no per-token correction inside the loop:
 //! since `(q − zp)(w − 8) = u·(w − 8) − (128 + zp)(w − 8)`, the zero-point term is
-//! `(128 + zp) · Σ_lanes scale · Σ(w − 8)`, where the second factor depends on the row only and
-//! is accumulated once per row, shared by every token. Per lane the exact integer is
+//! `(128 + zp) · Σ_lanes scale · Σ(w − 8)`, where the second factor depends on the row only:
+//! [`zero_point_sums`] computes it once per filter (the caller keeps it), so the loop never
+//! sees it. Per lane the exact integer is
 //! converted to f32 (|lane| < 2^24), multiplied by its block's scale and added to that lane's
 //! accumulator; the 16 lanes are summed in a fixed order at the end of the row. Per token and
 //! chunk that is two `vpdpbusd`, one convert and one FMA. The scalar twin does the same
@@ -103,20 +104,23 @@ impl Act {
 /// For each row `r` of `rows` and token `t`: `dst[(r − rows.start)·ntok + t] = Σ_c (q_t[c] −
 /// zp_t)(w_r[c] − 8)·scale_r(c)` (before the tokens' dequantization scales), where `w` is the
 /// whole filter (row `r` at byte `r·cols/2`, packed nibbles, low = even column) and `ntok =
-/// acts.len()`. The layout must be [`Scales::supported`].
+/// acts.len()`. The layout must be [`Scales::supported`]; `csum` is the filter's
+/// [`zero_point_sums`].
 ///
 /// # Panics
-/// If `w`, the scales or `dst` are too short for `rows`.
+/// If `w`, the scales, `csum` or `dst` are too short for `rows`.
 pub fn rows(
     w: &[u8],
     cols: usize,
     rows: std::ops::Range<usize>,
     scales: Scales<'_>,
+    csum: &[f32],
     acts: &[Act],
     dst: &mut [f32],
 ) {
     let rb = cols / 2;
     assert!(w.len() >= rows.end * rb && dst.len() >= rows.len() * acts.len());
+    assert!(csum.len() >= rows.end);
     match scales {
         Scales::Blockwise { bytes, nblocks, .. } => {
             assert!(bytes.len() >= rows.end * nblocks * 2)
@@ -127,7 +131,7 @@ pub fn rows(
     if crate::Isa::best() == crate::Isa::Avx512Vnni {
         // SAFETY: the CPU has AVX-512 F/BW/VL/VNNI (checked by Isa::best); the lengths were
         // checked above.
-        unsafe { avx512::rows(w, cols, rows, scales, acts, dst) };
+        unsafe { avx512::rows(w, cols, rows, scales, csum, acts, dst) };
         return;
     }
     let ntok = acts.len();
@@ -137,6 +141,7 @@ pub fn rows(
             cols,
             r,
             scales,
+            csum[r],
             acts,
             &mut dst[i * ntok..(i + 1) * ntok],
         );
@@ -177,20 +182,52 @@ fn sum_lanes(acc: &[f32; LANES]) -> f32 {
     v[0]
 }
 
-/// The scalar twin of the AVX-512 row kernel (same operations, same order).
-fn row_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>, acts: &[Act], dst: &mut [f32]) {
-    let chunks = cols.div_ceil(CHUNK);
-    let row_bytes = cols / 2;
-    let w = &w[..row_bytes];
-    // The row's zero-point factor: per lane Σ scale · Σ(w − 8).
+/// Row `r`'s zero-point factor `Σ_lanes scale · Σ(w − 8)`: per lane a fused multiply-add per
+/// chunk, then the lanes in [`sum_lanes`] order (the AVX-512 twin does the same).
+fn row_csum_scalar(w: &[u8], cols: usize, r: usize, scales: Scales<'_>) -> f32 {
+    let w = &w[..cols / 2];
     let mut cs = [0f32; LANES];
-    for k in 0..chunks {
+    for k in 0..cols.div_ceil(CHUNK) {
         for (l, c) in cs.iter_mut().enumerate() {
             let sw: i32 = lane_weights(w, k, l).iter().map(|(a, b)| a + b).sum();
             *c = (sw as f32).mul_add(scales.lane_scale(r, k, l), *c);
         }
     }
-    let csum = sum_lanes(&cs);
+    sum_lanes(&cs)
+}
+
+/// Each row's zero-point factor, for [`rows`]: a pass over the whole filter, to be done once
+/// (the weights do not change) and kept with it.
+///
+/// # Panics
+/// If `w` or the scales are shorter than `nrows` rows.
+pub fn zero_point_sums(w: &[u8], cols: usize, nrows: usize, scales: Scales<'_>) -> Vec<f32> {
+    let rb = cols / 2;
+    assert!(w.len() >= nrows * rb);
+    #[cfg(target_arch = "x86_64")]
+    if crate::Isa::best() == crate::Isa::Avx512Vnni {
+        // SAFETY: AVX-512 F/BW/VL/VNNI checked by Isa::best; the length was checked above.
+        return (0..nrows)
+            .map(|r| unsafe { avx512::row_csum(&w[r * rb..(r + 1) * rb], cols, r, scales) })
+            .collect();
+    }
+    (0..nrows)
+        .map(|r| row_csum_scalar(&w[r * rb..(r + 1) * rb], cols, r, scales))
+        .collect()
+}
+
+/// The scalar twin of the AVX-512 row kernel (same operations, same order).
+fn row_scalar(
+    w: &[u8],
+    cols: usize,
+    r: usize,
+    scales: Scales<'_>,
+    csum: f32,
+    acts: &[Act],
+    dst: &mut [f32],
+) {
+    let chunks = cols.div_ceil(CHUNK);
+    let w = &w[..cols / 2];
     for (a, d) in acts.iter().zip(dst.iter_mut()) {
         let mut acc = [0f32; LANES];
         let mut li = [0i32; LANES];
@@ -270,6 +307,7 @@ mod avx512 {
         cols: usize,
         rows: std::ops::Range<usize>,
         scales: Scales<'_>,
+        csum: &[f32],
         acts: &[Act],
         dst: &mut [f32],
     ) {
@@ -297,10 +335,10 @@ mod avx512 {
                             // SAFETY: the caller's CPU features and lengths.
                             unsafe {
                                 match group.len() {
-                                    1 => group_row::<1, $m>(wr, cols, r, scales, group, o),
-                                    2 => group_row::<2, $m>(wr, cols, r, scales, group, o),
-                                    3 => group_row::<3, $m>(wr, cols, r, scales, group, o),
-                                    _ => group_row::<4, $m>(wr, cols, r, scales, group, o),
+                                    1 => group_row::<1, $m>(wr, cols, r, scales, csum[r], group, o),
+                                    2 => group_row::<2, $m>(wr, cols, r, scales, csum[r], group, o),
+                                    3 => group_row::<3, $m>(wr, cols, r, scales, csum[r], group, o),
+                                    _ => group_row::<4, $m>(wr, cols, r, scales, csum[r], group, o),
                                 }
                             }
                         })*
@@ -326,6 +364,72 @@ mod avx512 {
         _mm_cvtss_f32(d)
     }
 
+    /// Row `r`'s zero-point factor, as [`super::row_csum_scalar`] computes it (same lanes,
+    /// same order, same bits).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL/VNNI; `w` holds the row's `cols / 2` bytes, the scales row `r`.
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    pub(super) unsafe fn row_csum(w: &[u8], cols: usize, r: usize, scales: Scales<'_>) -> f32 {
+        // SAFETY: the caller's CPU features and lengths.
+        unsafe {
+            match scales {
+                Scales::PerChannel(_) => row_csum_m::<PER_ROW>(w, cols, r, scales),
+                Scales::Blockwise { block: 32, .. } => row_csum_m::<B32>(w, cols, r, scales),
+                Scales::Blockwise { block: 64, .. } => row_csum_m::<B64>(w, cols, r, scales),
+                Scales::Blockwise { .. } => row_csum_m::<B128>(w, cols, r, scales),
+            }
+        }
+    }
+
+    /// [`row_csum`] for scale layout `M`.
+    ///
+    /// # Safety
+    /// As [`row_csum`].
+    #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+    unsafe fn row_csum_m<const M: u8>(w: &[u8], cols: usize, r: usize, scales: Scales<'_>) -> f32 {
+        // SAFETY: the caller's CPU features; loads are within `w` (masked in a partial chunk).
+        unsafe {
+            let row_bytes = cols / 2;
+            let nib = _mm512_set1_epi8(0x0F);
+            let eight = _mm512_set1_epi8(8);
+            let ones = _mm512_set1_epi8(1);
+            let (sp, rs, block) = match scales {
+                Scales::Blockwise {
+                    bytes,
+                    block,
+                    nblocks,
+                } => (bytes.as_ptr().add(r * nblocks * 2), 0.0, block),
+                Scales::PerChannel(s) => (std::ptr::null(), s[r], CHUNK),
+            };
+            let mut cacc = _mm512_setzero_ps();
+            for k in 0..cols.div_ceil(CHUNK) {
+                let off = k * CHUNK / 2;
+                let full = off + CHUNK / 2 <= row_bytes;
+                let m: __mmask64 = if full {
+                    !0
+                } else {
+                    (1u64 << (row_bytes - off)) - 1
+                };
+                let wv = _mm512_maskz_loadu_epi8(m, w.as_ptr().add(off) as *const i8);
+                let lo = _mm512_maskz_sub_epi8(m, _mm512_and_si512(wv, nib), eight);
+                let hi = _mm512_maskz_sub_epi8(
+                    m,
+                    _mm512_and_si512(_mm512_srli_epi16(wv, 4), nib),
+                    eight,
+                );
+                let sw = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, _mm512_add_epi8(lo, hi));
+                let sc = if full {
+                    scale_vec::<M>(sp.wrapping_add(k * CHUNK / block * 2), rs)
+                } else {
+                    _mm512_loadu_ps(tail_scales(scales, r, k).as_ptr())
+                };
+                cacc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sw), sc, cacc);
+            }
+            hsum(cacc)
+        }
+    }
+
     /// One row against `N` tokens.
     ///
     /// # Safety
@@ -337,6 +441,7 @@ mod avx512 {
         cols: usize,
         r: usize,
         scales: Scales<'_>,
+        csum: f32,
         acts: &[Act],
         out: &mut [f32],
     ) {
@@ -346,10 +451,8 @@ mod avx512 {
             let chunks = cols.div_ceil(CHUNK);
             let row_bytes = cols / 2;
             let nib = _mm512_set1_epi8(0x0F);
-            let ones = _mm512_set1_epi8(1);
             let zero = _mm512_setzero_si512();
             let mut acc = [_mm512_setzero_ps(); N];
-            // zp in the low 16 bits of each i32 lane, so vpmaddwd gives W·zp.
             // The row's scales: the first bf16 of the row, or its one f32.
             let (sp, rs, block) = match scales {
                 Scales::Blockwise {
@@ -359,7 +462,6 @@ mod avx512 {
                 } => (bytes.as_ptr().add(r * nblocks * 2), 0.0, block),
                 Scales::PerChannel(s) => (std::ptr::null(), s[r], CHUNK),
             };
-            let mut cacc = _mm512_setzero_ps();
             let eight = _mm512_set1_epi8(8);
             for k in 0..chunks {
                 let off = k * CHUNK / 2;
@@ -394,13 +496,11 @@ mod avx512 {
                         ),
                     )
                 };
-                let sw = _mm512_dpbusd_epi32(zero, ones, _mm512_add_epi8(lo, hi));
                 let sc = if full {
                     scale_vec::<M>(sp.wrapping_add(k * CHUNK / block * 2), rs)
                 } else {
                     _mm512_loadu_ps(tail_scales(scales, r, k).as_ptr())
                 };
-                cacc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sw), sc, cacc);
                 for t in 0..N {
                     let a = &acts[t];
                     let ue = _mm512_loadu_si512(a.ue.as_ptr().add(off) as *const _);
@@ -409,7 +509,6 @@ mod avx512 {
                     acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), sc, acc[t]);
                 }
             }
-            let csum = hsum(cacc);
             for t in 0..N {
                 out[t] = hsum(acc[t]) - acts[t].c * csum;
             }
@@ -490,12 +589,16 @@ mod tests {
                     let prepared = &prepared[..n];
                     let acts = &acts[..n];
                     let mut all = vec![0f32; rows * n];
-                    super::rows(&w, cols, 0..rows, scales, prepared, &mut all);
+                    let csum = zero_point_sums(&w, cols, rows, scales);
+                    super::rows(&w, cols, 0..rows, scales, &csum, prepared, &mut all);
                     for r in 0..rows {
                         let wr = &w[r * cols / 2..(r + 1) * cols / 2];
                         let fast = &all[r * n..(r + 1) * n];
                         let mut slow = vec![0f32; n];
-                        row_scalar(wr, cols, r, scales, prepared, &mut slow);
+                        // The zero-point factor, from both ISAs, and the row from the twin.
+                        let cs = row_csum_scalar(wr, cols, r, scales);
+                        assert_eq!(cs.to_bits(), csum[r].to_bits());
+                        row_scalar(wr, cols, r, scales, cs, prepared, &mut slow);
                         for (t, (q, zp)) in acts.iter().enumerate() {
                             // Every ISA gives the same bits.
                             assert_eq!(

@@ -132,6 +132,9 @@ pub(super) struct ValueDef {
     pub dims: Vec<usize>,
     pub data: Option<Buffer>,
     pub quant: Quant,
+    /// For an int4 filter: each row's zero-point factor (`xnn_qb4::zero_point_sums`),
+    /// computed on first use (a pass over the weights) and kept, as the weights never change.
+    pub zp_sums: std::sync::OnceLock<Vec<f32>>,
 }
 
 /// The binary node kinds.
@@ -386,6 +389,7 @@ impl Graph {
                 dims,
                 data,
                 quant,
+                zp_sums: std::sync::OnceLock::new(),
             },
         );
         Ok(())

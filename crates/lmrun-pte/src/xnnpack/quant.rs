@@ -213,8 +213,11 @@ pub(super) fn qd8_fully_connected(
             .enumerate()
             .map(|(t, &(_, zp))| Act::new(&q[t * cols..(t + 1) * cols], zp))
             .collect();
+        let csum = fdef
+            .zp_sums
+            .get_or_init(|| qb4::zero_point_sums(w, cols, rows, scales));
         let range_out = |r0: usize, r1: usize, dst: &mut [f32]| {
-            qb4::rows(w, cols, r0..r1, scales, &acts, dst);
+            qb4::rows(w, cols, r0..r1, scales, csum, &acts, dst);
             for row in dst.chunks_mut(ntok.max(1)) {
                 for (d, &(deq, _)) in row.iter_mut().zip(params) {
                     *d *= deq;
