@@ -16,11 +16,15 @@ fn host(pte: &str, ptd: &str, ptd_bytes: Option<Buffer>) -> Option<Module> {
         Some(b) => b,
         None => Buffer::from_vec(std::fs::read(data(ptd)).unwrap()),
     };
-    let loaders: Vec<(PathBuf, Box<dyn DataLoader>)> =
-        vec![(PathBuf::from("<fuzz>.ptd"), Box::new(BufferLoader::new(ptd_buf)))];
+    let loaders: Vec<(PathBuf, Box<dyn DataLoader>)> = vec![(
+        PathBuf::from("<fuzz>.ptd"),
+        Box::new(BufferLoader::new(ptd_buf)),
+    )];
     Module::from_loaders(
         Path::new("<fuzz>.pte"),
-        Box::new(BufferLoader::new(Buffer::from_vec(std::fs::read(data(pte)).unwrap()))),
+        Box::new(BufferLoader::new(Buffer::from_vec(
+            std::fs::read(data(pte)).unwrap(),
+        ))),
         loaders,
     )
     .ok()
@@ -38,8 +42,11 @@ fn xnnpack_graph(input: &[u8]) {
     let Some((&which, blob)) = input.split_first() else {
         return;
     };
-    let Some(mut m) = host("tiny_xnnpack_8da4w_ptd.pte", "tiny_xnnpack_8da4w_ptd.ptd", None)
-    else {
+    let Some(mut m) = host(
+        "tiny_xnnpack_8da4w_ptd.pte",
+        "tiny_xnnpack_8da4w_ptd.ptd",
+        None,
+    ) else {
         return;
     };
     let pi = m
@@ -59,9 +66,10 @@ fn xnnpack_graph(input: &[u8]) {
 /// As `fuzz/fuzz_targets/ptd_parse.rs`: the input is the `.ptd` of the two tiny `.ptd` programs.
 fn ptd_parse(input: &[u8]) {
     let b = Buffer::from_vec(input.to_vec());
-    if let Ok(d) =
-        lmrun_pte::ptd::FlatTensorData::load(Path::new("<fuzz>.ptd"), Box::new(BufferLoader::new(b.clone())))
-    {
+    if let Ok(d) = lmrun_pte::ptd::FlatTensorData::load(
+        Path::new("<fuzz>.ptd"),
+        Box::new(BufferLoader::new(b.clone())),
+    ) {
         for e in &d.entries {
             let _ = d.get_data(&e.key);
         }

@@ -286,6 +286,24 @@ fn ranges_over_pool(
     let chunk = rows.div_ceil(pool.n_threads() * 4).max(1);
     let n_chunks = rows.div_ceil(chunk);
     let next = std::sync::atomic::AtomicUsize::new(0);
+    if ntok == 1 {
+        // One token (decode): `[row][token]` is `[token][row]`, so each chunk computes into
+        // its own piece of `out` (locked once, uncontended): no buffer, no scatter.
+        let pieces: Vec<std::sync::Mutex<&mut [f32]>> = out[..rows]
+            .chunks_mut(chunk)
+            .map(std::sync::Mutex::new)
+            .collect();
+        pool.run_dynamic(|_, _| loop {
+            let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let mut piece = pieces[c].lock().unwrap_or_else(|e| e.into_inner());
+            let r0 = c * chunk;
+            range_out(r0, r0 + piece.len(), &mut piece);
+        });
+        return;
+    }
     let results = std::sync::Mutex::new(Vec::with_capacity(n_chunks));
     pool.run_dynamic(|_, _| loop {
         let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
