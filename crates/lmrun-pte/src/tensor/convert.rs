@@ -110,9 +110,11 @@ pub(crate) fn encode(dtype: ScalarType, d: Data) -> KResult<Vec<u8>> {
     match d {
         Data::F32(v) => {
             if dtype == Float {
-                out.reserve(v.len() * 4);
-                for x in v {
-                    out.extend_from_slice(&x.to_le_bytes());
+                // Pre-sized and written in place: this is every f32 kernel's output, and the
+                // fixed-size copies compile to vector stores.
+                out = vec![0u8; v.len() * 4];
+                for (o, x) in out.chunks_exact_mut(4).zip(&v) {
+                    o.copy_from_slice(&x.to_le_bytes());
                 }
             } else if dtype.is_float() {
                 for x in v {
@@ -130,6 +132,14 @@ pub(crate) fn encode(dtype: ScalarType, d: Data) -> KResult<Vec<u8>> {
             if dtype.is_float() {
                 for x in v {
                     out.extend(f(x as f64));
+                }
+            } else if matches!(dtype, Char | QInt8 | Byte | QUInt8) {
+                // One byte each (quantized activations): no per-element buffer.
+                out.extend(v.iter().map(|&x| x as u8));
+            } else if dtype == Long {
+                out.reserve(v.len() * 8);
+                for x in v {
+                    out.extend_from_slice(&x.to_le_bytes());
                 }
             } else {
                 for x in v {

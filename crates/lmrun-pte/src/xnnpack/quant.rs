@@ -11,14 +11,15 @@ use lmrun_kernels::xnn_qb4::{self as qb4, Act, Scales};
 /// Quantize each row of `k` values of `x` to int8 with its own (dequantization scale, zero
 /// point), as XNNPACK's `Convert` to qdint8 does.
 pub(super) fn quantize_rows(x: &[f32], k: usize) -> (Vec<i8>, Vec<(f32, i32)>) {
-    let mut q = Vec::with_capacity(x.len());
-    let mut params = Vec::new();
-    for row in x.chunks(k) {
+    // Pre-sized and written in place, so the per-value loop vectorizes.
+    let mut q = vec![0i8; x.len()];
+    let mut params = Vec::with_capacity(x.len().div_ceil(k.max(1)));
+    for (row, qr) in x.chunks(k).zip(q.chunks_mut(k)) {
         let (scale, mult, zp) = qd8_params(row);
         let (lo, hi) = ((-128 - zp) as f32, (127 - zp) as f32);
-        for &v in row {
-            let r = round_even((v * mult).clamp(lo, hi)) as i32 + zp;
-            q.push(r.clamp(-128, 127) as i8);
+        for (o, &v) in qr.iter_mut().zip(row) {
+            let r = round_even((v * mult).max(lo).min(hi)) as i32 + zp;
+            *o = r.clamp(-128, 127) as i8;
         }
         params.push((scale, zp));
     }
@@ -311,19 +312,26 @@ fn ranges_over_pool(
             break;
         }
         let (r0, r1) = (c * chunk, ((c + 1) * chunk).min(rows));
-        let mut v = vec![0f32; (r1 - r0) * ntok];
+        let n = r1 - r0;
+        let mut v = vec![0f32; n * ntok];
         range_out(r0, r1, &mut v);
+        // Transpose to `[token][row]` here, in parallel, so that the serial pass below is one
+        // contiguous copy per token and chunk.
+        let mut vt = vec![0f32; n * ntok];
+        for (i, row) in v.chunks_exact(ntok).enumerate() {
+            for (t, &x) in row.iter().enumerate() {
+                vt[t * n + i] = x;
+            }
+        }
         results
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((r0, v));
+            .push((r0, vt));
     });
-    for (r0, v) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
-        let n = v.len() / ntok.max(1);
-        for i in 0..n {
-            for t in 0..ntok {
-                out[t * rows + r0 + i] = v[i * ntok + t];
-            }
+    for (r0, vt) in results.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let n = vt.len() / ntok.max(1);
+        for (t, seg) in vt.chunks_exact(n.max(1)).enumerate() {
+            out[t * rows + r0..t * rows + r0 + n].copy_from_slice(seg);
         }
     }
 }
