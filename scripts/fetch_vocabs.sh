@@ -23,7 +23,7 @@ mkdir -p "$dest"
 work="$(mktemp -d "$dest/.fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-if ! "$py" -m pip download --quiet --no-deps --no-binary :all: --disable-pip-version-check \
+if ! "$py" -m pip download --quiet --no-deps --no-binary llama-cpp-python --disable-pip-version-check \
   -d "$work/sdist" "llama-cpp-python==$version" >"$work/pip.log" 2>&1; then
   echo "error: could not download the llama-cpp-python $version sdist (offline, or no access to pypi.org?)" >&2
   sed 's/^/  pip: /' "$work/pip.log" | tail -5 >&2
